@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make serve   -> the scoring service, locally, on a small demo model
+#   make test    -> the whole test suite (what .ci/run runs)
+PYTHON ?= python3
+PORT ?= 5001
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+UV_VERSION := 0.13.8
+
+.PHONY: setup serve test bench clean
+
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+
+# uv is installed inside the venv itself, so nothing touches the system Python.
+$(VENV)/.installed: requirements.txt scoring_app/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	VIRTUAL_ENV=$(VENV) $(VENV)/bin/uv pip install -q -r requirements-dev.txt
+	touch $@
+
+# checkov pins packaging<24 while pulumi needs packaging>=26: it gets a venv of its own.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	VIRTUAL_ENV=$(CHECKOV_VENV) $(CHECKOV_VENV)/bin/uv pip install -q -r requirements-checkov.txt
+	touch $@
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/python -m scoring_app.quickstart --port $(PORT)
+
+test: setup
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(VENV)/bin/python -m pytest
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .demo .pytest_cache
