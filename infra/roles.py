@@ -1,0 +1,16 @@
+"""Azure built-in role ids this stack grants, and how to spell a role definition id.
+
+The ids are fixed by Azure for every tenant (see "Azure built-in roles"), so
+they are constants, not config.
+"""
+import pulumi
+
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+
+
+def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
+    return pulumi.Output.concat(
+        "/subscriptions/", subscription_id,
+        "/providers/Microsoft.Authorization/roleDefinitions/", role)
