@@ -35,7 +35,10 @@ class DevicePluginArgs:
 
 def _skip_annotations(image: str) -> dict:
     """checkov skips, each with the reason a reviewer needs (see the module docstring)."""
-    skips = [f"CKV_K8S_23={ROOT_REASON}", f"CKV_K8S_40={ROOT_REASON}"]
+    no_probe = ("the plugin serves no health endpoint: it talks gRPC to the kubelet over a "
+                "socket, and the kubelet drops its GPUs and the DaemonSet restarts it if it exits")
+    skips = [f"CKV_K8S_23={ROOT_REASON}", f"CKV_K8S_40={ROOT_REASON}",
+             f"CKV_K8S_8={no_probe}", f"CKV_K8S_9={no_probe}"]
     if "@sha256:" not in image:
         skips.append("CKV_K8S_43=NVIDIA's release tag is pinned in config (devicePluginImage); "
                      "set a digest there to pin the bytes too")
@@ -94,6 +97,13 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                     },
                 },
             },
+            opts=child,
+        )
+        # The plugin needs no network at all (its only peer is the kubelet's Unix socket).
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-deny-all",
+            metadata={"name": "deny-all", "namespace": namespace.metadata.name},
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
             opts=child,
         )
         self.register_outputs({"namespace": namespace.metadata.name})
