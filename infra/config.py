@@ -156,7 +156,7 @@ def _gpu_pool(cfg: pulumi.Config, zones: tuple[str, ...]) -> GpuPoolConfig:
 
 
 def _image(cfg: pulumi.Config) -> ImageConfig:
-    prebuilt = cfg.get("prebuiltImage")
+    prebuilt = cfg.get("prebuiltImage") or None
     model_dir = None
     if prebuilt:
         if not _DIGEST_REF.match(prebuilt):

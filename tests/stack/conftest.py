@@ -1,7 +1,12 @@
 """Fixtures: the program run under mocks once per stack file, plus one variant run."""
+import sys
+
 import pytest
 
-from stack_harness import STACKS, run_programs
+from stack_harness import REPO, STACKS, run_programs
+
+if str(REPO) not in sys.path:  # the config and unit tests import infra/ in-process
+    sys.path.insert(0, str(REPO))
 
 PREBUILT = "contoso.azurecr.io/scoring@sha256:" + "ab" * 32
 #: dev with every optional branch flipped: prebuilt image, GPU Operator route,
