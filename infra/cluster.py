@@ -13,7 +13,7 @@ from pulumi_azure_native import authorization, containerservice
 
 from infra.config import ClusterConfig, GpuPoolConfig
 from infra.kubeconfig import unattended_kubeconfig
-from infra.roles import AKS_RBAC_CLUSTER_ADMIN, role_definition_id
+from infra.roles import AKS_RBAC_CLUSTER_ADMIN, grant
 from infra.scheduling import GPU_NODE_LABEL, GPU_TAINT, taint_string
 
 
@@ -109,13 +109,8 @@ class GpuCluster(pulumi.ComponentResource):
 
         # Whoever runs `pulumi up` administers the cluster through Azure RBAC,
         # which is all the Kubernetes provider has once local accounts are off.
-        rbac_admin = authorization.RoleAssignment(
-            f"{name}-deployer-admin",
-            principal_id=deployer.object_id,
-            role_definition_id=role_definition_id(deployer.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
-            scope=managed.id,
-            opts=child,
-        )
+        rbac_admin = grant(f"{name}-deployer-admin", deployer.object_id, AKS_RBAC_CLUSTER_ADMIN,
+                           managed.id, deployer.subscription_id, child)
 
         if cfg.local_accounts:
             creds = containerservice.list_managed_cluster_admin_credentials_output(

@@ -20,7 +20,7 @@ from pulumi_azure_native import authorization, containerregistry
 from infra import acr_auth
 from infra.config import REPO_ROOT, ImageConfig
 from infra.content_tag import content_tag
-from infra.roles import ACR_PULL, ACR_PUSH, role_definition_id
+from infra.roles import ACR_PULL, ACR_PUSH, grant
 
 APP_DIR = REPO_ROOT / "scoring_app"
 #: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
@@ -62,14 +62,8 @@ class RegistryImage(pulumi.ComponentResource):
             opts=child,
         )
         # The kubelet identity pulls images, not the cluster's control-plane identity.
-        authorization.RoleAssignment(
-            f"{name}-kubelet-pull",
-            principal_id=args.kubelet_object_id,
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition_id(deployer.subscription_id, ACR_PULL),
-            scope=registry.id,
-            opts=child,
-        )
+        grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
+              deployer.subscription_id, child, principal_type="ServicePrincipal")
         self.login_server = registry.login_server
         if args.image.prebuilt_image:
             self.image_ref = pulumi.Output.from_input(args.image.prebuilt_image)
@@ -78,13 +72,8 @@ class RegistryImage(pulumi.ComponentResource):
         self.register_outputs({"loginServer": self.login_server, "imageRef": self.image_ref})
 
     def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
-        push_role = authorization.RoleAssignment(
-            f"{name}-deployer-push",
-            principal_id=deployer.object_id,
-            role_definition_id=role_definition_id(deployer.subscription_id, ACR_PUSH),
-            scope=registry.id,
-            opts=child,
-        )
+        push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
+                          deployer.subscription_id, child)
         aad_token = authorization.get_client_token_output().token
         password = pulumi.Output.secret(
             pulumi.Output.all(registry.login_server, deployer.tenant_id, aad_token).apply(
