@@ -1,0 +1,1 @@
+"""The Pulumi program's components; __main__.py wires them together."""

@@ -1,0 +1,130 @@
+"""The GPU cluster: AKS with a small system pool, a tainted GPU pool, and a Kubernetes provider.
+
+The GPU pool is its own AgentPool resource so that scaling or resizing it
+never touches the cluster, and the system pool stays free of GPU workloads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, containerservice
+
+from infra.config import ClusterConfig, GpuPoolConfig
+from infra.kubeconfig import unattended_kubeconfig
+from infra.roles import AKS_RBAC_CLUSTER_ADMIN, grant
+from infra.scheduling import GPU_NODE_LABEL, GPU_TAINT, taint_string
+
+
+@dataclass
+class GpuClusterArgs:
+    resource_group_name: pulumi.Input[str]
+    cluster: ClusterConfig
+    gpu: GpuPoolConfig
+
+
+class GpuCluster(pulumi.ComponentResource):
+    """AKS (Entra ID + Azure RBAC, CNI overlay + Cilium) and its GPU node pool."""
+
+    name: pulumi.Output[str]
+    kubelet_object_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-gpu-scoring:infra:GpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg, gpu = args.cluster, args.gpu
+        deployer = authorization.get_client_config_output()
+
+        managed = containerservice.ManagedCluster(
+            f"{name}-aks",
+            resource_group_name=args.resource_group_name,
+            location=cfg.location,
+            dns_prefix=name,
+            kubernetes_version=cfg.kubernetes_version,
+            sku={"name": "Base", "tier": cfg.tier},
+            identity={"type": "SystemAssigned"},
+            agent_pool_profiles=[{
+                "name": "system",
+                "mode": "System",
+                "vm_size": cfg.system_vm_size,
+                "count": cfg.system_node_count,
+                "os_type": "Linux",
+                "os_sku": "Ubuntu",
+                "type": "VirtualMachineScaleSets",
+                "availability_zones": list(cfg.zones) or None,
+                # Keeps everything but critical add-ons off the system pool.
+                "node_taints": ["CriticalAddonsOnly=true:NoSchedule"],
+            }],
+            network_profile={
+                "network_plugin": "azure",
+                "network_plugin_mode": "overlay",
+                "network_dataplane": "cilium",
+                "network_policy": "cilium",
+                "load_balancer_sku": "standard",
+            },
+            oidc_issuer_profile={"enabled": True},
+            security_profile={"workload_identity": {"enabled": True}},
+            auto_upgrade_profile={
+                "upgrade_channel": cfg.upgrade_channel,
+                "node_os_upgrade_channel": cfg.node_os_upgrade_channel,
+            },
+            addon_profiles={"azurepolicy": {"enabled": True}},
+            api_server_access_profile={"authorized_ip_ranges": list(cfg.authorized_ip_ranges)},
+            enable_rbac=True,
+            aad_profile={
+                "managed": True,
+                "enable_azure_rbac": True,
+                "admin_group_object_ids": list(cfg.admin_group_object_ids) or None,
+            },
+            disable_local_accounts=not cfg.local_accounts,
+            opts=child,
+        )
+
+        containerservice.AgentPool(
+            f"{name}-gpu",
+            agent_pool_name="gpu",
+            resource_group_name=args.resource_group_name,
+            resource_name_=managed.name,
+            mode="User",
+            vm_size=gpu.vm_size,
+            os_type="Linux",
+            os_sku="Ubuntu",
+            type="VirtualMachineScaleSets",
+            count=gpu.min_count,
+            enable_auto_scaling=True,
+            min_count=gpu.min_count,
+            max_count=gpu.max_count,
+            availability_zones=list(gpu.zones) or None,
+            node_taints=[taint_string(GPU_TAINT)],
+            node_labels=dict([GPU_NODE_LABEL]),
+            scale_set_priority="Spot" if gpu.spot else "Regular",
+            scale_set_eviction_policy="Delete" if gpu.spot else None,
+            spot_max_price=gpu.spot_max_price if gpu.spot else None,
+            gpu_profile={"driver": "Install" if gpu.driver == "aks" else "None"},
+            opts=child,
+        )
+
+        # Whoever runs `pulumi up` administers the cluster through Azure RBAC,
+        # which is all the Kubernetes provider has once local accounts are off.
+        rbac_admin = grant(f"{name}-deployer-admin", deployer.object_id, AKS_RBAC_CLUSTER_ADMIN,
+                           managed.id, deployer.subscription_id, child)
+
+        if cfg.local_accounts:
+            creds = containerservice.list_managed_cluster_admin_credentials_output(
+                resource_group_name=args.resource_group_name, resource_name=managed.name)
+        else:
+            creds = containerservice.list_managed_cluster_user_credentials_output(
+                resource_group_name=args.resource_group_name, resource_name=managed.name,
+                format="exec")
+        self.kubeconfig = pulumi.Output.secret(creds.kubeconfigs[0].value.apply(
+            lambda encoded: unattended_kubeconfig(encoded, cfg.kubelogin_mode)))
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin]))
+        self.name = managed.name
+        self.kubelet_object_id = managed.identity_profile.apply(
+            lambda profile: profile["kubeletidentity"].object_id)
+        self.register_outputs({"name": self.name, "kubeletObjectId": self.kubelet_object_id})

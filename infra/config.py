@@ -1,0 +1,287 @@
+"""The stack's configuration: read and checked here, once, before any resource exists.
+
+Every key is described, with its default, in Pulumi.yaml. A bad value stops
+`pulumi preview` with a ConfigError that names the key and says what to use
+instead, so nothing half-deploys. Components receive the typed, frozen
+groups below and never read pulumi.Config themselves.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+from infra.gpu_sizes import GPUS_PER_VM, gpu_size_problem
+
+#: The repository root: relative paths in config (modelDir) are resolved from here.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+UPGRADE_CHANNELS = ("rapid", "stable", "patch", "node-image", "none")
+NODE_OS_UPGRADE_CHANNELS = ("None", "Unmanaged", "NodeImage", "SecurityPatch")
+CLUSTER_TIERS = ("Free", "Standard", "Premium")
+REGISTRY_SKUS = ("Basic", "Standard", "Premium")
+GPU_DRIVERS = ("aks", "gpu-operator")
+KUBELOGIN_MODES = ("azurecli", "devicecode", "interactive", "spn", "workloadidentity", "msi")
+ZONES = ("1", "2", "3")
+#: Variables the Deployment sets itself; scoringEnv may not override them.
+RESERVED_ENV = frozenset({
+    "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
+    "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
+    "SCORING_GRACEFUL_TIMEOUT_S",
+})
+_DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_DIGEST_REF = re.compile(r"^[a-z0-9.\-:/_]+@sha256:[0-9a-f]{64}$")
+_PINNED_TAG = re.compile(r"^[^@]+:(?!latest$)[\w][\w.\-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message starts with the full key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{pulumi.get_project()}:{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    location: str
+    kubernetes_version: str | None
+    tier: str
+    system_vm_size: str
+    system_node_count: int
+    zones: tuple[str, ...]
+    upgrade_channel: str
+    node_os_upgrade_channel: str
+    authorized_ip_ranges: tuple[str, ...]
+    local_accounts: bool
+    admin_group_object_ids: tuple[str, ...]
+    kubelogin_mode: str
+
+
+@dataclass(frozen=True)
+class GpuPoolConfig:
+    vm_size: str
+    min_count: int
+    max_count: int
+    spot: bool
+    spot_max_price: float
+    zones: tuple[str, ...]
+    driver: str  # "aks": AKS installs it (gpuProfile Install); "gpu-operator": None
+
+    @property
+    def max_gpus(self) -> int:
+        return GPUS_PER_VM[self.vm_size] * self.max_count
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    registry_sku: str
+    prebuilt_image: str | None
+    model_dir: Path | None  # None when prebuilt_image is set
+    device_plugin_image: str
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    replicas: int
+    model_name: str
+    model_version: str
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    graceful_timeout_s: int
+    pre_stop_s: int
+    extra_env: tuple[tuple[str, str], ...]
+    dns_label: str | None
+    source_ranges: tuple[str, ...]
+    primary_key_version: str
+    secondary_key_version: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    cluster: ClusterConfig
+    gpu: GpuPoolConfig
+    image: ImageConfig
+    service: ServiceConfig
+
+
+def load(cfg: pulumi.Config | None = None) -> StackConfig:
+    """Read every key of this project's config, check it, and return it typed."""
+    cfg = cfg or pulumi.Config()
+    zones = _zones(cfg)
+    cluster = ClusterConfig(
+        location=_required_str(cfg, "location"),
+        kubernetes_version=cfg.get("kubernetesVersion") or None,
+        tier=_choice(cfg, "clusterTier", "Free", CLUSTER_TIERS),
+        system_vm_size=cfg.get("systemVmSize") or "Standard_D2s_v5",
+        system_node_count=_int(cfg, "systemNodeCount", 1, minimum=1),
+        zones=zones,
+        upgrade_channel=_choice(cfg, "upgradeChannel", "patch", UPGRADE_CHANNELS),
+        node_os_upgrade_channel=_choice(
+            cfg, "nodeOsUpgradeChannel", "NodeImage", NODE_OS_UPGRADE_CHANNELS),
+        authorized_ip_ranges=_cidrs(cfg, "apiAuthorizedIpRanges", required=True),
+        local_accounts=bool(cfg.get_bool("localAccounts") or False),
+        admin_group_object_ids=_str_list(cfg, "adminGroupObjectIds"),
+        kubelogin_mode=_choice(cfg, "kubeloginMode", "azurecli", KUBELOGIN_MODES),
+    )
+    gpu = _gpu_pool(cfg, zones)
+    image = _image(cfg)
+    service = _service(cfg, gpu)
+    return StackConfig(cluster=cluster, gpu=gpu, image=image, service=service)
+
+
+def _gpu_pool(cfg: pulumi.Config, zones: tuple[str, ...]) -> GpuPoolConfig:
+    vm_size = cfg.get("gpuVmSize") or "Standard_NC4as_T4_v3"
+    problem = gpu_size_problem(vm_size)
+    if problem:
+        raise ConfigError("gpuVmSize", problem)
+    min_count = _int(cfg, "gpuMinCount", 1, minimum=0)
+    max_count = _int(cfg, "gpuMaxCount", 1, minimum=1)
+    if min_count > max_count:
+        raise ConfigError("gpuMinCount", f"{min_count} is greater than gpuMaxCount ({max_count})")
+    spot = bool(cfg.get_bool("gpuSpot") or False)
+    price = _float(cfg, "gpuSpotMaxPrice")
+    if price is not None and price != -1 and price <= 0:
+        raise ConfigError("gpuSpotMaxPrice", f"{price} must be -1 (pay up to on-demand) or > 0")
+    return GpuPoolConfig(
+        vm_size=vm_size, min_count=min_count, max_count=max_count, spot=spot,
+        spot_max_price=-1.0 if price is None else price, zones=zones,
+        driver=_choice(cfg, "gpuDriver", "aks", GPU_DRIVERS))
+
+
+def _image(cfg: pulumi.Config) -> ImageConfig:
+    prebuilt = cfg.get("prebuiltImage") or None
+    model_dir = None
+    if prebuilt:
+        if not _DIGEST_REF.match(prebuilt):
+            raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
+                              "<registry>/<repo>@sha256:<64 hex>")
+    else:
+        raw = cfg.get("modelDir") or "models/resnet50"
+        model_dir = (REPO_ROOT / raw).resolve()
+        if not (model_dir / "saved_model.pb").is_file():
+            raise ConfigError("modelDir", f"{str(model_dir)!r} holds no saved_model.pb; point "
+                              "it at a TensorFlow SavedModel directory, or set prebuiltImage")
+    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+    if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
+        raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "
+                          "(not latest) or a digest")
+    return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
+                       prebuilt_image=prebuilt, model_dir=model_dir,
+                       device_plugin_image=plugin)
+
+
+def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
+    replicas = _int(cfg, "replicas", 1, minimum=0)  # 0: dev pool scales to zero
+    if replicas > gpu.max_gpus:
+        raise ConfigError("replicas", f"{replicas} replicas need {replicas} GPUs, but the GPU pool "
+                          f"has at most {gpu.max_gpus} ({gpu.max_count} x {gpu.vm_size}); "
+                          "raise gpuMaxCount or lower replicas")
+    dns_label = cfg.get("dnsLabel") or None
+    if dns_label and not _DNS_LABEL.match(dns_label):
+        raise ConfigError("dnsLabel", f"{dns_label!r} must be 3-63 characters of a-z, 0-9 and "
+                          "'-', starting with a letter")
+    extra = _scoring_env(cfg)
+    return ServiceConfig(
+        replicas=replicas,
+        model_name=cfg.get("modelName") or "resnet50",
+        model_version=cfg.get("modelVersion") or "1",
+        cpu_request=_quantity(cfg, "cpuRequest", "2"),
+        cpu_limit=_quantity(cfg, "cpuLimit", "3"),
+        memory_request=_quantity(cfg, "memoryRequest", "8Gi"),
+        memory_limit=_quantity(cfg, "memoryLimit", "8Gi"),
+        graceful_timeout_s=_int(cfg, "gracefulTimeoutSeconds", 30, minimum=1),
+        pre_stop_s=_int(cfg, "preStopSeconds", 10, minimum=0),
+        extra_env=extra,
+        dns_label=dns_label,
+        source_ranges=_cidrs(cfg, "loadBalancerSourceRanges"),
+        primary_key_version=cfg.get("primaryKeyVersion") or "1",
+        secondary_key_version=cfg.get("secondaryKeyVersion") or "1",
+    )
+
+
+def _scoring_env(cfg: pulumi.Config) -> tuple[tuple[str, str], ...]:
+    """`NAME=value` strings for contract variables the stack leaves at their defaults."""
+    pairs = []
+    for item in _str_list(cfg, "scoringEnv"):
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("SCORING_") or name in RESERVED_ENV:
+            raise ConfigError("scoringEnv", f"{item!r}: use NAME=value with a SCORING_* name the "
+                              f"stack does not set itself ({', '.join(sorted(RESERVED_ENV))})")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _required_str(cfg: pulumi.Config, key: str) -> str:
+    value = cfg.get(key)
+    if not value:
+        raise ConfigError(key, "is required (e.g. `pulumi config set location westeurope`)")
+    return value
+
+
+def _choice(cfg: pulumi.Config, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = cfg.get(key) or default
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _int(cfg: pulumi.Config, key: str, default: int, minimum: int) -> int:
+    value = cfg.get_int(key)
+    value = default if value is None else value
+    if value < minimum:
+        raise ConfigError(key, f"{value} must be >= {minimum}")
+    return value
+
+
+def _float(cfg: pulumi.Config, key: str) -> float | None:
+    """A number kept as a string in config (Pulumi.yaml's schema has no float type)."""
+    value = cfg.get(key)
+    try:
+        return None if value in (None, "") else float(value)
+    except ValueError:
+        raise ConfigError(key, f"{value!r} is not a number") from None
+
+
+def _quantity(cfg: pulumi.Config, key: str, default: str) -> str:
+    value = cfg.get(key) or default
+    if not _QUANTITY.match(value):
+        raise ConfigError(key, f"{value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi)")
+    return value
+
+
+def _str_list(cfg: pulumi.Config, key: str) -> tuple[str, ...]:
+    value = cfg.get_object(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, "must be a list of strings")
+    return tuple(value)
+
+
+def _zones(cfg: pulumi.Config) -> tuple[str, ...]:
+    zones = tuple(str(z) for z in (cfg.get_object("zones") or []))
+    bad = [z for z in zones if z not in ZONES]
+    if bad:
+        raise ConfigError("zones", f"{bad} are not availability zones (use a subset of 1, 2, 3)")
+    return zones
+
+
+def _cidrs(cfg: pulumi.Config, key: str, required: bool = False) -> tuple[str, ...]:
+    """A list of IPv4/IPv6 ranges, each normalised by the ipaddress module."""
+    raw = cfg.get_object(key)
+    if raw is None and required:
+        raise ConfigError(key, "is required: the CIDR ranges allowed to reach the Kubernetes API "
+                          "(your egress IP, e.g. '203.0.113.7/32'); [] leaves it open")
+    ranges = _str_list(cfg, key) if raw is not None else ()
+    out = []
+    for value in ranges:
+        try:
+            out.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as err:
+            raise ConfigError(key, f"{value!r} is not an IP range: {err}") from None
+    return tuple(out)

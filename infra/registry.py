@@ -1,0 +1,99 @@
+"""The registry and the scoring image: ACR without admin user, the image pushed by digest.
+
+Build contract (docs/contract.md, "Image build"): context `scoring_app/`,
+Dockerfile `scoring_app/Dockerfile`, the SavedModel directory passed as the
+named build context `model` (it can live anywhere on the build machine), and
+the build arg MODEL_DIR naming where the Dockerfile copies it in the image;
+the Deployment points SCORING_MODEL_DIR at the same path.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_random as random
+from pulumi_azure_native import authorization, containerregistry
+
+from infra import acr_auth
+from infra.config import REPO_ROOT, ImageConfig
+from infra.content_tag import content_tag
+from infra.roles import ACR_PULL, ACR_PUSH, grant
+
+APP_DIR = REPO_ROOT / "scoring_app"
+#: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
+MODEL_PATH_IN_IMAGE = "/opt/model"
+REPOSITORY = "scoring"
+
+
+@dataclass
+class RegistryImageArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    kubelet_object_id: pulumi.Input[str]
+    image: ImageConfig
+
+
+class RegistryImage(pulumi.ComponentResource):
+    """ACR, pull rights for the cluster's kubelet, and the scoring image built and pushed to it."""
+
+    login_server: pulumi.Output[str]
+    image_ref: pulumi.Output[str]  # <registry>/<repo>@sha256:<digest>
+
+    def __init__(self, name: str, args: RegistryImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-gpu-scoring:infra:RegistryImage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        deployer = authorization.get_client_config_output()
+
+        # Registry names are global, 5-50 alphanumerics: project+stack plus a stable random suffix.
+        prefix = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:40]
+        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
+                                     opts=child)
+        registry = containerregistry.Registry(
+            f"{name}-acr",
+            registry_name=pulumi.Output.concat(prefix, suffix.result),
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            sku={"name": args.image.registry_sku},
+            admin_user_enabled=False,
+            anonymous_pull_enabled=False,
+            opts=child,
+        )
+        # The kubelet identity pulls images, not the cluster's control-plane identity.
+        grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
+              deployer.subscription_id, child, principal_type="ServicePrincipal")
+        self.login_server = registry.login_server
+        if args.image.prebuilt_image:
+            self.image_ref = pulumi.Output.from_input(args.image.prebuilt_image)
+        else:
+            self.image_ref = self._build(name, registry, deployer, args.image, child)
+        self.register_outputs({"loginServer": self.login_server, "imageRef": self.image_ref})
+
+    def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
+        push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
+                          deployer.subscription_id, child)
+        aad_token = authorization.get_client_token_output().token
+        password = pulumi.Output.secret(
+            pulumi.Output.all(registry.login_server, deployer.tenant_id, aad_token).apply(
+                lambda values: acr_auth.exchange_token(*values)))
+        tag = content_tag(APP_DIR, image.model_dir)
+        built = docker_build.Image(
+            f"{name}-image",
+            push=True,
+            tags=[pulumi.Output.concat(registry.login_server, f"/{REPOSITORY}:{tag}")],
+            # Relative paths keep the state identical across machines and checkouts.
+            context=docker_build.BuildContextArgs(
+                location=os.path.relpath(APP_DIR, REPO_ROOT),
+                named={"model": docker_build.ContextArgs(
+                    location=os.path.relpath(image.model_dir, REPO_ROOT))}),
+            dockerfile=docker_build.DockerfileArgs(
+                location=os.path.relpath(APP_DIR / "Dockerfile", REPO_ROOT)),
+            build_args={"MODEL_DIR": MODEL_PATH_IN_IMAGE},
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            registries=[docker_build.RegistryArgs(
+                address=registry.login_server, username=acr_auth.TOKEN_USER, password=password)],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[push_role]),
+        )
+        return pulumi.Output.concat(registry.login_server, f"/{REPOSITORY}@", built.digest)

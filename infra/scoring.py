@@ -1,0 +1,229 @@
+"""The scoring service: keys, Deployment, public Service, disruption budget and network policy.
+
+What the container expects is docs/contract.md: port 5001 `http`, metrics on
+9090, /readyz and /healthz, SCORING_* variables, keys as files.
+
+Rolling updates use maxSurge 0 / maxUnavailable 1: a surge pod would need a
+GPU that usually does not exist (every replica holds one, the pool is at its
+max or a new node takes minutes), so a surging rollout would hang on a
+Pending pod. Taking one old pod down first frees its GPU for the new one.
+The cost is one replica less during a rollout (with 1 replica in dev, a
+short outage); a PodDisruptionBudget of maxUnavailable 1 matches it and
+never blocks node drains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.config import ServiceConfig
+from infra.registry import MODEL_PATH_IN_IMAGE
+from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
+
+NAMESPACE = "scoring"
+HTTP_PORT = 5001
+METRICS_PORT = 9090
+KEYS_DIR = "/etc/scoring/keys"
+APP_UID = 10001
+IMDS = "169.254.169.254/32"
+KEY_NAMES = ("primary", "secondary")
+DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
+
+
+@dataclass
+class ScoringServiceArgs:
+    image_ref: pulumi.Input[str]
+    location: str
+    service: ServiceConfig
+    provider: k8s.Provider
+
+
+def container_env(cfg: ServiceConfig) -> list[dict]:
+    """The contract's variables; the keys are files, never environment variables."""
+    env = {
+        "SCORING_MODEL_DIR": MODEL_PATH_IN_IMAGE,
+        "SCORING_MODEL_NAME": cfg.model_name,
+        "SCORING_MODEL_VERSION": cfg.model_version,
+        "SCORING_API_KEYS_DIR": KEYS_DIR,
+        "SCORING_PORT": str(HTTP_PORT),
+        "SCORING_METRICS_PORT": str(METRICS_PORT),
+        "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
+        **dict(cfg.extra_env),
+    }
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
+def grace_period_s(cfg: ServiceConfig) -> int:
+    """preStop pause + gunicorn's graceful timeout + a margin, so SIGKILL never cuts a request."""
+    return cfg.pre_stop_s + cfg.graceful_timeout_s + 10
+
+
+class ScoringService(pulumi.ComponentResource):
+    """The GPU scoring Deployment behind an Azure load balancer with a DNS name."""
+
+    scoring_uri: pulumi.Output[str]
+    swagger_uri: pulumi.Output[str]
+    primary_key: pulumi.Output[str]
+    secondary_key: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ScoringServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-gpu-scoring:infra:ScoringService", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        cfg = args.service
+        labels = {"app.kubernetes.io/name": "scoring"}
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={"name": NAMESPACE, "labels": {
+                f"pod-security.kubernetes.io/{mode}": "restricted"
+                for mode in ("enforce", "audit", "warn")}},
+            opts=self._child,
+        )
+        ns = namespace.metadata.name
+        keys = self._keys(name, cfg, ns)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata={"name": "scoring", "namespace": ns},
+            automount_service_account_token=False, opts=self._child)
+        self._deployment(name, args, ns, labels, keys, account)
+        dns_label = self._dns_label(name, cfg)
+        self._service(name, cfg, ns, labels, dns_label)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata={"name": "scoring", "namespace": ns},
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=self._child)
+        self._network_policy(name, ns, labels)
+
+        fqdn = pulumi.Output.concat(dns_label, f".{args.location}.cloudapp.azure.com")
+        self.scoring_uri = pulumi.Output.concat("http://", fqdn, "/score")
+        self.swagger_uri = pulumi.Output.concat("http://", fqdn, "/swagger.json")
+        self.register_outputs({"scoringUri": self.scoring_uri, "swaggerUri": self.swagger_uri})
+
+    def _keys(self, name: str, cfg: ServiceConfig, ns) -> k8s.core.v1.Secret:
+        """Two independent keys. Bumping one key's version in config replaces only that key,
+        so clients on the other keep working while you roll the new one out."""
+        versions = {"primary": cfg.primary_key_version, "secondary": cfg.secondary_key_version}
+        results = {}
+        for key in KEY_NAMES:
+            password = random.RandomPassword(
+                f"{name}-{key}-key", length=48, special=False,
+                keepers={"version": versions[key]}, opts=pulumi.ResourceOptions(parent=self))
+            results[key] = pulumi.Output.secret(password.result)
+        self.primary_key, self.secondary_key = results["primary"], results["secondary"]
+        return k8s.core.v1.Secret(
+            f"{name}-keys", metadata={"name": "scoring-api-keys", "namespace": ns},
+            type="Opaque", string_data=results, opts=self._child)
+
+    def _deployment(self, name, args: ScoringServiceArgs, ns, labels, keys, account):
+        cfg = args.service
+        probe = {"httpGet": {"path": "/readyz", "port": "http"}, "timeoutSeconds": 3}
+        container = {
+            "name": "scoring",
+            "image": args.image_ref,
+            "imagePullPolicy": "Always",
+            "ports": [{"name": "http", "containerPort": HTTP_PORT},
+                      {"name": "metrics", "containerPort": METRICS_PORT}],
+            "env": container_env(cfg),
+            "resources": {
+                "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
+                "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit,
+                           "nvidia.com/gpu": "1"},
+            },
+            # Model load and warm-up may take minutes: up to 10 before liveness starts.
+            "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 60},
+            "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 2},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                              "timeoutSeconds": 3, "periodSeconds": 10, "failureThreshold": 3},
+            # Lets the load balancer and endpoints drop the pod before SIGTERM arrives.
+            "lifecycle": {"preStop": {"sleep": {"seconds": cfg.pre_stop_s}}},
+            "securityContext": {**locked_down_container(), "runAsNonRoot": True,
+                                "runAsUser": APP_UID, "runAsGroup": APP_UID},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
+        }
+        k8s.apps.v1.Deployment(
+            f"{name}-deploy",
+            metadata={"name": "scoring", "namespace": ns, "labels": labels},
+            spec={
+                "replicas": cfg.replicas,
+                "selector": {"matchLabels": labels},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": account.metadata.name,
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": grace_period_s(cfg),
+                        "nodeSelector": gpu_node_selector(),
+                        "tolerations": gpu_tolerations(),
+                        "topologySpreadConstraints": [
+                            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                             "labelSelector": {"matchLabels": labels}}
+                            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")],
+                        "securityContext": {
+                            "runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID,
+                            "fsGroup": APP_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                            {"name": "api-keys", "secret": {
+                                "secretName": keys.metadata.name, "defaultMode": 0o440,
+                                "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
+                        ],
+                    },
+                },
+            },
+            opts=self._child,
+        )
+
+    def _dns_label(self, name, cfg: ServiceConfig) -> pulumi.Output[str]:
+        """The configured label, or project-stack plus a stable random suffix: Azure DNS
+        labels are unique per region, so a bare project-stack would collide between users."""
+        if cfg.dns_label:
+            return pulumi.Output.from_input(cfg.dns_label)
+        suffix = random.RandomString(f"{name}-dns-suffix", length=6, special=False, upper=False,
+                                     opts=pulumi.ResourceOptions(parent=self))
+        return pulumi.Output.concat(
+            f"{pulumi.get_project()}-{pulumi.get_stack()}-"[:56], suffix.result)
+
+    def _service(self, name, cfg: ServiceConfig, ns, labels, dns_label) -> None:
+        k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": "scoring", "namespace": ns, "labels": labels,
+                      "annotations": {DNS_LABEL_ANNOTATION: dns_label}},
+            spec={
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                "loadBalancerSourceRanges": list(cfg.source_ranges) or None,
+            },
+            opts=self._child,
+        )
+
+    def _network_policy(self, name, ns, labels):
+        """In: the scoring port from anywhere (the load balancer keeps client addresses), the
+        metrics port from inside the cluster only. Out: DNS and the internet, never the
+        instance metadata service (it would hand out the node's identity tokens)."""
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata={"name": "scoring", "namespace": ns},
+            spec={
+                "podSelector": {"matchLabels": labels},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
+                    {"from": [{"namespaceSelector": {}}],
+                     "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+                ],
+                "egress": [
+                    {"to": [{"namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [IMDS]}}]},
+                ],
+            },
+            opts=self._child,
+        )
+

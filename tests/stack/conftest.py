@@ -1,0 +1,43 @@
+"""Fixtures: the program run under mocks once per stack file, plus one variant run."""
+import sys
+
+import pytest
+
+from stack_harness import REPO, STACKS, run_programs
+
+if str(REPO) not in sys.path:  # the config and unit tests import infra/ in-process
+    sys.path.insert(0, str(REPO))
+
+PREBUILT = "contoso.azurecr.io/scoring@sha256:" + "ab" * 32
+#: dev with every optional branch flipped: prebuilt image, GPU Operator route,
+#: fixed DNS label, source ranges, and the primary key rotated.
+VARIANT_OVERRIDES = {
+    "prebuiltImage": PREBUILT,
+    "gpuDriver": "gpu-operator",
+    "dnsLabel": "contoso-scoring",
+    "loadBalancerSourceRanges": ["198.51.100.0/24"],
+    "primaryKeyVersion": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A stand-in SavedModel directory: the build only hashes it here, nothing loads it."""
+    path = tmp_path_factory.mktemp("model")
+    (path / "saved_model.pb").write_bytes(b"not a real graph")
+    (path / "variables").mkdir()
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runs(model_dir, tmp_path_factory):
+    """stack name -> Run for each stack file, and "variant" -> dev with VARIANT_OVERRIDES."""
+    plan = {stack: (stack, {"modelDir": str(model_dir)}) for stack in STACKS}
+    plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
+    return run_programs(plan, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(params=STACKS)
+def stack_run(request, runs):
+    return runs[request.param]

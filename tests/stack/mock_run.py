@@ -1,0 +1,152 @@
+"""Run the whole Pulumi program under mocks for one stack and dump what it declared as JSON.
+
+One process per run, so each stack gets a fresh Pulumi runtime and fresh
+module state (usage: mock_run.py STACK OVERRIDES_JSON OUT_JSON). Config is
+what `pulumi up` would see: Pulumi.yaml defaults, then stacks/Pulumi.STACK.yaml,
+then the overrides. The mocks return camelCase outputs the way Azure would
+(kubelet identity, login server, digest); secrets stay marked as secrets in
+the dump, as {"__secret__": value}.
+"""
+import base64
+import hashlib
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "aks-gpu-scoring"
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+TENANT = "99999999-8888-7777-6666-555555555555"
+DEPLOYER_OID = "dddddddd-0000-0000-0000-000000000001"
+KUBELET_OID = "bbbbbbbb-0000-0000-0000-000000000002"
+ACR_TOKEN = "acr-refresh-token-from-exchange"
+AAD_TOKEN = "aad-access-token-for-arm"
+AKS_EXEC_KUBECONFIG = {
+    "apiVersion": "v1", "kind": "Config",
+    "clusters": [{"name": "c", "cluster": {"server": "https://c.hcp.westeurope.azmk8s.io:443"}}],
+    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    "current-context": "c",
+    "users": [{"name": "u", "user": {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",
+        "args": ["get-token", "--login", "devicecode", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630"]}}}],
+}
+
+
+def stack_config(stack: str, overrides: dict) -> dict:
+    """Pulumi.yaml defaults < stack file < overrides, as the engine hands them to the program."""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    values = {f"{PROJECT}:{k}": v["default"] for k, v in project["config"].items() if "default" in v}
+    stack_file = REPO / project["stackConfigDir"] / f"Pulumi.{stack}.yaml"
+    values.update(yaml.safe_load(stack_file.read_text())["config"])
+    values.update({f"{PROJECT}:{k}": v for k, v in overrides.items()})
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items() if v is not None}
+
+
+def main(stack: str, overrides: dict, out: Path) -> None:
+    os.chdir(REPO)  # as `pulumi up` does: the program runs from the project directory
+    sys.path.insert(0, str(REPO))
+    import pulumi
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    def plain(value):
+        if rpc.is_rpc_secret(value):
+            return {"__secret__": plain(rpc.unwrap_rpc_secret(value))}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    declared, calls = [], []
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            declared.append({"type": args.typ, "name": args.name, "inputs": plain(args.inputs)})
+            state = dict(args.inputs)
+            return f"/mock/{args.typ}/{args.name}", {**state, **self._extra(args)}
+
+        @staticmethod
+        def _extra(args):
+            t, inputs = args.typ, args.inputs
+            if t == "azure-native:resources:ResourceGroup":
+                return {"name": f"{args.name}-a1b2"}
+            if t == "azure-native:containerservice:ManagedCluster":
+                return {"name": f"{args.name}-c3d4", "fqdn": "c.hcp.westeurope.azmk8s.io",
+                        "identityProfile": {"kubeletidentity": {
+                            "objectId": KUBELET_OID, "clientId": "kubelet-client",
+                            "resourceId": "/mock/kubelet-identity"}}}
+            if t == "azure-native:containerregistry:Registry":
+                return {"name": inputs["registryName"],
+                        "loginServer": f"{inputs['registryName']}.azurecr.io"}
+            if t == "docker-build:index:Image":
+                return {"digest": "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()}
+            if t.startswith("random:index/random"):
+                result = hashlib.sha256(args.name.encode()).hexdigest()[: int(inputs["length"])]
+                return {"result": rpc.wrap_rpc_secret(result) if "Password" in t else result}
+            return {}
+
+        def call(self, args):
+            calls.append({"token": args.token, "args": plain(args.args)})
+            if args.token == "azure-native:authorization:getClientConfig":
+                return {"clientId": "cli", "objectId": DEPLOYER_OID,
+                        "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+            if args.token == "azure-native:authorization:getClientToken":
+                return {"token": AAD_TOKEN}
+            if args.token.startswith("azure-native:containerservice:listManagedCluster"):
+                encoded = base64.b64encode(yaml.safe_dump(AKS_EXEC_KUBECONFIG).encode()).decode()
+                return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}
+            raise NotImplementedError(args.token)
+
+    pulumi.runtime.set_all_config(stack_config(stack, overrides))
+    options = {}
+
+    class Monitor(MockMonitor):
+        """Also records the resource options the mocks' new_resource does not see."""
+
+        def RegisterResource(self, request):
+            options[request.name] = {
+                "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+                "protect": request.protect, "retainOnDelete": request.retainOnDelete,
+                "provider": request.provider or None,  # "<urn>::<id>" of the provider
+            }
+            return super().RegisterResource(request)
+
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
+                             monitor=Monitor(mocks))
+
+    from infra import acr_auth
+    exchanges = []
+
+    def fake_exchange(login_server, tenant, aad_token):
+        exchanges.append([login_server, tenant, aad_token])
+        return ACR_TOKEN
+    acr_auth.exchange_token = fake_exchange  # the only network call the program makes
+
+    exports = {}
+    pulumi.export = lambda name, value: exports.__setitem__(name, pulumi.Output.from_input(value))
+    error = None
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(REPO / "__main__.py"))))
+    except Exception as err:  # noqa: BLE001 - reported to the test, which decides
+        error = f"{type(err).__name__}: {err}"
+
+    async def resolve():
+        return {name: {"value": await out.future(), "secret": await out.is_secret()}
+                for name, out in exports.items()}
+    outputs = _sync_await(resolve()) if error is None else {}
+    for resource in declared:
+        resource["options"] = options.get(resource["name"], {})
+    out.write_text(json.dumps({"error": error, "resources": declared, "calls": calls,
+                               "exchanges": exchanges, "outputs": outputs}, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]))

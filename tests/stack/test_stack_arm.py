@@ -1,0 +1,92 @@
+"""The Azure resources' inputs, shaped as ARM bodies, against Azure's published ARM schemas.
+
+`pulumi up` cannot run here, so this is where a wrong enum value, type or
+required field shows up instead. Schemas: ../shared/reference/arm-schemas
+(beside the repository), at the API versions pulumi-azure-native 3.29 uses.
+"""
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import referencing
+import referencing.jsonschema
+
+from stack_harness import REPO, unwrap
+
+SCHEMAS = REPO.parent / "shared" / "reference" / "arm-schemas"
+PREFIX = "https://schema.management.azure.com/schemas/"
+#: Pulumi type -> (schema file, definition path, ARM type, apiVersion, the input holding the name)
+TARGETS = {
+    "azure-native:containerservice:ManagedCluster": (
+        "2025-09-01/Microsoft.ContainerService.Aks.json", "resourceDefinitions/managedClusters",
+        "Microsoft.ContainerService/managedClusters", "2025-09-01", "resourceName"),
+    "azure-native:containerservice:AgentPool": (
+        "2025-09-01/Microsoft.ContainerService.Aks.json",
+        "resourceDefinitions/managedClusters_agentPools",
+        "Microsoft.ContainerService/managedClusters/agentPools", "2025-09-01", "agentPoolName"),
+    "azure-native:containerregistry:Registry": (
+        "2023-01-01-preview/Microsoft.ContainerRegistry.json", "resourceDefinitions/registries",
+        "Microsoft.ContainerRegistry/registries", "2023-01-01-preview", "registryName"),
+    "azure-native:authorization:RoleAssignment": (
+        "2022-04-01/Microsoft.Authorization.json", "resourceDefinitions/roleAssignments",
+        "Microsoft.Authorization/roleAssignments", "2022-04-01", "roleAssignmentName"),
+    "azure-native:resources:ResourceGroup": (
+        "2024-03-01/Microsoft.Resources.json", "subscription_resourceDefinitions/resourceGroups",
+        "Microsoft.Resources/resourceGroups", "2024-03-01", "resourceGroupName"),
+}
+TOP_LEVEL = {"location", "identity", "sku", "tags", "extendedLocation", "kind", "managedBy"}
+PATH_PARAMETERS = {"resourceGroupName", "resourceName", "agentPoolName", "registryName",
+                   "scope", "roleAssignmentName"}
+
+
+def _retrieve(uri: str) -> referencing.Resource:
+    if not uri.startswith(PREFIX):
+        raise referencing.exceptions.NoSuchResource(uri)
+    contents = json.loads((SCHEMAS / uri[len(PREFIX):]).read_text(encoding="utf-8-sig"))
+    return referencing.Resource.from_contents(contents, default_specification=referencing.jsonschema.DRAFT4)
+
+
+REGISTRY = referencing.Registry(retrieve=_retrieve)
+
+
+def arm_body(resource: dict, type_: str) -> dict:
+    """Pulumi's flattened camelCase inputs -> {name, type, apiVersion, top-level..., properties}."""
+    _, _, arm_type, api_version, name_key = TARGETS[type_]
+    inputs = unwrap(resource["inputs"])
+    body = {"name": inputs.get(name_key) or resource["name"], "type": arm_type,
+            "apiVersion": api_version, "properties": {}}
+    for key, value in inputs.items():
+        if key in TOP_LEVEL:
+            body[key] = value
+        elif key not in PATH_PARAMETERS:
+            body["properties"][key] = value
+    return body
+
+
+def validator(type_: str) -> jsonschema.Draft4Validator:
+    schema_file, definition = TARGETS[type_][:2]
+    return jsonschema.Draft4Validator({"$ref": f"{PREFIX}{schema_file}#/{definition}"},
+                                      registry=REGISTRY)
+
+
+def test_schemas_are_beside_the_repository():
+    assert SCHEMAS.is_dir(), f"expected the ARM schemas at {SCHEMAS}"
+
+
+@pytest.mark.parametrize("type_", sorted(TARGETS))
+def test_azure_inputs_match_the_arm_schema(type_, stack_run, runs):
+    resources = [r for run in (stack_run, runs["variant"]) for r in run.all_of(type_)]
+    assert resources, f"{stack_run.stack} declares no {type_}"
+    check = validator(type_)
+    errors = [f"{r['name']}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for r in resources for e in check.iter_errors(arm_body(r, type_))]
+    assert errors == []
+
+
+def test_the_validator_catches_a_wrong_enum(stack_run):
+    """Guards the guard: a body the service would reject must fail here too."""
+    pool = stack_run.one("azure-native:containerservice:AgentPool")
+    body = arm_body(pool, "azure-native:containerservice:AgentPool")
+    body["properties"]["mode"] = "user"  # ARM's enum is case-sensitive: User
+    assert list(validator("azure-native:containerservice:AgentPool").iter_errors(body))

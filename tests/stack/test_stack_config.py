@@ -1,0 +1,102 @@
+"""infra/config.py: bad config stops the program before any resource, naming the key."""
+import json
+import re
+
+import pulumi
+import pytest
+import yaml
+
+import mock_run
+from stack_harness import REPO
+
+
+class _NoResources(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        raise AssertionError("config tests declare no resources")
+
+    def call(self, args):
+        raise AssertionError("config tests invoke nothing")
+
+
+def load(values: dict):
+    """config.load() with exactly these project keys, as the engine would pass them."""
+    from infra import config
+    pulumi.runtime.set_mocks(_NoResources(), project="aks-gpu-scoring", stack="test", preview=False)
+    pulumi.runtime.set_all_config({
+        f"aks-gpu-scoring:{k}": v if isinstance(v, str) else json.dumps(v)
+        for k, v in values.items()})
+    return config.load()
+
+
+@pytest.fixture
+def dev_values(model_dir):
+    values = mock_run.stack_config("dev", {"modelDir": str(model_dir)})
+    return {k.split(":", 1)[1]: v for k, v in values.items()}
+
+
+BAD = [
+    ({"gpuVmSize": "Standard_NC6"}, "gpuVmSize", r"retired.*2023.*Standard_NC4as_T4_v3"),
+    ({"gpuVmSize": "Standard_NC12s_v2"}, "gpuVmSize", r"NCv2.*retired.*2023"),
+    ({"gpuVmSize": "Standard_NC6s_v3"}, "gpuVmSize", r"NCv3.*retired.*2025.*NC24ads_A100_v4"),
+    ({"gpuVmSize": "Standard_D4s_v5"}, "gpuVmSize", r"not an NC-family GPU size"),
+    ({"gpuVmSize": "Standard_NC999_v9"}, "gpuVmSize", r"not a known NC-family"),
+    ({"gpuMinCount": "3", "gpuMaxCount": "2"}, "gpuMinCount", r"greater than gpuMaxCount"),
+    ({"replicas": "4", "gpuMaxCount": "3"}, "replicas", r"at most 3"),
+    ({"apiAuthorizedIpRanges": '["10.0.0.300/32"]'}, "apiAuthorizedIpRanges", r"not an IP range"),
+    ({"apiAuthorizedIpRanges": '["10.0.0.1/24"]'}, "apiAuthorizedIpRanges", r"host bits"),
+    ({"apiAuthorizedIpRanges": None}, "apiAuthorizedIpRanges", r"is required"),
+    ({"loadBalancerSourceRanges": '["anywhere"]'}, "loadBalancerSourceRanges", r"not an IP range"),
+    ({"location": None}, "location", r"is required"),
+    ({"upgradeChannel": "weekly"}, "upgradeChannel", r"not one of rapid"),
+    ({"nodeOsUpgradeChannel": "nodeimage"}, "nodeOsUpgradeChannel", r"not one of"),
+    ({"zones": '["4"]'}, "zones", r"not availability zones"),
+    ({"dnsLabel": "Bad_Label"}, "dnsLabel", r"3-63 characters"),
+    ({"prebuiltImage": "contoso.azurecr.io/scoring:latest"}, "prebuiltImage", r"pinned by digest"),
+    ({"modelDir": "no/such/dir"}, "modelDir", r"no saved_model\.pb"),
+    ({"scoringEnv": '["SCORING_API_KEYS_DIR=/x"]'}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
+    ({"devicePluginImage": "nvcr.io/nvidia/k8s-device-plugin:latest"}, "devicePluginImage", "pinned"),
+    ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
+    ({"gpuSpotMaxPrice": "cheap"}, "gpuSpotMaxPrice", r"not a number"),
+    ({"gpuDriver": "nouveau"}, "gpuDriver", r"not one of aks, gpu-operator"),
+]
+
+
+@pytest.mark.parametrize("change, key, message", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_config_names_the_key(change, key, message, dev_values):
+    from infra.config import ConfigError
+    values = {**dev_values, **change}
+    values = {k: v for k, v in values.items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        load(values)
+    assert err.value.key == key
+    assert str(err.value).startswith(f"aks-gpu-scoring:{key}: ")
+    assert re.search(message, str(err.value)), str(err.value)
+
+
+def test_the_stack_files_load(dev_values, model_dir):
+    assert load(dev_values).gpu.spot is True
+    prod = {k.split(":", 1)[1]: v
+            for k, v in mock_run.stack_config("prod", {"modelDir": str(model_dir)}).items()}
+    assert load(prod).service.replicas == 3
+
+
+def test_code_defaults_match_pulumi_yaml(model_dir):
+    """Without Pulumi.yaml's defaults the code must arrive at the same config."""
+    required = {"location": "westeurope", "apiAuthorizedIpRanges": '["203.0.113.0/24"]',
+                "modelDir": str(model_dir)}
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    with_defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
+    assert load(required) == load({**with_defaults, **required})
+
+
+def test_every_key_the_code_reads_is_described_in_pulumi_yaml():
+    source = (REPO / "infra" / "config.py").read_text()
+    read = set(re.findall(r'cfg(?:\.get\w*)?\(?\s*,?\s*"([a-zA-Z]+)"', source))
+    read |= set(re.findall(r'_\w+\(cfg, "([a-zA-Z]+)"', source))
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    assert len(read) > 30
+    assert read == set(declared)
+    for key, spec in declared.items():
+        assert spec.get("description"), key
+        assert "default" in spec or key in {"location", "apiAuthorizedIpRanges"}, key

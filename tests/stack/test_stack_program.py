@@ -1,0 +1,358 @@
+"""The whole program under mocks, per stack file: what issue 6 says `pulumi up` declares."""
+import base64
+import re
+
+import yaml
+
+from conftest import PREBUILT
+from stack_harness import REPO, plain_strings, stack_file_config
+import mock_run
+
+COMPONENTS = {
+    "aks-gpu-scoring:infra:GpuCluster": "gpu",
+    "aks-gpu-scoring:infra:RegistryImage": "registry",
+    "aks-gpu-scoring:infra:NvidiaDevicePlugin": "nvidia",
+    "aks-gpu-scoring:infra:ScoringService": "scoring",
+}
+MC = "azure-native:containerservice:ManagedCluster"
+POOL = "azure-native:containerservice:AgentPool"
+ROLE = "azure-native:authorization:RoleAssignment"
+GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+SPOT_TOLERATION = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
+                   "value": "spot", "effect": "NoSchedule"}
+
+
+# --- structure -----------------------------------------------------------------------------
+
+def test_components_own_their_children_and_nothing_is_protected(stack_run):
+    components = {r["name"]: r["type"] for r in stack_run.resources if r["type"] in COMPONENTS}
+    assert sorted(components.values()) == sorted(COMPONENTS)
+    for r in stack_run.resources:
+        assert not r["options"]["protect"] and not r["options"]["retainOnDelete"], r["name"]
+        if r["type"] in COMPONENTS or r["type"] == "azure-native:resources:ResourceGroup":
+            continue
+        parent = r["options"]["parent"]
+        assert parent in components, f"{r['name']} is not inside a component"
+        assert r["name"].startswith(f"{parent}-"), f"{r['name']} not named from {parent}"
+
+
+def test_every_kubernetes_object_uses_the_explicit_provider(stack_run):
+    provider = stack_run.one("pulumi:providers:kubernetes")
+    assert set(provider["inputs"]["kubeconfig"]) == {"__secret__"}
+    k8s = [r for r in stack_run.resources if r["type"].startswith("kubernetes:")]
+    assert k8s and all(r["options"]["provider"] and "gpu-k8s" in r["options"]["provider"]
+                       for r in k8s)
+
+
+def test_one_resource_group_holds_every_azure_resource(stack_run):
+    group = stack_run.one("azure-native:resources:ResourceGroup")
+    name = stack_run.outputs["resourceGroupName"]["value"]
+    for r in stack_run.resources:
+        if r["type"].startswith("azure-native:") and r is not group and r["type"] != ROLE:
+            assert r["inputs"]["resourceGroupName"] == name, r["name"]
+    # Role assignments live on resources inside the group (cluster, registry).
+    scopes = {r["inputs"]["scope"] for r in stack_run.all_of(ROLE)}
+    assert all(s.startswith("/mock/azure-native:") for s in scopes), scopes
+
+
+# --- cluster and GPU pool ------------------------------------------------------------------
+
+def test_cluster_is_hardened(stack_run):
+    cfg = stack_file_config(stack_run.stack)
+    mc = stack_run.inputs(MC)
+    assert mc["identity"] == {"type": "SystemAssigned"} and "servicePrincipalProfile" not in mc
+    [system] = mc["agentPoolProfiles"]
+    assert system["mode"] == "System" and system["vmSize"] == "Standard_D2s_v5"
+    assert mc["oidcIssuerProfile"] == {"enabled": True}
+    assert mc["securityProfile"] == {"workloadIdentity": {"enabled": True}}
+    net = mc["networkProfile"]
+    assert (net["networkPlugin"], net["networkPluginMode"]) == ("azure", "overlay")
+    assert net["networkPolicy"] == net["networkDataplane"] == "cilium"
+    assert mc["autoUpgradeProfile"] == {"upgradeChannel": "patch",
+                                        "nodeOSUpgradeChannel": "NodeImage"}
+    assert mc["addonProfiles"] == {"azurepolicy": {"enabled": True}}
+    assert mc["apiServerAccessProfile"]["authorizedIPRanges"] == cfg["apiAuthorizedIpRanges"]
+    assert mc["aadProfile"]["managed"] and mc["aadProfile"]["enableAzureRBAC"]
+    assert mc["disableLocalAccounts"] is (not cfg["localAccounts"])
+
+
+def test_local_accounts_per_stack():
+    assert stack_file_config("dev")["localAccounts"] is True
+    assert stack_file_config("prod")["localAccounts"] is False
+
+
+def test_kubeconfig_credentials_follow_local_accounts(stack_run):
+    tokens = {c["token"].rsplit(":", 1)[1]: c["args"] for c in stack_run.data["calls"]}
+    if stack_file_config(stack_run.stack)["localAccounts"]:
+        assert "listManagedClusterAdminCredentials" in tokens
+    else:
+        assert tokens["listManagedClusterUserCredentials"]["format"] == "exec"
+        assert "listManagedClusterAdminCredentials" not in tokens
+    kubeconfig = yaml.safe_load(stack_run.outputs["kubeconfig"]["value"])
+    args = kubeconfig["users"][0]["user"]["exec"]["args"]
+    assert args[args.index("--login") + 1] == "azurecli"  # never an interactive device code
+
+
+def test_deployer_gets_aks_rbac_admin_on_the_cluster(stack_run):
+    admin = stack_run.inputs(ROLE, "gpu-deployer-admin")
+    assert admin["principalId"] == mock_run.DEPLOYER_OID
+    assert admin["roleDefinitionId"].endswith("b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b")
+    assert admin["scope"].endswith("/gpu-aks")
+
+
+def test_gpu_pool(stack_run):
+    cfg = stack_file_config(stack_run.stack)
+    pool = stack_run.inputs(POOL)
+    assert pool["mode"] == "User" and pool["osType"] == "Linux" and pool["osSKU"] == "Ubuntu"
+    assert pool["vmSize"] == "Standard_NC4as_T4_v3"
+    assert pool["nodeTaints"] == ["sku=gpu:NoSchedule"]
+    assert pool["nodeLabels"] == {"aks-gpu-scoring/pool": "gpu"}
+    assert pool["enableAutoScaling"] is True
+    assert (pool["minCount"], pool["maxCount"]) == (cfg["gpuMinCount"], cfg["gpuMaxCount"])
+    assert pool["gpuProfile"] == {"driver": "Install"}
+    assert pool["resourceName"] == stack_run.outputs["clusterName"]["value"]
+    if cfg["gpuSpot"]:
+        assert pool["scaleSetPriority"] == "Spot" and pool["scaleSetEvictionPolicy"] == "Delete"
+    else:
+        assert pool["scaleSetPriority"] == "Regular" and "spotMaxPrice" not in pool
+    assert pool.get("availabilityZones") == cfg.get("zones")
+
+
+def test_dev_and_prod_shapes(runs):
+    dev, prod = runs["dev"].inputs(POOL), runs["prod"].inputs(POOL)
+    assert (dev["minCount"], dev["maxCount"], dev["scaleSetPriority"]) == (0, 1, "Spot")
+    assert (prod["minCount"], prod["maxCount"], prod["scaleSetPriority"]) == (3, 6, "Regular")
+    assert prod["availabilityZones"] == ["1", "2", "3"] and "availabilityZones" not in dev
+    assert runs["dev"].inputs("kubernetes:apps/v1:Deployment")["spec"]["replicas"] == 1
+    assert runs["prod"].inputs("kubernetes:apps/v1:Deployment")["spec"]["replicas"] == 3
+
+
+def test_gpu_operator_route_leaves_the_driver_and_plugin_to_the_operator(runs):
+    variant = runs["variant"]
+    assert variant.inputs(POOL)["gpuProfile"] == {"driver": "None"}
+    assert not variant.all_of("kubernetes:apps/v1:DaemonSet")
+
+
+# --- registry and image --------------------------------------------------------------------
+
+def test_registry_has_no_admin_user_and_no_anonymous_pull(stack_run):
+    acr = stack_run.inputs("azure-native:containerregistry:Registry")
+    assert acr["adminUserEnabled"] is False and acr["anonymousPullEnabled"] is False
+    assert re.fullmatch(r"[a-z0-9]{5,50}", acr["registryName"])
+
+
+def test_acr_pull_goes_to_the_kubelet_identity(stack_run):
+    pull = stack_run.inputs(ROLE, "registry-kubelet-pull")
+    assert pull["principalId"] == mock_run.KUBELET_OID
+    assert pull["principalType"] == "ServicePrincipal"
+    assert pull["roleDefinitionId"] == (
+        f"/subscriptions/{mock_run.SUBSCRIPTION}/providers/Microsoft.Authorization/"
+        "roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d")
+    assert pull["scope"].endswith("/registry-acr")
+
+
+def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_digest(stack_run):
+    image = stack_run.inputs("docker-build:index:Image")
+    login = stack_run.outputs["registryLoginServer"]["value"]
+    assert image["push"] is True
+    [tag] = image["tags"]
+    assert re.fullmatch(rf"{re.escape(login)}/scoring:[0-9a-f]{{16}}", tag)
+    assert image["context"]["location"] == "scoring_app"
+    assert set(image["context"]["named"]) == {"model"}
+    assert image["dockerfile"]["location"] == "scoring_app/Dockerfile"
+    assert image["buildArgs"] == {"MODEL_DIR": "/opt/model"}
+    [registry] = image["registries"]
+    assert registry["address"] == login
+    assert registry["username"] == "00000000-0000-0000-0000-000000000000"
+    assert registry["password"] == mock_run.ACR_TOKEN
+    raw = stack_run.one("docker-build:index:Image")["inputs"]["registries"]
+    assert mock_run.ACR_TOKEN not in plain_strings(raw)  # sent as a secret
+    assert stack_run.data["exchanges"] == [[login, mock_run.TENANT, mock_run.AAD_TOKEN]]
+    push = stack_run.inputs(ROLE, "registry-deployer-push")
+    assert push["principalId"] == mock_run.DEPLOYER_OID
+    ref = stack_run.outputs["image"]["value"]
+    assert re.fullmatch(rf"{re.escape(login)}/scoring@sha256:[0-9a-f]{{64}}", ref)
+    [container] = stack_run.pod_spec("Deployment")["containers"]
+    assert container["image"] == ref
+
+
+def test_prebuilt_image_skips_the_build(runs):
+    variant = runs["variant"]
+    assert not variant.all_of("docker-build:index:Image") and not variant.data["exchanges"]
+    assert variant.outputs["image"]["value"] == PREBUILT
+    assert variant.pod_spec("Deployment")["containers"][0]["image"] == PREBUILT
+    variant.one(ROLE, "registry-kubelet-pull")
+
+
+# --- device plugin -------------------------------------------------------------------------
+
+def test_device_plugin_is_least_privilege_on_gpu_nodes_only(stack_run):
+    ns = stack_run.inputs("kubernetes:core/v1:Namespace", "nvidia-ns")["metadata"]
+    assert ns["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    ds = stack_run.inputs("kubernetes:apps/v1:DaemonSet")
+    assert ds["metadata"]["namespace"] == ns["name"] == "nvidia-device-plugin"
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["priorityClassName"] == "system-node-critical"
+    assert GPU_TOLERATION in spec["tolerations"] and SPOT_TOLERATION in spec["tolerations"]
+    assert spec["nodeSelector"] == {"aks-gpu-scoring/pool": "gpu"}
+    [c] = spec["containers"]
+    assert re.fullmatch(r"nvcr\.io/nvidia/k8s-device-plugin:v\d+\.\d+\.\d+", c["image"])
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+    assert spec["volumes"] == [{"name": "device-plugins", "hostPath": {
+        "path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}]
+    assert not any(k in spec for k in ("hostNetwork", "hostPID", "hostIPC"))
+
+
+def test_only_the_device_plugin_touches_the_host(stack_run):
+    for body in stack_run.kubernetes_objects():
+        text = yaml.safe_dump(body)
+        if body["kind"] != "DaemonSet":
+            assert "hostPath" not in text and "privileged: true" not in text, body["kind"]
+
+
+# --- scoring workload ----------------------------------------------------------------------
+
+def test_scoring_namespace_is_pss_restricted(stack_run):
+    labels = stack_run.inputs("kubernetes:core/v1:Namespace", "scoring-ns")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_keys_are_random_with_keepers_and_mounted_as_files(stack_run):
+    for key in ("primary", "secondary"):
+        pw = stack_run.inputs("random:index/randomPassword:RandomPassword", f"scoring-{key}-key")
+        assert pw["length"] >= 32 and pw["keepers"] == {"version": "1"}
+    secret = stack_run.one("kubernetes:core/v1:Secret")["inputs"]
+    assert set(secret["stringData"]) == {"__secret__"}
+    assert set(secret["stringData"]["__secret__"]) == {"primary", "secondary"}
+    spec = stack_run.pod_spec("Deployment")
+    keys = next(v for v in spec["volumes"] if v["name"] == "api-keys")["secret"]
+    assert keys["items"] == [{"key": "primary", "path": "primary"},
+                             {"key": "secondary", "path": "secondary"}]
+    [c] = spec["containers"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert mount["readOnly"] and env["SCORING_API_KEYS_DIR"] == mount["mountPath"]
+
+
+def test_rotating_one_key_is_a_keeper_change_that_leaves_the_other(runs):
+    def keepers(run, key):
+        return run.inputs("random:index/randomPassword:RandomPassword",
+                          f"scoring-{key}-key")["keepers"]
+    assert keepers(runs["variant"], "primary") != keepers(runs["dev"], "primary")
+    assert keepers(runs["variant"], "secondary") == keepers(runs["dev"], "secondary")
+
+
+def test_service_account_mounts_no_token(stack_run):
+    sa = stack_run.inputs("kubernetes:core/v1:ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    spec = stack_run.pod_spec("Deployment")
+    assert spec["serviceAccountName"] == sa["metadata"]["name"]
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_deployment_follows_the_contract(stack_run):
+    cfg = stack_file_config(stack_run.stack)
+    deploy = stack_run.inputs("kubernetes:apps/v1:Deployment")["spec"]
+    assert deploy["replicas"] == cfg["replicas"]
+    assert deploy["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    spec = deploy["template"]["spec"]
+    [c] = spec["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 5001, "metrics": 9090}
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) <= set(c["resources"]["limits"])
+    assert GPU_TOLERATION in spec["tolerations"] and SPOT_TOLERATION in spec["tolerations"]
+    assert spec["nodeSelector"] == {"aks-gpu-scoring/pool": "gpu"}
+    assert c["startupProbe"]["httpGet"]["path"] == c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["SCORING_PORT"] == "5001" and env["SCORING_METRICS_PORT"] == "9090"
+    assert env["SCORING_MODEL_DIR"] == "/opt/model"
+    assert {"SCORING_MODEL_NAME", "SCORING_MODEL_VERSION"} <= set(env)
+
+
+def test_deployment_security_context_is_restricted(stack_run):
+    spec = stack_run.pod_spec("Deployment")
+    [c] = spec["containers"]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] >= 10000
+    assert spec["securityContext"]["runAsUser"] >= 10000
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["readOnlyRootFilesystem"] is True
+    tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
+
+
+def test_spread_and_graceful_shutdown(stack_run):
+    spec = stack_run.pod_spec("Deployment")
+    assert "kubernetes.io/hostname" in {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
+    [c] = spec["containers"]
+    pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    graceful = int({e["name"]: e["value"] for e in c["env"]}["SCORING_GRACEFUL_TIMEOUT_S"])
+    assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + graceful
+
+
+def test_service_pdb_and_network_policy(stack_run, runs):
+    svc = stack_run.inputs("kubernetes:core/v1:Service")
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
+                                     "protocol": "TCP"}]
+    label = svc["metadata"]["annotations"]["service.beta.kubernetes.io/azure-dns-label-name"]
+    assert label.startswith(f"aks-gpu-scoring-{stack_run.stack}-")
+    assert "loadBalancerSourceRanges" not in svc["spec"]
+    variant = runs["variant"].inputs("kubernetes:core/v1:Service")
+    assert variant["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+    assert variant["metadata"]["annotations"][
+        "service.beta.kubernetes.io/azure-dns-label-name"] == "contoso-scoring"
+
+    pdb = stack_run.inputs("kubernetes:policy/v1:PodDisruptionBudget")["spec"]
+    assert pdb["maxUnavailable"] == 1
+
+    policy = stack_run.inputs("kubernetes:networking.k8s.io/v1:NetworkPolicy", "scoring-netpol")
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    ports = [p["port"] for rule in spec["ingress"] for p in rule["ports"]]
+    assert ports == [5001, 9090]
+    metrics_rule = next(r for r in spec["ingress"] if r["ports"][0]["port"] == 9090)
+    assert metrics_rule["from"] == [{"namespaceSelector": {}}]  # in-cluster only
+    blocks = [p["ipBlock"] for rule in spec["egress"] for p in rule.get("to", []) if "ipBlock" in p]
+    assert blocks and all("169.254.169.254/32" in b.get("except", []) for b in blocks)
+
+
+# --- outputs and secrets -------------------------------------------------------------------
+
+def test_outputs(stack_run, runs):
+    out = stack_run.outputs
+    assert set(out) == {"scoringUri", "swaggerUri", "primaryKey", "secondaryKey", "kubeconfig",
+                        "resourceGroupName", "clusterName", "registryLoginServer", "image"}
+    location = stack_file_config(stack_run.stack)["location"]
+    assert re.fullmatch(rf"http://aks-gpu-scoring-{stack_run.stack}-[a-z0-9]{{6}}\."
+                        rf"{location}\.cloudapp\.azure\.com/score", out["scoringUri"]["value"])
+    assert out["swaggerUri"]["value"] == out["scoringUri"]["value"].replace("/score", "/swagger.json")
+    assert runs["variant"].outputs["scoringUri"]["value"] == (
+        f"http://contoso-scoring.{location}.cloudapp.azure.com/score")
+    secret = {name for name, o in out.items() if o["secret"]}
+    assert secret == {"primaryKey", "secondaryKey", "kubeconfig"}
+
+
+def test_secrets_appear_in_no_plain_text_input(stack_run):
+    out = stack_run.outputs
+    secrets = {out[k]["value"] for k in ("primaryKey", "secondaryKey", "kubeconfig")}
+    secrets.add(mock_run.ACR_TOKEN)
+    # The kubeconfig as AKS returned it (base64) must not leak either.
+    secrets |= {base64.b64encode(yaml.safe_dump(mock_run.AKS_EXEC_KUBECONFIG).encode()).decode()}
+    assert all(len(s) > 20 for s in secrets)
+    for r in stack_run.resources:
+        for text in plain_strings(r["inputs"]):
+            assert not any(s in text for s in secrets), f"a secret in plain text in {r['name']}"
+    [c] = stack_run.pod_spec("Deployment")["containers"]
+    assert not any("KEY" in e["name"] and e["name"] != "SCORING_API_KEYS_DIR" for e in c["env"])
+
+
+def test_main_is_config_then_components_then_exports():
+    source = (REPO / "__main__.py").read_text()
+    assert source.index("config.load()") < source.index("ResourceGroup(")
+    assert source.index("ScoringService(") < source.index("pulumi.export(")
+    assert ".apply(" not in source and "def " not in source
