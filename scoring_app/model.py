@@ -57,8 +57,10 @@ class Signature:
 def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
                       output_name: str = "") -> Signature:
     """Pick input kind and scores output from TensorSpecs, or explain why not."""
-    found = (f"inputs {{{', '.join(f'{k}: {v.dtype.name}{v.shape}' for k, v in inputs.items())}}}, "
-             f"outputs {{{', '.join(f'{k}: {v.dtype.name}{v.shape}' for k, v in outputs.items())}}}")
+    def describe(specs):
+        return "{" + ", ".join(f"{k}: {specs[k].dtype.name}{specs[k].shape}"
+                               for k in sorted(specs)) + "}"
+    found = f"inputs {describe(inputs)}, outputs {describe(outputs)}"
     if len(inputs) != 1:
         raise UnsupportedModel(f"found {found}; supported: {SUPPORTED}")
     (input_name, spec), = inputs.items()

@@ -90,12 +90,14 @@ def secret_dir(tmp_path_factory):
 class Server:
     """A gunicorn process group started with the Dockerfile's command."""
 
-    def __init__(self, env: dict[str, str], argv: list[str] | None = None):
+    def __init__(self, env: dict[str, str], argv=None):
+        """``argv(port)`` gives another command line; default: the Dockerfile's CMD."""
         self.port, self.metrics_port = free_port(), free_port()
         self.env = {**os.environ, "SCORING_HOST": "127.0.0.1", "SCORING_PORT": str(self.port),
                     "SCORING_METRICS_PORT": str(self.metrics_port), **env}
         cmd = dockerfile_cmd()
-        self.argv = argv or [sys.executable if cmd[0].startswith("python") else cmd[0], *cmd[1:]]
+        assert cmd[0].startswith("python")
+        self.argv = argv(self.port) if argv else [sys.executable, *cmd[1:]]
         self.log_path = Path(env.get("TMPDIR", "/tmp")) / f"gunicorn-{self.port}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log,
