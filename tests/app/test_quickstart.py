@@ -4,6 +4,7 @@ SIGTERM drain on that same server."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import shlex
 import shutil
 import signal
@@ -11,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -65,7 +65,7 @@ def test_quickstart_prints_a_working_curl_line_and_keeps_the_key_private(quick):
     words = shlex.split(line)
     assert words[-1] == f"{srv.url}/score"
     done = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
-    body = requests.models.complexjson.loads(done.stdout)
+    body = json.loads(done.stdout)
     assert body["model"]["name"] == "demo-colours"
     assert body["predictions"][0]["label"] == "red"
 
