@@ -30,7 +30,7 @@ ZONES = ("1", "2", "3")
 RESERVED_ENV = frozenset({
     "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
-    "SCORING_GRACEFUL_TIMEOUT_S",
+    "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS",
 })
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -95,6 +95,7 @@ class ServiceConfig:
     memory_request: str
     memory_limit: str
     graceful_timeout_s: int
+    drain_s: int
     pre_stop_s: int
     extra_env: tuple[tuple[str, str], ...]
     dns_label: str | None
@@ -197,6 +198,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         memory_request=_quantity(cfg, "memoryRequest", "8Gi"),
         memory_limit=_quantity(cfg, "memoryLimit", "8Gi"),
         graceful_timeout_s=_int(cfg, "gracefulTimeoutSeconds", 30, minimum=1),
+        drain_s=_int(cfg, "drainSeconds", 5, minimum=0),
         pre_stop_s=_int(cfg, "preStopSeconds", 10, minimum=0),
         extra_env=extra,
         dns_label=dns_label,

@@ -24,7 +24,7 @@ from infra.roles import ACR_PULL, ACR_PUSH, grant
 
 APP_DIR = REPO_ROOT / "scoring_app"
 #: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
-MODEL_PATH_IN_IMAGE = "/opt/model"
+MODEL_PATH_IN_IMAGE = "/opt/scoring/model"
 REPOSITORY = "scoring"
 
 

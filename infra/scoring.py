@@ -51,14 +51,16 @@ def container_env(cfg: ServiceConfig) -> list[dict]:
         "SCORING_PORT": str(HTTP_PORT),
         "SCORING_METRICS_PORT": str(METRICS_PORT),
         "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
+        "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
         **dict(cfg.extra_env),
     }
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
 def grace_period_s(cfg: ServiceConfig) -> int:
-    """preStop pause + gunicorn's graceful timeout + a margin, so SIGKILL never cuts a request."""
-    return cfg.pre_stop_s + cfg.graceful_timeout_s + 10
+    """preStop pause + drain + gunicorn's graceful timeout + a margin, so SIGKILL never
+    cuts a request (the shutdown timeline in docs/contract.md)."""
+    return cfg.pre_stop_s + cfg.drain_s + cfg.graceful_timeout_s + 10
 
 
 class ScoringService(pulumi.ComponentResource):

@@ -160,7 +160,7 @@ def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_diges
     assert image["context"]["location"] == "scoring_app"
     assert set(image["context"]["named"]) == {"model"}
     assert image["dockerfile"]["location"] == "scoring_app/Dockerfile"
-    assert image["buildArgs"] == {"MODEL_DIR": "/opt/model"}
+    assert image["buildArgs"] == {"MODEL_DIR": "/opt/scoring/model"}
     [registry] = image["registries"]
     assert registry["address"] == login
     assert registry["username"] == "00000000-0000-0000-0000-000000000000"
@@ -268,7 +268,7 @@ def test_deployment_follows_the_contract(stack_run):
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["SCORING_PORT"] == "5001" and env["SCORING_METRICS_PORT"] == "9090"
-    assert env["SCORING_MODEL_DIR"] == "/opt/model"
+    assert env["SCORING_MODEL_DIR"] == "/opt/scoring/model"
     assert {"SCORING_MODEL_NAME", "SCORING_MODEL_VERSION"} <= set(env)
 
 
@@ -290,8 +290,10 @@ def test_spread_and_graceful_shutdown(stack_run):
     assert "kubernetes.io/hostname" in {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
     [c] = spec["containers"]
     pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-    graceful = int({e["name"]: e["value"] for e in c["env"]}["SCORING_GRACEFUL_TIMEOUT_S"])
-    assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + graceful
+    env = {e["name"]: e["value"] for e in c["env"]}
+    drain, graceful = int(env["SCORING_DRAIN_SECONDS"]), int(env["SCORING_GRACEFUL_TIMEOUT_S"])
+    # the shutdown timeline of docs/contract.md: preStop, then drain, then graceful finish
+    assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + drain + graceful
 
 
 def test_service_pdb_and_network_policy(stack_run, runs):

@@ -1,0 +1,66 @@
+"""Bearer keys read from files, re-read when they change.
+
+A Kubernetes Secret volume holds ``primary`` and ``secondary`` as symlinks
+through ``..data``, which the kubelet swaps atomically on rotation. ``os.stat``
+follows the links, so comparing (inode, mtime, size) per request is enough to
+notice a rotation; the files are read only when that changes. A directory that
+vanishes or holds only empty files means no key is valid: fail closed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+from pathlib import Path
+
+from .errors import Unauthorized
+
+KEY_FILES = ("primary", "secondary")
+
+
+class KeyStore:
+    def __init__(self, directory: str):
+        self._paths = [Path(directory) / name for name in KEY_FILES]
+        self._lock = threading.Lock()
+        self._stamp: tuple = ()
+        self._keys: tuple[bytes, ...] = ()
+
+    def _current_stamp(self) -> tuple:
+        stamp = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+                stamp.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def keys(self) -> tuple[bytes, ...]:
+        """The valid keys now (re-read only if a file changed)."""
+        stamp = self._current_stamp()
+        if stamp != self._stamp:
+            with self._lock:
+                keys = []
+                for path in self._paths:
+                    try:
+                        key = path.read_bytes().strip()
+                    except OSError:
+                        continue
+                    if key:
+                        keys.append(key)
+                self._keys, self._stamp = tuple(keys), stamp
+        return self._keys
+
+    def check(self, authorization: str | None) -> None:
+        """Raise Unauthorized unless the header carries a valid key."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send the key as 'Authorization: Bearer <key>'")
+        token_bytes = token.strip().encode()
+        # Compare against every key, always, so timing tells nothing about which.
+        matched = False
+        for key in self.keys():
+            matched |= hmac.compare_digest(token_bytes, key)
+        if not matched:
+            raise Unauthorized("the key is not valid")

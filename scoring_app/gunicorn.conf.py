@@ -1,0 +1,106 @@
+"""gunicorn settings, read from the ``SCORING_*`` variables (scoring_app/settings.py).
+
+Run as ``python -m gunicorn --config scoring_app/gunicorn.conf.py`` (the
+Dockerfile's CMD). The master never imports TensorFlow: each worker imports
+``scoring_app.wsgi`` after the fork and loads its own model (no preload_app).
+
+The master also:
+- serves the workers' merged Prometheus metrics on SCORING_METRICS_PORT;
+- on SIGTERM, drains before stopping: it tells the workers to answer 503 on
+  /readyz (SIGUSR2) and keeps accepting for SCORING_DRAIN_SECONDS, so the
+  load balancer stops sending traffic before the listener closes; then
+  gunicorn's graceful stop lets in-flight requests finish within
+  SCORING_GRACEFUL_TIMEOUT_S. Timeline in docs/contract.md.
+"""
+
+import functools
+import glob
+import os
+import signal
+import sys
+import tempfile
+import time
+
+from scoring_app import settings
+from scoring_app.auth import KeyStore
+
+try:
+    _config = settings.load()
+except settings.SettingsError as exc:
+    sys.exit(f"scoring: bad configuration: {exc}")
+
+if _config.auth == "required" and not KeyStore(_config.api_keys_dir).keys():
+    sys.exit(f"scoring: no API key in SCORING_API_KEYS_DIR={_config.api_keys_dir} "
+             "(files 'primary', 'secondary'). Mount the keys, or set "
+             "SCORING_AUTH=disabled to run without auth (local use only).")
+
+# Multiprocess metrics: workers write here; must be set before any worker
+# imports prometheus_client. Only /tmp is writable in the container.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scoring-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+wsgi_app = "scoring_app.wsgi:app"
+bind = [f"{_config.host}:{_config.port}"]
+workers = _config.workers
+worker_class = "gthread"
+threads = _config.threads
+preload_app = False
+timeout = _config.worker_timeout_s
+graceful_timeout = _config.graceful_timeout_s
+keepalive = 15
+loglevel = _config.log_level
+errorlog = "-"
+proc_name = "scoring"
+control_socket_disable = True  # it would write under $HOME; the root fs is read-only
+
+_metrics_server = None
+
+
+def on_starting(server):
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
+    if _config.auth == "disabled":
+        server.log.warning("!!! SCORING_AUTH=disabled: /score needs NO key. Local use only. !!!")
+
+
+def when_ready(server):
+    global _metrics_server
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    _metrics_server, _thread = start_http_server(
+        _config.metrics_port, addr=_config.host, registry=registry)
+    server.log.info("metrics on http://%s:%s/metrics", _config.host, _config.metrics_port)
+    # gunicorn's SIGTERM handler closes the listener at once; drain first.
+    server.handle_term = functools.partial(_drain_then_stop, server)
+
+
+def _drain_then_stop(server):
+    server.log.info("SIGTERM: /readyz turns 503; still serving for %ss, then stopping "
+                    "(in-flight requests get %ss)", _config.drain_seconds, graceful_timeout)
+    for pid in list(server.WORKERS):
+        try:
+            os.kill(pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+    time.sleep(_config.drain_seconds)
+    raise StopIteration
+
+
+def post_fork(server, worker):
+    # The metrics listener belongs to the master; a worker must not hold it open.
+    if _metrics_server is not None:
+        _metrics_server.socket.close()
+
+
+def post_worker_init(worker):
+    service = worker.wsgi.extensions["scoring"]
+    signal.signal(signal.SIGUSR2, lambda signum, frame: service.drain())
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

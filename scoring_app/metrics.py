@@ -1,0 +1,48 @@
+"""Prometheus metrics.
+
+Workers write them; with several gunicorn workers they use prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``gunicorn.conf.py``
+before any worker starts), and the gunicorn master, which never imports
+TensorFlow, serves the merged registry on ``SCORING_METRICS_PORT`` (see
+``gunicorn.conf.py``; it does not import this module, so the master owns no
+metric files).
+Labels hold only route templates, methods and status codes, never a key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter("scoring_requests", "HTTP requests by route template, method and status.",
+                   ["route", "method", "status"])
+LATENCY = Histogram("scoring_request_duration_seconds", "HTTP request latency by route.",
+                    ["route"], buckets=_LATENCY_BUCKETS)
+QUEUE_DEPTH = Gauge("scoring_queue_depth", "Images waiting for the model (all workers).",
+                    multiprocess_mode="livesum")
+BATCH_SIZE = Histogram("scoring_batch_size", "Images per model call (before padding).",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+MODEL_CALL = Histogram("scoring_model_call_seconds", "Duration of one batched model call.",
+                       buckets=_LATENCY_BUCKETS)
+MODEL_LOAD = Gauge("scoring_model_load_seconds", "Time to load the SavedModel (slowest worker).",
+                   multiprocess_mode="max")
+WARMUP = Gauge("scoring_model_warmup_seconds", "Time to warm every batch size (slowest worker).",
+               multiprocess_mode="max")
+READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
+              multiprocess_mode="livesum")
+
+DOCS = {m._name: m._documentation for m in
+        (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP, READY)}
+
+
+def observe(name: str, value: float) -> None:
+    """The batcher's hook: it knows names, not prometheus objects."""
+    if name == "queue_depth":
+        QUEUE_DEPTH.set(value)
+    elif name == "batch_size":
+        BATCH_SIZE.observe(value)
+    elif name == "model_call_seconds":
+        MODEL_CALL.observe(value)
+

@@ -1,0 +1,212 @@
+"""The model, in stages: load -> preprocess -> predict -> postprocess.
+
+``load`` inspects the SavedModel's ``serving_default`` signature and refuses
+what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in request
+threads, ``predict`` only in the batcher's single inference thread (TensorFlow
+does not promise signatures are thread-safe), ``postprocess`` back in request
+threads. TensorFlow is imported in ``load``, never at module import, so the
+gunicorn master (which imports this package's config) never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import images
+from .errors import BadImage, UnsupportedModel
+
+log = logging.getLogger(__name__)
+
+ENCODED = "encoded"   # 1-D tf.string of encoded images
+TENSOR = "tensor"     # uint8/float32 [N, H, W, 3]
+
+SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
+             "tensor of encoded images or a uint8/float32 [N, H, W, 3] image "
+             "tensor with known H and W; and one [N, K] float output (or "
+             "SCORING_OUTPUT naming it)")
+
+
+def batch_sizes(max_batch: int) -> list[int]:
+    """The fixed batch shapes: powers of two below ``max_batch``, then it."""
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_batch]
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What ``load`` found: enough to build batches and read scores."""
+    input_name: str
+    kind: str
+    dtype: str
+    image_size: tuple[int, int] | None
+    output_name: str
+    num_classes: int | None
+
+
+def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
+                      output_name: str = "") -> Signature:
+    """Pick input kind and scores output from TensorSpecs, or explain why not."""
+    def describe(specs):
+        return "{" + ", ".join(f"{k}: {specs[k].dtype.name}{specs[k].shape}"
+                               for k in sorted(specs)) + "}"
+    found = f"inputs {describe(inputs)}, outputs {describe(outputs)}"
+    if len(inputs) != 1:
+        raise UnsupportedModel(f"found {found}; supported: {SUPPORTED}")
+    (input_name, spec), = inputs.items()
+    shape = spec.shape
+    if spec.dtype.name == "string" and shape.rank == 1:
+        kind, size = ENCODED, None
+    elif (spec.dtype.name in ("uint8", "float32") and shape.rank == 4
+          and shape[3] == 3 and shape[1] is not None and shape[2] is not None):
+        kind, size = TENSOR, (int(shape[1]), int(shape[2]))
+    else:
+        raise UnsupportedModel(f"found {found}; supported: {SUPPORTED}")
+
+    scores = {name: s for name, s in outputs.items()
+              if s.dtype.is_floating and s.shape.rank == 2}
+    if output_name:
+        if output_name not in scores:
+            raise UnsupportedModel(
+                f"SCORING_OUTPUT={output_name!r} is not a [N, K] float output; found {found}")
+    elif len(scores) == 1:
+        output_name = next(iter(scores))
+    else:
+        raise UnsupportedModel(
+            f"found {found}; need exactly one [N, K] float output, "
+            f"or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
+    k = scores[output_name].shape[1]
+    return Signature(input_name, kind, spec.dtype.name, size, output_name,
+                     None if k is None else int(k))
+
+
+def read_labels(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def find_labels(model_dir: Path, labels_file: str) -> list[str] | None:
+    """SCORING_LABELS_FILE, else ``assets/labels.txt`` or the only ``.txt`` asset."""
+    if labels_file:
+        return read_labels(Path(labels_file))
+    assets = sorted((model_dir / "assets").glob("*.txt"))
+    named = [p for p in assets if p.name == "labels.txt"]
+    if named or len(assets) == 1:
+        return read_labels((named or assets)[0])
+    return None
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def warmup_image() -> bytes:
+    """A small valid JPEG: what warm-up feeds every batch size."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(out, "JPEG")
+    return out.getvalue()
+
+
+class ScoringModel:
+    """One SavedModel behind the four stages."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.signature: Signature | None = None
+        self.labels: list[str] | None = None
+        self.sizes = batch_sizes(config.max_batch_size)
+        self._fn = None
+        self._tf = None
+
+    # -- load ------------------------------------------------------------
+    def load(self) -> float:
+        """Load and check the model; returns the seconds it took."""
+        started = time.perf_counter()
+        import tensorflow as tf  # heavy: only in workers, only here
+        self._tf = tf
+        model_dir = Path(self.config.model_dir)
+        try:
+            loaded = tf.saved_model.load(str(model_dir))
+        except (OSError, ValueError) as exc:
+            raise UnsupportedModel(f"cannot load a SavedModel from {model_dir}: {exc}") from None
+        fn = loaded.signatures.get("serving_default")
+        if fn is None:
+            raise UnsupportedModel(
+                f"found signatures {sorted(loaded.signatures)}; supported: {SUPPORTED}")
+        self.signature = inspect_signature(
+            fn.structured_input_signature[1], fn.structured_outputs, self.config.output)
+        if self.signature.kind == TENSOR and self.signature.dtype == "uint8" \
+                and self.config.preprocess != "none":
+            raise UnsupportedModel(
+                f"SCORING_PREPROCESS={self.config.preprocess} needs a float32 input; "
+                "this model takes uint8 pixels (use none)")
+        self.labels = find_labels(model_dir, self.config.labels_file)
+        k = self.signature.num_classes
+        if self.labels is not None and k is not None and len(self.labels) != k:
+            raise UnsupportedModel(f"{len(self.labels)} labels for {k} model classes")
+        self._loaded, self._fn = loaded, fn  # keep `loaded` alive: fn needs its variables
+        log.info("model %s loaded: %s", model_dir, self.signature)
+        return time.perf_counter() - started
+
+    # -- preprocess (request threads) -------------------------------------
+    def preprocess(self, data: bytes) -> Any:
+        """Validate/convert one image; raises BadImage/TooManyPixels (400)."""
+        sig = self.signature
+        if sig.kind == ENCODED:
+            return images.check_encoded(data, self.config.max_image_pixels)
+        pixels = images.decode_rgb(data, sig.image_size, self.config.max_image_pixels)
+        if sig.dtype == "uint8":
+            return pixels
+        return images.preprocess(pixels, self.config.preprocess)
+
+    # -- predict (inference thread only) ----------------------------------
+    def bucket(self, n: int) -> int:
+        return next(size for size in self.sizes if size >= n)
+
+    def predict(self, items: list[Any]) -> np.ndarray:
+        """Score a batch: pad to a fixed size, call once, return ``[n, K]``."""
+        n = len(items)
+        padded = items + [items[-1]] * (self.bucket(n) - n)
+        if self.signature.kind == ENCODED:
+            batch = np.array(padded, dtype=object)
+        else:
+            batch = np.stack(padded)
+        tf = self._tf
+        try:
+            out = self._fn(**{self.signature.input_name: tf.constant(batch)})
+        except tf.errors.InvalidArgumentError as exc:
+            if self.signature.kind == ENCODED:
+                raise BadImage("the model could not decode this image: "
+                               f"{exc.message.splitlines()[0]}") from None
+            raise
+        scores = out[self.signature.output_name].numpy()[:n]
+        return softmax(scores) if self.config.apply_softmax else scores
+
+    def warm_up(self) -> float:
+        """Call every batch size once, so no request pays for tracing/autotune."""
+        started = time.perf_counter()
+        item = self.preprocess(warmup_image())
+        for size in self.sizes:
+            self.predict([item] * size)
+        return time.perf_counter() - started
+
+    # -- postprocess (request threads) ------------------------------------
+    def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+        """The ``top_k`` classes of one row, best first."""
+        k = min(top_k, scores.shape[0])
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        labels = self.labels
+        return [{"label": labels[i] if labels else str(i), "index": int(i),
+                 "score": float(scores[i])} for i in top.tolist()]

@@ -1,0 +1,177 @@
+"""HTTP layer: parse requests, call the service, map domain errors to JSON.
+
+Order of checks on ``POST /score``: key (401), media type (415), size (413,
+from Content-Length before reading, then a bounded read), then content (400).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import metrics, openapi
+from .errors import (BadRequest, PayloadTooLarge, ScoringError,
+                     UnsupportedMediaType)
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__)
+probes = Blueprint("probes", __name__)
+
+_CHUNK = 64 * 1024
+# Raw bytes are sniffed, not trusted to the header: these all mean "raw bytes".
+# (curl --data-binary sends application/x-www-form-urlencoded by default.)
+_RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+def _service():
+    return current_app.extensions["scoring"]
+
+
+def error_response(status: int, code: str, message: str, headers=None):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+# -- probes -------------------------------------------------------------------
+@probes.get("/")
+def root():
+    return jsonify({"status": "alive"})
+
+
+@probes.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@probes.get("/readyz")
+def readyz():
+    why = _service().readiness()
+    if why is not None:
+        return error_response(503, "not_ready", f"not ready: {why}", {"Retry-After": "5"})
+    return jsonify({"status": "ready"})
+
+
+@probes.get("/swagger.json")
+def swagger():
+    cfg = _service().config
+    return jsonify(openapi.document(cfg.model_name, cfg.model_version, cfg.max_batch_size))
+
+
+# -- scoring -------------------------------------------------------------------
+def _read_body(limit: int) -> bytes:
+    """Read at most ``limit`` bytes; 413 as soon as the body is known to be larger."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; "
+                              f"the limit is {limit} bytes")
+    chunks, size = [], 0
+    while True:
+        chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+
+
+def _top_k() -> int:
+    raw = request.args.get("top_k", "5")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise BadRequest(f"top_k must be a positive integer, got {raw!r}")
+    return value
+
+
+def _instances(body: bytes, max_items: int) -> list[bytes]:
+    """``{"instances": [{"b64": "..."}, ...]}`` -> the decoded images."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest('the body is not valid JSON; send {"instances": [{"b64": "..."}]}') from None
+    instances = doc.get("instances") if isinstance(doc, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('send {"instances": [{"b64": "..."}, ...]} with at least one instance')
+    if len(instances) > max_items:
+        raise BadRequest(f"at most {max_items} instances per request")
+    images = []
+    for i, instance in enumerate(instances):
+        b64 = instance.get("b64") if isinstance(instance, dict) else None
+        if not isinstance(b64, str):
+            raise BadRequest(f'instances[{i}] must be an object with a "b64" string')
+        try:
+            images.append(base64.b64decode(b64, validate=True))
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"instances[{i}].b64 is not valid base64") from None
+    return images
+
+
+@api.post("/score")
+def score():
+    service = _service()
+    service.authenticate(request.headers.get("Authorization"))
+    mimetype = request.mimetype
+    is_json = mimetype == "application/json"
+    if not (is_json or mimetype in _RAW_TYPES or mimetype.startswith("image/")):
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype!r} is not supported; send image bytes "
+            "(image/*, application/octet-stream) or application/json instances")
+    top_k = _top_k()
+    body = _read_body(service.config.max_body_bytes)
+    images = _instances(body, service.config.max_queue) if is_json else [body]
+    try:
+        predictions = service.score(images, top_k)
+    except ScoringError as exc:
+        if is_json and exc.index is not None:
+            exc.message = f"instances[{exc.index}]: {exc.message}"
+        raise
+    model = {"name": service.config.model_name, "version": service.config.model_version}
+    return jsonify({"model": model,
+                    "predictions": predictions if is_json else predictions[0]})
+
+
+@api.get("/score")
+def score_get():
+    return error_response(405, "method_not_allowed",
+                          "POST the image bytes to /score", {"Allow": "POST"})
+
+
+# -- errors and metrics -----------------------------------------------------
+def handle_scoring_error(exc: ScoringError):
+    if exc.status >= 500 and exc.status not in (503, 504):
+        log.error("request failed: %s", exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+def handle_http_error(exc: HTTPException):
+    code = (exc.name or "error").lower().replace(" ", "_")
+    allowed = getattr(exc, "valid_methods", None)
+    return error_response(exc.code or 500, code, exc.description or exc.name,
+                          {"Allow": ", ".join(allowed)} if allowed else None)
+
+
+def handle_unexpected(exc: Exception):
+    log.exception("unexpected error")
+    return error_response(500, "internal", "internal error; it has been logged")
+
+
+def start_timer():
+    g.started = time.perf_counter()
+
+
+def record(response):
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    metrics.LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response

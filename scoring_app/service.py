@@ -1,0 +1,79 @@
+"""The scoring service behind the routes: model + batcher + keys + readiness.
+
+``Service.start`` loads the model synchronously (an unsupported model stops the
+worker at boot, and gunicorn then stops: a broken image never serves) and warms
+it in the inference thread, so ``/healthz`` answers during warm-up and
+``/readyz`` turns 200 only when every batch size has run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from . import metrics
+from .auth import KeyStore
+from .batcher import Batcher
+from .errors import ScoringError, Unavailable
+from .model import ScoringModel
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, config: Any, model: Any = None):
+        self.config = config
+        self.model = model if model is not None else ScoringModel(config)
+        self.keys = None if config.auth == "disabled" else KeyStore(config.api_keys_dir)
+        self.batcher = Batcher(
+            self.model.predict, config.max_batch_size, config.batch_timeout_ms / 1000,
+            config.max_queue, observe=metrics.observe, warm_up=self._warm_up)
+        self._draining = threading.Event()
+
+    def start(self) -> None:
+        metrics.MODEL_LOAD.set(self.model.load())
+        self.batcher.start()
+
+    def _warm_up(self) -> None:
+        metrics.WARMUP.set(self.model.warm_up())
+        metrics.READY.inc()
+        log.info("model warmed for batch sizes %s; ready", self.model.sizes)
+
+    def drain(self) -> None:
+        """Stop reporting ready (SIGTERM); requests are still served."""
+        if not self._draining.is_set():
+            self._draining.set()
+            if self.batcher.ready.is_set():
+                metrics.READY.dec()
+            log.info("draining: /readyz now answers 503")
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not."""
+        if self._draining.is_set():
+            return "draining"
+        if self.batcher.failed is not None:
+            return "warm-up failed"
+        if not self.batcher.ready.is_set():
+            return "loading"
+        return None
+
+    def authenticate(self, authorization: str | None) -> None:
+        if self.keys is not None:
+            self.keys.check(authorization)
+
+    def score(self, images: list[bytes], top_k: int) -> list[list[dict[str, Any]]]:
+        """Preprocess in this thread, batch-predict, postprocess: one list per image."""
+        if not self.batcher.ready.is_set():
+            raise Unavailable("the model is still loading; retry shortly", retry_after_s=5)
+        deadline = time.monotonic() + self.config.request_timeout_ms / 1000
+        items = []
+        for index, data in enumerate(images):
+            try:
+                items.append(self.model.preprocess(data))
+            except ScoringError as exc:
+                exc.index = index
+                raise
+        rows = self.batcher.submit_many(items, deadline)
+        return [self.model.postprocess(row, top_k) for row in rows]

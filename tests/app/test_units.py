@@ -1,0 +1,336 @@
+"""Unit tests, stage by stage: settings, images, model, batcher, auth."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scoring_app import images, settings
+from scoring_app.auth import KeyStore
+from scoring_app.batcher import Batcher
+from scoring_app.errors import (BadImage, DeadlineExceeded, TooManyPixels,
+                                Unauthorized, Unavailable, UnsupportedModel)
+from scoring_app.model import ScoringModel, batch_sizes, inspect_signature
+from tests.app import media
+from tests.app.conftest import ROOT, SecretDir
+
+
+# -- settings ------------------------------------------------------------------
+def test_defaults_parse_and_match_the_contract():
+    cfg = settings.load({})
+    assert (cfg.port, cfg.metrics_port, cfg.auth, cfg.preprocess) == (5001, 9090, "required", "none")
+
+
+@pytest.mark.parametrize("name,value", [
+    ("SCORING_MAX_BATCH_SIZE", "0"), ("SCORING_MAX_BATCH_SIZE", "lots"),
+    ("SCORING_PREPROCESS", "keras"), ("SCORING_APPLY_SOFTMAX", "maybe"),
+    ("SCORING_PORT", "70000"), ("SCORING_MODEL_DIR", " "), ("SCORING_AUTH", "off"),
+])
+def test_a_bad_value_names_the_variable(name, value):
+    with pytest.raises(settings.SettingsError, match=name):
+        settings.load({name: value})
+
+
+def test_readme_table_is_generated_from_the_settings_module():
+    assert settings.markdown_table() in (ROOT / "README.md").read_text()
+
+
+def test_every_variable_named_in_the_contract_is_declared():
+    import re
+    contract = (ROOT / "docs" / "contract.md").read_text()
+    declared = {s.name for s in settings.SETTINGS}
+    assert set(re.findall(r"SCORING_[A-Z_]+[A-Z]", contract)) <= declared
+
+
+# -- images --------------------------------------------------------------------
+@pytest.mark.parametrize("body,error", [
+    (b"", BadImage), (b"plain text", BadImage), (media.PDF, BadImage),
+    (media.png_header_only(100000, 100000), TooManyPixels),
+    (media.png_header_only(3000, 2000), TooManyPixels),
+])
+def test_check_encoded_rejects(body, error):
+    with pytest.raises(error):
+        images.check_encoded(body, media.MAX_PIXELS)
+
+
+def test_check_encoded_passes_bytes_through_untouched():
+    body = media.jpeg()
+    assert images.check_encoded(body, media.MAX_PIXELS) is body
+
+
+def test_decode_rejects_truncated_jpeg():
+    with pytest.raises(BadImage):
+        images.decode_rgb(media.BAD_INPUTS["truncated jpeg"][0], (8, 8), media.MAX_PIXELS)
+
+
+def test_decode_honours_exif_orientation():
+    pixels = images.decode_rgb(media.exif_rotated_jpeg(), (40, 20), media.MAX_PIXELS)
+    assert pixels.shape == (40, 20, 3)
+    top, bottom = pixels[5, 10], pixels[35, 10]
+    assert top[0] > 150 and top[2] < 100, top      # red on top once rotated
+    assert bottom[2] > 150 and bottom[0] < 100, bottom
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("cmyk jpeg", media.RED), ("grayscale jpeg", (250, 250, 250)),
+    ("16-bit png", (192, 192, 192)), ("animated gif", media.BLUE),
+])
+def test_decode_converts_modes_to_rgb(name, expected):
+    pixels = images.decode_rgb(media.BAD_INPUTS[name][0], (4, 4), media.MAX_PIXELS)
+    assert pixels.dtype == np.uint8 and pixels.shape == (4, 4, 3)
+    assert np.abs(pixels.mean(axis=(0, 1)) - expected).max() < 12
+
+
+def test_preprocess_modes():
+    px = np.array([[[255, 0, 128]]], dtype=np.uint8)
+    assert images.preprocess(px, "none").tolist() == [[[255.0, 0.0, 128.0]]]
+    np.testing.assert_allclose(images.preprocess(px, "tf"), [[[1.0, -1.0, 128 / 127.5 - 1]]], rtol=1e-4)
+    np.testing.assert_allclose(images.preprocess(px, "caffe"),
+                               [[[128 - 103.939, 0 - 116.779, 255 - 123.68]]], rtol=1e-5)
+    np.testing.assert_allclose(images.preprocess(px, "torch")[0, 0, 0], (1 - 0.485) / 0.229, rtol=1e-5)
+
+
+# -- model ---------------------------------------------------------------------
+def test_batch_sizes_are_powers_of_two_then_the_max():
+    assert batch_sizes(1) == [1]
+    assert batch_sizes(8) == [1, 2, 4, 8]
+    assert batch_sizes(12) == [1, 2, 4, 8, 12]
+
+
+def _spec(shape, dtype):
+    import tensorflow as tf
+    return tf.TensorSpec(shape, dtype)
+
+
+@pytest.mark.parametrize("inputs,outputs,output,message", [
+    ({"a": ([None], "string"), "b": ([None], "string")}, {"s": ([None, 3], "float32")}, "",
+     "found inputs"),
+    ({"x": ([None, None, None, 3], "uint8")}, {"s": ([None, 3], "float32")}, "", "known H and W"),
+    ({"x": ([None, 8, 8, 1], "float32")}, {"s": ([None, 3], "float32")}, "", "supported"),
+    ({"x": ([None], "int32")}, {"s": ([None, 3], "float32")}, "", "supported"),
+    ({"x": ([None], "string")}, {"a": ([None, 3], "float32"), "b": ([None, 2], "float32")}, "",
+     "SCORING_OUTPUT naming one of: a, b"),
+    ({"x": ([None], "string")}, {"a": ([None, 3], "float32")}, "zz", "SCORING_OUTPUT='zz'"),
+])
+def test_unsupported_signatures_say_what_was_found(inputs, outputs, output, message):
+    with pytest.raises(UnsupportedModel, match=message):
+        inspect_signature({k: _spec(*v) for k, v in inputs.items()},
+                          {k: _spec(*v) for k, v in outputs.items()}, output)
+
+
+def test_signature_picks_named_output_among_several():
+    sig = inspect_signature({"x": _spec([None, 8, 9, 3], "float32")},
+                            {"a": _spec([None, 3], "float32"), "b": _spec([None, 5], "float32"),
+                             "ids": _spec([None], "int64")}, "b")
+    assert (sig.kind, sig.image_size, sig.output_name, sig.num_classes) == ("tensor", (8, 9), "b", 5)
+
+
+def _model(model_dir, **overrides):
+    model = ScoringModel(settings.load({}, model_dir=str(model_dir), max_batch_size=4, **overrides))
+    model.load()
+    return model
+
+
+def test_load_reads_labels_from_assets(encoded_model_dir):
+    model = _model(encoded_model_dir)
+    assert model.signature.kind == "encoded"
+    assert model.labels[:3] == ["black", "white", "red"]
+
+
+def test_labels_file_overrides_assets_and_must_match_k(encoded_model_dir, tmp_path):
+    labels = tmp_path / "l.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(6)))
+    assert _model(encoded_model_dir, labels_file=str(labels)).labels[0] == "c0"
+    labels.write_text("only\ntwo\n")
+    with pytest.raises(UnsupportedModel, match="2 labels for 6"):
+        _model(encoded_model_dir, labels_file=str(labels))
+
+
+def test_uint8_model_refuses_float_preprocessing(tensor_model_dir):
+    with pytest.raises(UnsupportedModel, match="SCORING_PREPROCESS=caffe"):
+        _model(tensor_model_dir, preprocess="caffe")
+
+
+def test_not_a_saved_model_is_unsupported(tmp_path):
+    with pytest.raises(UnsupportedModel, match="cannot load"):
+        _model(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["encoded", "tensor"])
+def test_stages_end_to_end_with_padding(kind, encoded_model_dir, tensor_model_dir):
+    model = _model(encoded_model_dir if kind == "encoded" else tensor_model_dir)
+    items = [model.preprocess(media.jpeg(c)) for c in (media.RED, media.GREEN, media.BLUE)]
+    scores = model.predict(items)  # 3 images, padded to 4 inside
+    assert scores.shape == (3, 6)
+    tops = [model.postprocess(row, 2) for row in scores]
+    assert [t[0]["label"] for t in tops] == ["red", "green", "blue"]
+    assert all(len(t) == 2 and t[0]["score"] >= t[1]["score"] for t in tops)
+
+
+def test_softmax_option(encoded_model_dir):
+    plain = _model(encoded_model_dir).predict([media.jpeg()])
+    soft = _model(encoded_model_dir, apply_softmax=True).predict([media.jpeg()])
+    e = np.exp(plain - plain.max())
+    np.testing.assert_allclose(soft, e / e.sum(), rtol=1e-5)
+
+
+def test_model_decode_failure_is_a_bad_image(encoded_model_dir):
+    model = _model(encoded_model_dir)
+    with pytest.raises(BadImage, match="could not decode"):
+        model.predict([media.BAD_INPUTS["truncated jpeg"][0]])
+
+
+def test_labels_fall_back_to_indices(encoded_model_dir, tmp_path):
+    import shutil
+    bare = tmp_path / "bare"
+    shutil.copytree(encoded_model_dir, bare)
+    (bare / "assets" / "labels.txt").unlink()
+    model = _model(bare)
+    assert model.postprocess(np.array([0.1, 0.7, 0.2]), 1) == [
+        {"label": "1", "index": 1, "score": pytest.approx(0.7)}]
+
+
+# -- batcher -------------------------------------------------------------------
+class Gate:
+    """A fake model: records batch sizes; blocks while the gate is closed."""
+
+    def __init__(self):
+        self.open = threading.Event()
+        self.open.set()
+        self.calls: list[list] = []
+        self.entered = threading.Event()
+
+    def predict(self, items):
+        self.calls.append(list(items))
+        self.entered.set()
+        self.open.wait()
+        if "bad" in items:
+            raise BadImage("bad item")
+        return [f"scored {i}" for i in items]
+
+
+def _batcher(gate, **kw):
+    args = dict(max_batch=4, batch_timeout_s=0.05, max_queue=6)
+    args.update(kw)
+    batcher = Batcher(gate.predict, args["max_batch"], args["batch_timeout_s"], args["max_queue"])
+    batcher.start()
+    assert batcher.ready.wait(10)
+    return batcher
+
+
+def _submit_in_threads(batcher, items, results, deadline_s=30):
+    def run(item):
+        try:
+            results[item] = batcher.submit_many([item], time.monotonic() + deadline_s)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            results[item] = exc
+    threads = [threading.Thread(target=run, args=(i,)) for i in items]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_lone_request_on_quiet_server_is_sent_without_waiting():
+    gate = Gate()
+    batcher = _batcher(gate, batch_timeout_s=3600)  # would hang if it waited
+    assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
+    batcher.stop()
+
+
+def test_concurrent_requests_share_a_call_and_get_their_own_results():
+    gate = Gate()
+    gate.open.clear()
+    batcher = _batcher(gate)
+    results = {}
+    first = _submit_in_threads(batcher, ["a"], results)
+    assert gate.entered.wait(10)
+    rest = _submit_in_threads(batcher, ["b", "c", "d", "e"], results)
+    while batcher.depth < 4:
+        time.sleep(0.01)
+    gate.open.set()
+    for t in first + rest:
+        t.join(10)
+    assert results == {i: [f"scored {i}"] for i in "abcde"}
+    assert [len(c) for c in gate.calls] == [1, 4]
+    batcher.stop()
+
+
+def test_full_queue_is_503_and_deadline_is_504_with_slot_freed():
+    gate = Gate()
+    gate.open.clear()
+    batcher = _batcher(gate, max_queue=2)
+    results = {}
+    busy = _submit_in_threads(batcher, ["busy"], results)
+    assert gate.entered.wait(10)
+    waiting = _submit_in_threads(batcher, ["x"], results, deadline_s=0.2)
+    while batcher.depth < 1:
+        time.sleep(0.01)
+    with pytest.raises(Unavailable) as full:
+        batcher.submit_many(["y", "z"], time.monotonic() + 30)
+    assert full.value.headers["Retry-After"].isdigit()
+    waiting[0].join(10)
+    assert isinstance(results["x"], DeadlineExceeded)
+    assert batcher.depth == 0  # the timed-out request took its slot back
+    gate.open.set()
+    busy[0].join(10)
+    assert results["busy"] == ["scored busy"]
+    batcher.stop()
+
+
+def test_a_bad_item_fails_alone():
+    gate = Gate()
+    gate.open.clear()
+    batcher = _batcher(gate)
+    results = {}
+    threads = _submit_in_threads(batcher, ["first"], results)
+    assert gate.entered.wait(10)
+    threads += _submit_in_threads(batcher, ["ok1", "bad", "ok2"], results)
+    while batcher.depth < 3:
+        time.sleep(0.01)
+    gate.open.set()
+    for t in threads:
+        t.join(10)
+    assert isinstance(results["bad"], BadImage)
+    assert results["ok1"] == ["scored ok1"] and results["ok2"] == ["scored ok2"]
+    batcher.stop()
+
+
+# -- auth ----------------------------------------------------------------------
+def test_keystore_both_keys_rotation_and_fail_closed(tmp_path):
+    secret = SecretDir(tmp_path / "keys")
+    secret.write(primary="p1", secondary="s1")
+    store = KeyStore(str(secret.path))
+    store.check("Bearer p1")
+    store.check("bearer s1")
+    secret.write(primary="p2", secondary="s1")
+    store.check("Bearer p2")
+    with pytest.raises(Unauthorized):
+        store.check("Bearer p1")
+    secret.write(primary="", secondary="")
+    with pytest.raises(Unauthorized):
+        store.check("Bearer ")
+    import shutil
+    shutil.rmtree(secret.path)
+    with pytest.raises(Unauthorized) as gone:
+        store.check("Bearer p2")
+    assert gone.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_keys_are_compared_in_constant_time(tmp_path, monkeypatch):
+    (tmp_path / "primary").write_text("p1")
+    calls = []
+    import hmac
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    KeyStore(str(tmp_path)).check("Bearer p1")
+    assert calls
+
+
+
+def test_readme_lists_every_metric():
+    from scoring_app import metrics
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in metrics.DOCS)
