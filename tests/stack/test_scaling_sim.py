@@ -40,3 +40,12 @@ def test_the_examples_bounds_are_prods():
     prod = stack_file_config("prod")
     assert (prod["minReplicas"], prod["maxReplicas"]) == (S.min_pods, S.max_pods)
     assert (prod["gpuMinCount"], prod["gpuMaxCount"]) == (S.min_nodes, S.max_nodes)
+
+
+def test_docs_scaling_md_shows_what_the_script_prints(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["scaling_sim.py"])
+    sim.main()
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    doc = (REPO / "docs" / "scaling.md").read_text()
+    assert len(printed) > 20
+    assert [line for line in printed if line not in doc] == []
