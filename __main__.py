@@ -3,8 +3,11 @@ import pulumi
 from pulumi_azure_native import resources
 
 from infra import config
+from infra.autoscaling import Autoscaler, AutoscalerArgs
 from infra.cluster import GpuCluster, GpuClusterArgs
 from infra.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
+from infra.edge import Edge, EdgeArgs
+from infra.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from infra.registry import RegistryImage, RegistryImageArgs
 from infra.scoring import ScoringService, ScoringServiceArgs
 
@@ -12,7 +15,8 @@ cfg = config.load()
 
 group = resources.ResourceGroup("scoring-rg", location=cfg.cluster.location)
 cluster = GpuCluster("gpu", GpuClusterArgs(
-    resource_group_name=group.name, cluster=cfg.cluster, gpu=cfg.gpu))
+    resource_group_name=group.name, cluster=cfg.cluster, gpu=cfg.gpu,
+    keda=cfg.scaling.enabled, managed_prometheus=cfg.monitoring))
 registry = RegistryImage("registry", RegistryImageArgs(
     resource_group_name=group.name, location=cfg.cluster.location,
     kubelet_object_id=cluster.kubelet_object_id, image=cfg.image))
@@ -20,11 +24,24 @@ if cfg.gpu.driver == "aks":  # the GPU Operator route brings its own device plug
     NvidiaDevicePlugin("nvidia", DevicePluginArgs(
         image=cfg.image.device_plugin_image, provider=cluster.provider))
 scoring = ScoringService("scoring", ScoringServiceArgs(
-    image_ref=registry.image_ref, location=cfg.cluster.location,
-    service=cfg.service, provider=cluster.provider))
+    image_ref=registry.image_ref, service=cfg.service, provider=cluster.provider,
+    autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring))
+edge = Edge("edge", EdgeArgs(
+    edge=cfg.edge, service=cfg.service, location=cfg.cluster.location,
+    namespace=scoring.namespace, service_name=scoring.service_name, provider=cluster.provider))
+if cfg.monitoring:
+    prometheus = ManagedPrometheus("prometheus", ManagedPrometheusArgs(
+        resource_group_name=group.name, location=cfg.cluster.location, cluster_id=cluster.id))
+    pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
+    if cfg.scaling.enabled:  # config.py allows autoscaling only with monitoring
+        Autoscaler("autoscaler", AutoscalerArgs(
+            scaling=cfg.scaling, resource_group_name=group.name, location=cfg.cluster.location,
+            oidc_issuer_url=cluster.oidc_issuer_url, workspace_id=prometheus.workspace_id,
+            query_endpoint=prometheus.query_endpoint, namespace=scoring.namespace,
+            deployment_name=scoring.deployment_name, provider=cluster.provider))
 
-pulumi.export("scoringUri", scoring.scoring_uri)
-pulumi.export("swaggerUri", scoring.swagger_uri)
+pulumi.export("scoringUri", edge.scoring_uri)
+pulumi.export("swaggerUri", edge.swagger_uri)
 pulumi.export("primaryKey", scoring.primary_key)
 pulumi.export("secondaryKey", scoring.secondary_key)
 pulumi.export("kubeconfig", cluster.kubeconfig)

@@ -14,7 +14,7 @@ from pulumi_azure_native import authorization, containerservice
 from infra.config import ClusterConfig, GpuPoolConfig
 from infra.kubeconfig import unattended_kubeconfig
 from infra.roles import AKS_RBAC_CLUSTER_ADMIN, grant
-from infra.scheduling import GPU_NODE_LABEL, GPU_TAINT, taint_string
+from infra.scheduling import GPU_NODE_LABEL, GPU_TAINT, SYSTEM_TAINT, taint_string
 
 
 @dataclass
@@ -22,12 +22,16 @@ class GpuClusterArgs:
     resource_group_name: pulumi.Input[str]
     cluster: ClusterConfig
     gpu: GpuPoolConfig
+    keda: bool = False  # the AKS KEDA add-on (workloadAutoScalerProfile)
+    managed_prometheus: bool = False  # the metrics add-on (azureMonitorProfile)
 
 
 class GpuCluster(pulumi.ComponentResource):
     """AKS (Entra ID + Azure RBAC, CNI overlay + Cilium) and its GPU node pool."""
 
     name: pulumi.Output[str]
+    id: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
     kubelet_object_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
@@ -56,7 +60,7 @@ class GpuCluster(pulumi.ComponentResource):
                 "type": "VirtualMachineScaleSets",
                 "availability_zones": list(cfg.zones) or None,
                 # Keeps everything but critical add-ons off the system pool.
-                "node_taints": ["CriticalAddonsOnly=true:NoSchedule"],
+                "node_taints": [taint_string(SYSTEM_TAINT)],
             }],
             network_profile={
                 "network_plugin": "azure",
@@ -72,6 +76,10 @@ class GpuCluster(pulumi.ComponentResource):
                 "node_os_upgrade_channel": cfg.node_os_upgrade_channel,
             },
             addon_profiles={"azurepolicy": {"enabled": True}},
+            # Managed NGINX (application routing): the public edge, patched by AKS.
+            ingress_profile={"web_app_routing": {"enabled": True}},
+            workload_auto_scaler_profile={"keda": {"enabled": args.keda}},
+            azure_monitor_profile={"metrics": {"enabled": args.managed_prometheus}},
             api_server_access_profile={"authorized_ip_ranges": list(cfg.authorized_ip_ranges)},
             enable_rbac=True,
             aad_profile={
@@ -125,6 +133,8 @@ class GpuCluster(pulumi.ComponentResource):
             f"{name}-k8s", kubeconfig=self.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin]))
         self.name = managed.name
+        self.id = managed.id
+        self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url)
         self.kubelet_object_id = managed.identity_profile.apply(
             lambda profile: profile["kubeletidentity"].object_id)
         self.register_outputs({"name": self.name, "kubeletObjectId": self.kubelet_object_id})

@@ -32,6 +32,12 @@ RESERVED_ENV = frozenset({
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
     "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS",
 })
+ACME_SERVERS = {
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_CHART_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DIGEST_REF = re.compile(r"^[a-z0-9.\-:/_]+@sha256:[0-9a-f]{64}$")
@@ -105,11 +111,33 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class EdgeConfig:
+    """How the public endpoint is served: HTTPS through cert-manager, or plain HTTP."""
+    tls: bool
+    acme_email: str | None  # set whenever tls is
+    acme_server: str  # the ACME directory URL
+    cert_manager_version: str
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """KEDA scales the Deployment between min and max on the service's own load metrics."""
+    enabled: bool
+    min_replicas: int
+    max_replicas: int
+    requests_per_replica: float  # /score requests per second one replica should take
+    queue_per_replica: int  # images waiting per replica that mean "add one"
+
+
+@dataclass(frozen=True)
 class StackConfig:
     cluster: ClusterConfig
     gpu: GpuPoolConfig
     image: ImageConfig
     service: ServiceConfig
+    edge: EdgeConfig
+    scaling: ScalingConfig
+    monitoring: bool
 
 
 def load(cfg: pulumi.Config | None = None) -> StackConfig:
@@ -134,7 +162,57 @@ def load(cfg: pulumi.Config | None = None) -> StackConfig:
     gpu = _gpu_pool(cfg, zones)
     image = _image(cfg)
     service = _service(cfg, gpu)
-    return StackConfig(cluster=cluster, gpu=gpu, image=image, service=service)
+    edge = _edge(cfg, service)
+    monitoring = bool(cfg.get_bool("monitoring") or False)
+    scaling = _scaling(cfg, gpu, monitoring)
+    return StackConfig(cluster=cluster, gpu=gpu, image=image, service=service, edge=edge,
+                       scaling=scaling, monitoring=monitoring)
+
+
+def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
+    tls = cfg.get_bool("tls")
+    tls = True if tls is None else tls  # HTTPS unless a stack says otherwise
+    email = cfg.get("acmeEmail") or None
+    if tls and not email:
+        raise ConfigError("acmeEmail", "is required when tls is true: Let's Encrypt sends expiry "
+                          "warnings there (`pulumi config set acmeEmail you@example.com`), "
+                          "or set tls false for plain HTTP")
+    if email and not _EMAIL.match(email):
+        raise ConfigError("acmeEmail", f"{email!r} is not an e-mail address")
+    if tls and service.source_ranges:
+        raise ConfigError("loadBalancerSourceRanges", "must be [] when tls is true: Let's "
+                          "Encrypt's HTTP-01 check comes from addresses it does not publish, "
+                          "so a source filter would stop the certificate from being issued")
+    version = cfg.get("certManagerVersion") or "v1.19.1"
+    if not _CHART_VERSION.match(version):
+        raise ConfigError("certManagerVersion", f"{version!r} must be an exact chart version "
+                          "such as v1.19.1 (no ranges: the chart is pinned)")
+    server = _choice(cfg, "acmeServer", "production", tuple(ACME_SERVERS))
+    return EdgeConfig(tls=tls, acme_email=email, acme_server=ACME_SERVERS[server],
+                      cert_manager_version=version)
+
+
+def _scaling(cfg: pulumi.Config, gpu: GpuPoolConfig, monitoring: bool) -> ScalingConfig:
+    enabled = bool(cfg.get_bool("autoscaling") or False)
+    if enabled and not monitoring:
+        raise ConfigError("autoscaling", "needs monitoring true: KEDA reads the service's load "
+                          "from Azure Monitor managed Prometheus")
+    # min 1: with no pod there is no load metric, so nothing would ever scale it up again.
+    low = _int(cfg, "minReplicas", 1, minimum=1)
+    high = _int(cfg, "maxReplicas", 1, minimum=1)
+    if low > high:
+        raise ConfigError("minReplicas", f"{low} is greater than maxReplicas ({high})")
+    if enabled and high > gpu.max_gpus:
+        raise ConfigError("maxReplicas", f"{high} replicas need {high} GPUs, but the GPU pool "
+                          f"has at most {gpu.max_gpus} ({gpu.max_count} x {gpu.vm_size}); "
+                          "raise gpuMaxCount or lower maxReplicas")
+    rate = _float(cfg, "scaleRequestsPerReplica")
+    rate = 100.0 if rate is None else rate
+    if rate <= 0:
+        raise ConfigError("scaleRequestsPerReplica", f"{rate} must be > 0")
+    return ScalingConfig(enabled=enabled, min_replicas=low, max_replicas=high,
+                         requests_per_replica=rate,
+                         queue_per_replica=_int(cfg, "scaleQueuePerReplica", 32, minimum=1))
 
 
 def _gpu_pool(cfg: pulumi.Config, zones: tuple[str, ...]) -> GpuPoolConfig:

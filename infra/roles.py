@@ -9,6 +9,8 @@ from pulumi_azure_native import authorization
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+#: Query an Azure Monitor workspace (KEDA reading the Prometheus metrics).
+MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:

@@ -9,11 +9,20 @@ GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 SPOT_TAINT = {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot",
               "effect": "NoSchedule"}
 GPU_NODE_LABEL = ("aks-gpu-scoring/pool", "gpu")
+#: The system pool's taint: AKS add-ons tolerate it; so must the few small cluster services
+#: this stack adds (cert-manager and its ACME solver), as no other untainted pool exists.
+SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}
 
 
 def taint_string(taint: dict) -> str:
     """The `key=value:Effect` form AKS's nodeTaints expects."""
     return f"{taint['key']}={taint['value']}:{taint['effect']}"
+
+
+def system_pool_placement() -> dict:
+    """nodeSelector and tolerations that put a small helper pod on the system pool."""
+    return {"nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.azure.com/mode": "system"},
+            "tolerations": [{**SYSTEM_TAINT, "operator": "Equal"}]}
 
 
 def gpu_tolerations() -> list[dict]:

@@ -1,4 +1,4 @@
-"""The scoring service: keys, Deployment, public Service, disruption budget and network policy.
+"""The scoring service: keys, Deployment, Service, disruption budget, network policy, scrape.
 
 What the container expects is docs/contract.md: port 5001 `http`, metrics on
 9090, /readyz and /healthz, SCORING_* variables, keys as files.
@@ -10,6 +10,12 @@ Pending pod. Taking one old pod down first frees its GPU for the new one.
 The cost is one replica less during a rollout (with 1 replica in dev, a
 short outage); a PodDisruptionBudget of maxUnavailable 1 matches it and
 never blocks node drains.
+
+The Service is ClusterIP: clients come in through the edge's NGINX
+(infra/edge.py), and the network policy admits the scoring port from that
+controller's namespace only, the metrics port from the Prometheus scraper's
+(kube-system) only. When the stack autoscales, the Deployment leaves
+`replicas` unset so that `pulumi up` never fights KEDA over it.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.config import ServiceConfig
+from infra.edge import APP_ROUTING_NAMESPACE
 from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
 
@@ -30,15 +37,17 @@ KEYS_DIR = "/etc/scoring/keys"
 APP_UID = 10001
 IMDS = "169.254.169.254/32"
 KEY_NAMES = ("primary", "secondary")
-DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
+SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
+SCRAPE_INTERVAL = "15s"
 
 
 @dataclass
 class ScoringServiceArgs:
     image_ref: pulumi.Input[str]
-    location: str
     service: ServiceConfig
     provider: k8s.Provider
+    autoscaled: bool = False  # KEDA owns the replica count
+    scraped: bool = False  # managed Prometheus is on: declare the PodMonitor
 
 
 def container_env(cfg: ServiceConfig) -> list[dict]:
@@ -64,10 +73,11 @@ def grace_period_s(cfg: ServiceConfig) -> int:
 
 
 class ScoringService(pulumi.ComponentResource):
-    """The GPU scoring Deployment behind an Azure load balancer with a DNS name."""
+    """The GPU scoring Deployment behind a cluster-internal Service."""
 
-    scoring_uri: pulumi.Output[str]
-    swagger_uri: pulumi.Output[str]
+    namespace: str
+    service_name: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
     primary_key: pulumi.Output[str]
     secondary_key: pulumi.Output[str]
 
@@ -89,18 +99,26 @@ class ScoringService(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata={"name": "scoring", "namespace": ns},
             automount_service_account_token=False, opts=self._child)
-        self._deployment(name, args, ns, labels, keys, account)
-        dns_label = self._dns_label(name, cfg)
-        self._service(name, cfg, ns, labels, dns_label)
+        deployment = self._deployment(name, args, ns, labels, keys, account)
+        service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": "scoring", "namespace": ns, "labels": labels},
+            spec={"type": "ClusterIP", "selector": labels,
+                  "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                             "protocol": "TCP"}]},
+            opts=self._child)
+        if args.scraped:
+            self._pod_monitor(name, ns, labels)
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb", metadata={"name": "scoring", "namespace": ns},
             spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=self._child)
         self._network_policy(name, ns, labels)
 
-        fqdn = pulumi.Output.concat(dns_label, f".{args.location}.cloudapp.azure.com")
-        self.scoring_uri = pulumi.Output.concat("http://", fqdn, "/score")
-        self.swagger_uri = pulumi.Output.concat("http://", fqdn, "/swagger.json")
-        self.register_outputs({"scoringUri": self.scoring_uri, "swaggerUri": self.swagger_uri})
+        self.namespace = NAMESPACE
+        self.service_name = service.metadata.name
+        self.deployment_name = deployment.metadata.name
+        self.register_outputs({"serviceName": self.service_name,
+                               "deploymentName": self.deployment_name})
 
     def _keys(self, name: str, cfg: ServiceConfig, ns) -> k8s.core.v1.Secret:
         """Two independent keys. Bumping one key's version in config replaces only that key,
@@ -144,11 +162,11 @@ class ScoringService(pulumi.ComponentResource):
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                              {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
         }
-        k8s.apps.v1.Deployment(
+        return k8s.apps.v1.Deployment(
             f"{name}-deploy",
             metadata={"name": "scoring", "namespace": ns, "labels": labels},
             spec={
-                "replicas": cfg.replicas,
+                "replicas": None if args.autoscaled else cfg.replicas,
                 "selector": {"matchLabels": labels},
                 "strategy": {"type": "RollingUpdate",
                              "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
@@ -180,34 +198,25 @@ class ScoringService(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _dns_label(self, name, cfg: ServiceConfig) -> pulumi.Output[str]:
-        """The configured label, or project-stack plus a stable random suffix: Azure DNS
-        labels are unique per region, so a bare project-stack would collide between users."""
-        if cfg.dns_label:
-            return pulumi.Output.from_input(cfg.dns_label)
-        suffix = random.RandomString(f"{name}-dns-suffix", length=6, special=False, upper=False,
-                                     opts=pulumi.ResourceOptions(parent=self))
-        return pulumi.Output.concat(
-            f"{pulumi.get_project()}-{pulumi.get_stack()}-"[:56], suffix.result)
-
-    def _service(self, name, cfg: ServiceConfig, ns, labels, dns_label) -> None:
-        k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata={"name": "scoring", "namespace": ns, "labels": labels,
-                      "annotations": {DNS_LABEL_ANNOTATION: dns_label}},
+    def _pod_monitor(self, name, ns, labels) -> None:
+        """Managed Prometheus scrapes the metrics port of every scoring pod (its own CRD group,
+        azmonitoring.coreos.com: the add-on ignores monitoring.coreos.com objects)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-podmonitor", api_version="azmonitoring.coreos.com/v1", kind="PodMonitor",
+            metadata={"name": "scoring", "namespace": ns},
             spec={
-                "type": "LoadBalancer",
-                "selector": labels,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-                "loadBalancerSourceRanges": list(cfg.source_ranges) or None,
+                "selector": {"matchLabels": labels},
+                "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics",
+                                         "interval": SCRAPE_INTERVAL}],
+                # The limits Azure's templates ask for, so no series is dropped unseen.
+                "labelLimit": 63, "labelNameLengthLimit": 511, "labelValueLengthLimit": 1023,
             },
-            opts=self._child,
-        )
+            opts=self._child)
 
     def _network_policy(self, name, ns, labels):
-        """In: the scoring port from anywhere (the load balancer keeps client addresses), the
-        metrics port from inside the cluster only. Out: DNS and the internet, never the
-        instance metadata service (it would hand out the node's identity tokens)."""
+        """In: the scoring port from the edge's NGINX only, the metrics port from the scraper's
+        namespace only (so no path from the internet reaches it). Out: DNS and the internet,
+        never the instance metadata service (it would hand out the node's identity tokens)."""
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol",
             metadata={"name": "scoring", "namespace": ns},
@@ -215,13 +224,13 @@ class ScoringService(pulumi.ComponentResource):
                 "podSelector": {"matchLabels": labels},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
-                    {"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
-                    {"from": [{"namespaceSelector": {}}],
+                    {"from": [_namespace(APP_ROUTING_NAMESPACE)],
+                     "ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
+                    {"from": [_namespace(SCRAPER_NAMESPACE)],
                      "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
                 ],
                 "egress": [
-                    {"to": [{"namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                    {"to": [_namespace("kube-system")],
                      "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                     {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [IMDS]}}]},
                 ],
@@ -229,3 +238,8 @@ class ScoringService(pulumi.ComponentResource):
             opts=self._child,
         )
 
+
+
+def _namespace(name: str) -> dict:
+    """A NetworkPolicy peer: every pod of one namespace, by the label Kubernetes sets on it."""
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}

@@ -23,6 +23,10 @@ SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 TENANT = "99999999-8888-7777-6666-555555555555"
 DEPLOYER_OID = "dddddddd-0000-0000-0000-000000000001"
 KUBELET_OID = "bbbbbbbb-0000-0000-0000-000000000002"
+OIDC_ISSUER = "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/"
+PROM_ENDPOINT = "https://prometheus-a1b2.westeurope.prometheus.monitor.azure.com"
+KEDA_CLIENT_ID = "cccccccc-0000-0000-0000-000000000003"
+KEDA_OID = "eeeeeeee-0000-0000-0000-000000000004"
 ACR_TOKEN = "acr-refresh-token-from-exchange"
 AAD_TOKEN = "aad-access-token-for-arm"
 AKS_EXEC_KUBECONFIG = {
@@ -79,9 +83,16 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                 return {"name": f"{args.name}-a1b2"}
             if t == "azure-native:containerservice:ManagedCluster":
                 return {"name": f"{args.name}-c3d4", "fqdn": "c.hcp.westeurope.azmk8s.io",
+                        "oidcIssuerProfile": {"enabled": True, "issuerURL": OIDC_ISSUER},
                         "identityProfile": {"kubeletidentity": {
                             "objectId": KUBELET_OID, "clientId": "kubelet-client",
                             "resourceId": "/mock/kubelet-identity"}}}
+            if t == "azure-native:monitor:AzureMonitorWorkspace":
+                return {"name": args.name, "metrics": {"prometheusQueryEndpoint": PROM_ENDPOINT,
+                                                       "internalId": "mock"}}
+            if t == "azure-native:managedidentity:UserAssignedIdentity":
+                return {"name": args.name, "clientId": KEDA_CLIENT_ID, "principalId": KEDA_OID,
+                        "tenantId": TENANT}
             if t == "azure-native:containerregistry:Registry":
                 return {"name": inputs["registryName"],
                         "loginServer": f"{inputs['registryName']}.azurecr.io"}

@@ -59,6 +59,19 @@ BAD = [
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
     ({"gpuSpotMaxPrice": "cheap"}, "gpuSpotMaxPrice", r"not a number"),
     ({"gpuDriver": "nouveau"}, "gpuDriver", r"not one of aks, gpu-operator"),
+    ({"tls": "true"}, "acmeEmail", r"is required when tls is true"),
+    ({"tls": "true", "acmeEmail": "ops"}, "acmeEmail", r"not an e-mail address"),
+    ({"tls": "true", "acmeEmail": "a@b.io", "loadBalancerSourceRanges": '["198.51.100.0/24"]'},
+     "loadBalancerSourceRanges", r"HTTP-01"),
+    ({"acmeServer": "zerossl"}, "acmeServer", r"not one of production, staging"),
+    ({"certManagerVersion": "~1.19"}, "certManagerVersion", r"exact chart version"),
+    ({"autoscaling": "true"}, "autoscaling", r"needs monitoring true"),
+    ({"minReplicas": "0"}, "minReplicas", r">= 1"),
+    ({"minReplicas": "3", "maxReplicas": "2"}, "minReplicas", r"greater than maxReplicas"),
+    ({"autoscaling": "true", "monitoring": "true", "maxReplicas": "2"}, "maxReplicas",
+     r"at most 1"),
+    ({"scaleRequestsPerReplica": "0"}, "scaleRequestsPerReplica", r"must be > 0"),
+    ({"scaleRequestsPerReplica": "many"}, "scaleRequestsPerReplica", r"not a number"),
 ]
 
 
@@ -78,13 +91,22 @@ def test_the_stack_files_load(dev_values, model_dir):
     assert load(dev_values).gpu.spot is True
     prod = {k.split(":", 1)[1]: v
             for k, v in mock_run.stack_config("prod", {"modelDir": str(model_dir)}).items()}
-    assert load(prod).service.replicas == 3
+    prod = load(prod)
+    assert (prod.edge.tls, prod.monitoring, prod.scaling.enabled) == (True, True, True)
+    assert (prod.scaling.min_replicas, prod.scaling.max_replicas) == (3, 6)
+    assert load(dev_values).edge.tls is False  # dev's plain HTTP is a visible choice
+
+
+def test_tls_is_the_default():
+    """Pulumi.yaml says HTTPS unless a stack file opts out."""
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    assert declared["tls"]["default"] is True
 
 
 def test_code_defaults_match_pulumi_yaml(model_dir):
     """Without Pulumi.yaml's defaults the code must arrive at the same config."""
     required = {"location": "westeurope", "apiAuthorizedIpRanges": '["203.0.113.0/24"]',
-                "modelDir": str(model_dir)}
+                "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com"}
     declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
     with_defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
     assert load(required) == load({**with_defaults, **required})
@@ -100,3 +122,9 @@ def test_every_key_the_code_reads_is_described_in_pulumi_yaml():
     for key, spec in declared.items():
         assert spec.get("description"), key
         assert "default" in spec or key in {"location", "apiAuthorizedIpRanges"}, key
+
+
+def test_every_acme_server_is_lets_encrypt_over_https():
+    from infra.config import ACME_SERVERS
+    assert all(url.startswith("https://acme-") and url.endswith("letsencrypt.org/directory")
+               for url in ACME_SERVERS.values())

@@ -13,10 +13,17 @@ COMPONENTS = {
     "aks-gpu-scoring:infra:RegistryImage": "registry",
     "aks-gpu-scoring:infra:NvidiaDevicePlugin": "nvidia",
     "aks-gpu-scoring:infra:ScoringService": "scoring",
+    "aks-gpu-scoring:infra:Edge": "edge",
+}
+#: Components only a stack with monitoring (and autoscaling) has.
+OBSERVED = {
+    "aks-gpu-scoring:infra:ManagedPrometheus": "prometheus",
+    "aks-gpu-scoring:infra:Autoscaler": "autoscaler",
 }
 MC = "azure-native:containerservice:ManagedCluster"
 POOL = "azure-native:containerservice:AgentPool"
 ROLE = "azure-native:authorization:RoleAssignment"
+DCRA = "azure-native:monitor:DataCollectionRuleAssociation"
 GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
 SPOT_TOLERATION = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
                    "value": "spot", "effect": "NoSchedule"}
@@ -25,11 +32,14 @@ SPOT_TOLERATION = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "
 # --- structure -----------------------------------------------------------------------------
 
 def test_components_own_their_children_and_nothing_is_protected(stack_run):
-    components = {r["name"]: r["type"] for r in stack_run.resources if r["type"] in COMPONENTS}
-    assert sorted(components.values()) == sorted(COMPONENTS)
+    expected = {**COMPONENTS, **(OBSERVED if stack_file_config(stack_run.stack)["monitoring"] else {})}
+    components = {r["name"]: r["type"] for r in stack_run.resources if r["type"] in expected}
+    assert sorted(components.values()) == sorted(expected)
+    assert not any(r["type"] in OBSERVED for r in stack_run.resources
+                   if not stack_file_config(stack_run.stack)["monitoring"])
     for r in stack_run.resources:
         assert not r["options"]["protect"] and not r["options"]["retainOnDelete"], r["name"]
-        if r["type"] in COMPONENTS or r["type"] == "azure-native:resources:ResourceGroup":
+        if r["type"] in expected or r["type"] == "azure-native:resources:ResourceGroup":
             continue
         parent = r["options"]["parent"]
         assert parent in components, f"{r['name']} is not inside a component"
@@ -48,9 +58,10 @@ def test_one_resource_group_holds_every_azure_resource(stack_run):
     group = stack_run.one("azure-native:resources:ResourceGroup")
     name = stack_run.outputs["resourceGroupName"]["value"]
     for r in stack_run.resources:
-        if r["type"].startswith("azure-native:") and r is not group and r["type"] != ROLE:
+        if r["type"].startswith("azure-native:") and r is not group and r["type"] not in (
+                ROLE, DCRA):
             assert r["inputs"]["resourceGroupName"] == name, r["name"]
-    # Role assignments live on resources inside the group (cluster, registry).
+    # Role assignments and the rule association live on resources inside the group.
     scopes = {r["inputs"]["scope"] for r in stack_run.all_of(ROLE)}
     assert all(s.startswith("/mock/azure-native:") for s in scopes), scopes
 
@@ -124,7 +135,8 @@ def test_dev_and_prod_shapes(runs):
     assert (prod["minCount"], prod["maxCount"], prod["scaleSetPriority"]) == (3, 6, "Regular")
     assert prod["availabilityZones"] == ["1", "2", "3"] and "availabilityZones" not in dev
     assert runs["dev"].inputs("kubernetes:apps/v1:Deployment")["spec"]["replicas"] == 1
-    assert runs["prod"].inputs("kubernetes:apps/v1:Deployment")["spec"]["replicas"] == 3
+    # prod autoscales: KEDA owns the count, so `pulumi up` must not reset it.
+    assert "replicas" not in runs["prod"].inputs("kubernetes:apps/v1:Deployment")["spec"]
 
 
 def test_gpu_operator_route_leaves_the_driver_and_plugin_to_the_operator(runs):
@@ -255,7 +267,7 @@ def test_service_account_mounts_no_token(stack_run):
 def test_deployment_follows_the_contract(stack_run):
     cfg = stack_file_config(stack_run.stack)
     deploy = stack_run.inputs("kubernetes:apps/v1:Deployment")["spec"]
-    assert deploy["replicas"] == cfg["replicas"]
+    assert deploy.get("replicas") == (None if cfg["autoscaling"] else cfg["replicas"])
     assert deploy["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     spec = deploy["template"]["spec"]
     [c] = spec["containers"]
@@ -296,41 +308,169 @@ def test_spread_and_graceful_shutdown(stack_run):
     assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + drain + graceful
 
 
-def test_service_pdb_and_network_policy(stack_run, runs):
+def test_service_is_internal_and_the_network_policy_admits_only_the_edge_and_scraper(stack_run):
     svc = stack_run.inputs("kubernetes:core/v1:Service")
-    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["type"] == "ClusterIP" and "annotations" not in svc["metadata"]
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
-                                     "protocol": "TCP"}]
-    label = svc["metadata"]["annotations"]["service.beta.kubernetes.io/azure-dns-label-name"]
-    assert label.startswith(f"aks-gpu-scoring-{stack_run.stack}-")
-    assert "loadBalancerSourceRanges" not in svc["spec"]
-    variant = runs["variant"].inputs("kubernetes:core/v1:Service")
-    assert variant["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
-    assert variant["metadata"]["annotations"][
-        "service.beta.kubernetes.io/azure-dns-label-name"] == "contoso-scoring"
-
+                                     "protocol": "TCP"}]  # never the metrics port
     pdb = stack_run.inputs("kubernetes:policy/v1:PodDisruptionBudget")["spec"]
     assert pdb["maxUnavailable"] == 1
 
     policy = stack_run.inputs("kubernetes:networking.k8s.io/v1:NetworkPolicy", "scoring-netpol")
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    ports = [p["port"] for rule in spec["ingress"] for p in rule["ports"]]
-    assert ports == [5001, 9090]
-    metrics_rule = next(r for r in spec["ingress"] if r["ports"][0]["port"] == 9090)
-    assert metrics_rule["from"] == [{"namespaceSelector": {}}]  # in-cluster only
+    admitted = {rule["ports"][0]["port"]: rule["from"] for rule in spec["ingress"]}
+    only = lambda ns: [{"namespaceSelector": {"matchLabels": {  # noqa: E731
+        "kubernetes.io/metadata.name": ns}}}]
+    assert admitted == {5001: only("app-routing-system"), 9090: only("kube-system")}
+    assert all(len(rule["ports"]) == 1 for rule in spec["ingress"])
     blocks = [p["ipBlock"] for rule in spec["egress"] for p in rule.get("to", []) if "ipBlock" in p]
     assert blocks and all("169.254.169.254/32" in b.get("except", []) for b in blocks)
+
+
+# --- edge: ingress, DNS name, certificate ---------------------------------------------------
+
+NGINX = "kubernetes:approuting.kubernetes.azure.com/v1alpha1:NginxIngressController"
+
+
+def test_the_dns_label_and_source_ranges_sit_on_the_controllers_load_balancer(stack_run, runs):
+    assert stack_run.inputs(MC)["ingressProfile"] == {"webAppRouting": {"enabled": True}}
+    nginx = stack_run.inputs(NGINX)
+    annotations = nginx["spec"]["loadBalancerAnnotations"]
+    label = annotations["service.beta.kubernetes.io/azure-dns-label-name"]
+    assert re.fullmatch(rf"aks-gpu-scoring-{stack_run.stack}-[a-z0-9]{{6}}", label)
+    assert "service.beta.kubernetes.io/azure-allowed-ip-ranges" not in annotations
+    ingress = stack_run.inputs("kubernetes:networking.k8s.io/v1:Ingress")
+    assert ingress["spec"]["ingressClassName"] == nginx["spec"]["ingressClassName"]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == f"{label}.westeurope.cloudapp.azure.com"
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "scoring", "port": {"name": "http"}}
+    variant = runs["variant"].inputs(NGINX)["spec"]["loadBalancerAnnotations"]
+    assert variant == {"service.beta.kubernetes.io/azure-dns-label-name": "contoso-scoring",
+                       "service.beta.kubernetes.io/azure-allowed-ip-ranges": "198.51.100.0/24"}
+
+
+def test_nginx_limits_sit_just_past_the_services_own(stack_run):
+    notes = stack_run.inputs("kubernetes:networking.k8s.io/v1:Ingress")["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "11m"  # service: 10 MiB
+    assert notes["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "40"  # service: 30 s
+
+
+def test_prod_serves_https_with_a_pinned_cert_manager_and_lets_encrypt(runs):
+    prod = runs["prod"]
+    release = prod.inputs("kubernetes:helm.sh/v3:Release")
+    assert (release["chart"], release["version"]) == ("cert-manager", "v1.19.1")
+    assert release["repositoryOpts"] == {"repo": "https://charts.jetstack.io"}
+    assert release["namespace"] == "cert-manager" and release["atomic"] is True
+    values = release["values"]
+    assert values["crds"] == {"enabled": True, "keep": True}
+    system = {"key": "CriticalAddonsOnly", "operator": "Equal", "value": "true",
+              "effect": "NoSchedule"}
+    for part in (values, values["webhook"], values["cainjector"], values["startupapicheck"]):
+        assert part["tolerations"] == [system]  # both pools are tainted
+        assert part["nodeSelector"]["kubernetes.azure.com/mode"] == "system"
+    issuer = prod.inputs("kubernetes:cert-manager.io/v1:ClusterIssuer")
+    acme = issuer["spec"]["acme"]
+    assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["email"] == stack_file_config("prod")["acmeEmail"]
+    [solver] = acme["solvers"]
+    assert solver["http01"]["ingress"]["ingressClassName"] == "scoring-nginx"
+    assert solver["http01"]["ingress"]["podTemplate"]["spec"]["tolerations"] == [system]
+    cert = prod.inputs("kubernetes:cert-manager.io/v1:Certificate")["spec"]
+    ingress = prod.inputs("kubernetes:networking.k8s.io/v1:Ingress")
+    host = ingress["spec"]["rules"][0]["host"]
+    assert cert["dnsNames"] == [host] and cert["issuerRef"]["name"] == issuer["metadata"]["name"]
+    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": cert["secretName"]}]
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"  # HTTP -> 308
+    names = {r["name"]: r for r in prod.resources}
+    assert names["edge-issuer"]["options"]["parent"] == "edge"
+
+
+def test_dev_stays_on_plain_http_without_certificate_machinery(runs):
+    dev = runs["dev"]
+    assert not dev.all_of("kubernetes:helm.sh/v3:Release")
+    assert not [r for r in dev.resources if r["type"].startswith("kubernetes:cert-manager.io")]
+    ingress = dev.inputs("kubernetes:networking.k8s.io/v1:Ingress")
+    assert "tls" not in ingress["spec"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] == "false"
+
+
+# --- monitoring and autoscaling -------------------------------------------------------------
+
+def test_managed_prometheus_is_wired_from_cluster_to_workspace(runs):
+    prod, dev = runs["prod"], runs["dev"]
+    assert prod.inputs(MC)["azureMonitorProfile"] == {"metrics": {"enabled": True}}
+    assert dev.inputs(MC)["azureMonitorProfile"] == {"metrics": {"enabled": False}}
+    assert not dev.all_of("azure-native:monitor:AzureMonitorWorkspace")
+    rule = prod.inputs("azure-native:monitor:DataCollectionRule")
+    assert rule["kind"] == "Linux"
+    [source] = rule["dataSources"]["prometheusForwarder"]
+    assert source["streams"] == ["Microsoft-PrometheusMetrics"]
+    [account] = rule["destinations"]["monitoringAccounts"]
+    assert account["accountResourceId"].endswith("/prometheus-workspace")
+    assert rule["dataFlows"] == [{"streams": ["Microsoft-PrometheusMetrics"],
+                                  "destinations": [account["name"]]}]
+    assert rule["dataCollectionEndpointId"].endswith("/prometheus-dce")
+    dcra = prod.inputs(DCRA)
+    assert dcra["resourceUri"].endswith("/gpu-aks") and dcra["dataCollectionRuleId"].endswith(
+        "/prometheus-dcr")
+    monitor = prod.inputs("kubernetes:azmonitoring.coreos.com/v1:PodMonitor")
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    deployment_ports = {p["name"]: p["containerPort"]
+                        for p in prod.pod_spec("Deployment")["containers"][0]["ports"]}
+    assert deployment_ports[endpoint["port"]] == 9090
+    assert monitor["spec"]["selector"]["matchLabels"] == prod.inputs(
+        "kubernetes:apps/v1:Deployment")["spec"]["selector"]["matchLabels"]
+    assert prod.outputs["prometheusQueryEndpoint"]["value"] == mock_run.PROM_ENDPOINT
+
+
+def test_keda_scales_the_deployment_on_load_as_its_own_identity(runs):
+    prod, dev = runs["prod"], runs["dev"]
+    assert prod.inputs(MC)["workloadAutoScalerProfile"] == {"keda": {"enabled": True}}
+    assert dev.inputs(MC)["workloadAutoScalerProfile"] == {"keda": {"enabled": False}}
+    assert not [r for r in dev.resources if "keda" in r["type"]]
+    federation = prod.inputs("azure-native:managedidentity:FederatedIdentityCredential")
+    assert federation["issuer"] == mock_run.OIDC_ISSUER
+    assert federation["subject"] == "system:serviceaccount:kube-system:keda-operator"
+    reader = prod.inputs(ROLE, "autoscaler-keda-reader")
+    assert reader["principalId"] == mock_run.KEDA_OID
+    assert reader["roleDefinitionId"].endswith("b0d8363b-8ddd-447d-831f-62ca05bff136")
+    assert reader["scope"].endswith("/prometheus-workspace")
+    auth = prod.inputs("kubernetes:keda.sh/v1alpha1:TriggerAuthentication")
+    assert auth["spec"]["podIdentity"] == {"provider": "azure-workload",
+                                           "identityId": mock_run.KEDA_CLIENT_ID}
+    scaled = prod.inputs("kubernetes:keda.sh/v1alpha1:ScaledObject")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "scoring"
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (3, 6)
+    assert scaled["maxReplicaCount"] <= prod.inputs(POOL)["maxCount"]  # GPUs for every pod
+    triggers = {t["name"]: t for t in scaled["triggers"]}
+    assert set(triggers) == {"request-rate", "queue-depth"}
+    for trigger in triggers.values():
+        meta = trigger["metadata"]
+        assert meta["serverAddress"] == mock_run.PROM_ENDPOINT
+        assert meta["ignoreNullValues"] == "false"  # a lost scrape holds, never reads as 0
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+        assert trigger["metricType"] == "AverageValue"  # per pod
+    assert triggers["request-rate"]["metadata"]["threshold"] == "100"
+    assert triggers["queue-depth"]["metadata"]["threshold"] == "32"
+    down = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
 
 
 # --- outputs and secrets -------------------------------------------------------------------
 
 def test_outputs(stack_run, runs):
     out = stack_run.outputs
+    cfg = stack_file_config(stack_run.stack)
     assert set(out) == {"scoringUri", "swaggerUri", "primaryKey", "secondaryKey", "kubeconfig",
-                        "resourceGroupName", "clusterName", "registryLoginServer", "image"}
-    location = stack_file_config(stack_run.stack)["location"]
-    assert re.fullmatch(rf"http://aks-gpu-scoring-{stack_run.stack}-[a-z0-9]{{6}}\."
+                        "resourceGroupName", "clusterName", "registryLoginServer", "image",
+                        *(["prometheusQueryEndpoint"] if cfg["monitoring"] else [])}
+    location = cfg["location"]
+    scheme = "https" if cfg["tls"] else "http"
+    assert re.fullmatch(rf"{scheme}://aks-gpu-scoring-{stack_run.stack}-[a-z0-9]{{6}}\."
                         rf"{location}\.cloudapp\.azure\.com/score", out["scoringUri"]["value"])
     assert out["swaggerUri"]["value"] == out["scoringUri"]["value"].replace("/score", "/swagger.json")
     assert runs["variant"].outputs["scoringUri"]["value"] == (

@@ -1,0 +1,117 @@
+"""Scoring pods that follow load: a KEDA ScaledObject on the service's own Prometheus metrics.
+
+The signal (docs/scaling.md works it through):
+- the rate of scoring requests arriving, per pod, against
+  `scaleRequestsPerReplica` (about 70% of what one pod was measured to
+  sustain). Arrivals, not completions: a saturated pod completes no more
+  than its capacity, so a completion rate would never ask for more pods;
+- the images waiting for the GPU (scoring_queue_depth), per pod, against
+  `scaleQueuePerReplica`: catches what a request rate cannot, such as large
+  images or big JSON batches that make each request cost more.
+KEDA hands both to one HPA, which runs the larger of the two answers. CPU is
+not the signal: a GPU pod's CPU tracks JPEG decoding, not GPU queueing, and
+its limit makes it plateau exactly when more pods are needed.
+
+A pod that has no GPU to land on stays Pending; the cluster autoscaler sees it
+and adds a GPU node (gpuMinCount..gpuMaxCount), minutes later.
+
+KEDA (the AKS add-on) reads Azure Monitor managed Prometheus as itself: a
+user-assigned identity, federated with the add-on's `kube-system/keda-operator`
+service account (workload identity) and allowed to read the workspace.
+A query that returns nothing is an error (ignoreNullValues false), so a lost
+scrape holds the current replicas instead of reading as zero load.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, managedidentity
+
+from infra.config import ScalingConfig
+from infra.roles import MONITORING_DATA_READER, grant
+
+KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"
+#: The routes whose arrivals are scoring work (the open inference protocol's infer, too).
+SCORING_ROUTES = "/score|/v2/models/.+/infer"
+
+
+def load_queries(namespace: str) -> dict[str, str]:
+    """The PromQL KEDA evaluates, by trigger name; each returns one number for the Deployment."""
+    where = f'namespace="{namespace}"'
+    return {
+        "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{SCORING_ROUTES}"}}[1m]))',
+        "queue-depth": f"sum(scoring_queue_depth{{{where}}})",
+    }
+
+
+@dataclass
+class AutoscalerArgs:
+    scaling: ScalingConfig
+    resource_group_name: pulumi.Input[str]
+    location: str
+    oidc_issuer_url: pulumi.Input[str]
+    workspace_id: pulumi.Input[str]
+    query_endpoint: pulumi.Input[str]
+    namespace: str
+    deployment_name: pulumi.Input[str]
+    provider: k8s.Provider
+
+
+class Autoscaler(pulumi.ComponentResource):
+    """KEDA's identity in Azure, and the ScaledObject that drives the scoring Deployment."""
+
+    def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-gpu-scoring:infra:Autoscaler", name, None, opts)
+        azure = pulumi.ResourceOptions(parent=self)
+        kube = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        cfg = args.scaling
+        deployer = authorization.get_client_config_output()
+
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-keda-identity", resource_group_name=args.resource_group_name,
+            location=args.location, opts=azure)
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-keda-federation", resource_group_name=args.resource_group_name,
+            resource_name_=identity.name, issuer=args.oidc_issuer_url, subject=KEDA_SUBJECT,
+            audiences=["api://AzureADTokenExchange"], opts=azure)
+        reader = grant(f"{name}-keda-reader", identity.principal_id, MONITORING_DATA_READER,
+                       args.workspace_id, deployer.subscription_id, azure,
+                       principal_type="ServicePrincipal")
+
+        auth = k8s.apiextensions.CustomResource(
+            f"{name}-trigger-auth", api_version="keda.sh/v1alpha1", kind="TriggerAuthentication",
+            metadata={"name": "scoring-prometheus", "namespace": args.namespace},
+            spec={"podIdentity": {"provider": "azure-workload", "identityId": identity.client_id}},
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+                depends_on=[federation, reader])))
+        thresholds = {"request-rate": f"{cfg.requests_per_replica:g}",
+                      "queue-depth": str(cfg.queue_per_replica)}
+        triggers = [{
+            "type": "prometheus", "name": trigger, "metricType": "AverageValue",
+            "metadata": {"serverAddress": args.query_endpoint, "query": query,
+                         "threshold": thresholds[trigger], "ignoreNullValues": "false"},
+            "authenticationRef": {"name": "scoring-prometheus"},
+        } for trigger, query in load_queries(args.namespace).items()]
+        k8s.apiextensions.CustomResource(
+            f"{name}-scaledobject", api_version="keda.sh/v1alpha1", kind="ScaledObject",
+            metadata={"name": "scoring", "namespace": args.namespace},
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                   "name": args.deployment_name},
+                "minReplicaCount": cfg.min_replicas,
+                "maxReplicaCount": cfg.max_replicas,
+                "pollingInterval": 15,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                    # Up fast (a new GPU node takes minutes anyway), down slowly and one
+                    # pod at a time: each pod drains its in-flight requests first.
+                    "scaleUp": {"stabilizationWindowSeconds": 0,
+                                "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 300,
+                                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                }}},
+                "triggers": triggers,
+            },
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[auth])))
+        self.register_outputs({"identityClientId": identity.client_id})
