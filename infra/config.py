@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 
 from infra.gpu_sizes import GPUS_PER_VM, gpu_size_problem
+from scoring_app import settings
 
 #: The repository root: relative paths in config (modelDir) are resolved from here.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -295,6 +296,10 @@ def _scoring_env(cfg: pulumi.Config) -> tuple[tuple[str, str], ...]:
             raise ConfigError("scoringEnv", f"{item!r}: use NAME=value with a SCORING_* name the "
                               f"stack does not set itself ({', '.join(sorted(RESERVED_ENV))})")
         pairs.append((name, value))
+    try:  # the container's own parser: a value it would refuse at start fails the preview
+        settings.load(dict(pairs))
+    except settings.SettingsError as exc:
+        raise ConfigError("scoringEnv", str(exc)) from None
     return tuple(pairs)
 
 

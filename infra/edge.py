@@ -25,6 +25,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.config import EdgeConfig, ServiceConfig
+from scoring_app import settings
 from infra.scheduling import system_pool_placement
 
 APP_ROUTING_NAMESPACE = "app-routing-system"  # where the add-on runs every NGINX it manages
@@ -35,9 +36,6 @@ TLS_SECRET = "scoring-tls"
 ISSUER = "letsencrypt"
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 ALLOWED_RANGES_ANNOTATION = "service.beta.kubernetes.io/azure-allowed-ip-ranges"
-#: The contract's defaults for the two settings NGINX must agree with (scoring_app/settings.py).
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 
 
 @dataclass
@@ -53,10 +51,11 @@ class EdgeArgs:
 def proxy_annotations(service: ServiceConfig, tls: bool) -> dict[str, str]:
     """NGINX limits set just past the service's own, so clients see the service's JSON
     errors (413, 504) rather than NGINX's HTML ones."""
-    env = dict(service.extra_env)
-    body = int(env.get("SCORING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
-    timeout_s = math.ceil(int(env.get("SCORING_REQUEST_TIMEOUT_MS",
-                                      DEFAULT_REQUEST_TIMEOUT_MS)) / 1000)
+    # The container's own parser and defaults (scoring_app/settings.py imports only the
+    # standard library), applied to what the stack passes it.
+    limits = settings.load(dict(service.extra_env))
+    body = limits.max_body_bytes
+    timeout_s = math.ceil(limits.request_timeout_ms / 1000)
     prefix = "nginx.ingress.kubernetes.io"
     return {
         f"{prefix}/proxy-body-size": f"{math.ceil(body / 1024 / 1024) + 1}m",

@@ -8,10 +8,7 @@ Where the names come from: `service_families()` imports scoring_app.metrics
 and reads the prometheus_client collectors defined there (name and type), then
 expands each family into the series Prometheus stores (a counter X is
 X_total and X_created; a histogram X is X_bucket, X_sum, X_count, X_created).
-Until the app is merged beside the stack, the module is absent and
-PINNED_FAMILIES, a copy of its families, stands in: the one place to re-point.
 """
-import importlib
 import json
 import re
 
@@ -21,14 +18,9 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from stack_harness import REPO
 
+from scoring_app import metrics
+
 DASHBOARD = REPO / "monitoring" / "grafana-dashboard.json"
-#: Copy of scoring_app/metrics.py's families (branch `app`), used only while it is absent.
-PINNED_FAMILIES = {
-    "scoring_requests": "counter", "scoring_request_duration_seconds": "histogram",
-    "scoring_queue_depth": "gauge", "scoring_batch_size": "histogram",
-    "scoring_model_call_seconds": "histogram", "scoring_model_load_seconds": "gauge",
-    "scoring_model_warmup_seconds": "gauge", "scoring_workers_ready": "gauge",
-}
 #: Exported by something else, each with what must run for it to exist.
 EXTERNAL = {"DCGM_FI_DEV_GPU_UTIL": "DCGM exporter"}
 SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "summary": ("", "_sum", "_count"),
@@ -38,11 +30,7 @@ GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m"}
 
 
 def service_families() -> dict[str, str]:
-    try:
-        module = importlib.import_module("scoring_app.metrics")
-    except ModuleNotFoundError:
-        return PINNED_FAMILIES
-    return {m._name: m._type for m in vars(module).values() if isinstance(m, MetricWrapperBase)}
+    return {m._name: m._type for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
 
 
 def exported_series(families: dict[str, str]) -> set[str]:

@@ -55,6 +55,7 @@ BAD = [
     ({"modelDir": "no/such/dir"}, "modelDir", r"no saved_model\.pb"),
     ({"scoringEnv": '["SCORING_API_KEYS_DIR=/x"]'}, "scoringEnv", r"does not set itself"),
     ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
+    ({"scoringEnv": '["SCORING_MAX_BATCH_SIZE=lots"]'}, "scoringEnv", r"SCORING_MAX_BATCH_SIZE=.lots. is not valid"),
     ({"devicePluginImage": "nvcr.io/nvidia/k8s-device-plugin:latest"}, "devicePluginImage", "pinned"),
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
     ({"gpuSpotMaxPrice": "cheap"}, "gpuSpotMaxPrice", r"not a number"),
