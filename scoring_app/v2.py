@@ -49,6 +49,14 @@ def _model(name: str, version: str | None) -> None:
                        f"{cfg.model_name!r} version {cfg.model_version!r}")
 
 
+def _keyed_model(name: str, version: str | None):
+    """The key first (401), then the model (404): the service, for a keyed route."""
+    service = _service()
+    service.authenticate(request.headers.get("Authorization"))
+    _model(name, version)
+    return service
+
+
 # -- health and metadata -------------------------------------------------------
 @v2.get("")
 def server_metadata():
@@ -84,9 +92,7 @@ def model_ready(name: str, version: str | None = None):
 @v2.get("/models/<name>")
 @v2.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
-    service = _service()
-    service.authenticate(request.headers.get("Authorization"))
-    _model(name, version)
+    service = _keyed_model(name, version)
     classes = service.model.signature.num_classes
     return jsonify({
         "name": name, "versions": [service.config.model_version],
@@ -113,9 +119,7 @@ def _scores_tensor(rows: list, top_k: int, binary: bool) -> Tensor:
 @v2.post("/models/<name>/infer")
 @v2.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    service = _service()
-    service.authenticate(request.headers.get("Authorization"))
-    _model(name, version)
+    service = _keyed_model(name, version)
     encoding = request.headers.get("Content-Encoding", "identity")
     if request.mimetype not in _TYPES or encoding != "identity":
         raise UnsupportedMediaType(
