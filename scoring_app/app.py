@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import routes, settings
+from . import routes, settings, v2
 from .errors import ScoringError
 from .service import Service
 
@@ -32,6 +32,7 @@ def create_app(config: Any = None, model: Any = None) -> Flask:
     app.json.sort_keys = False
     app.register_blueprint(routes.probes)
     app.register_blueprint(routes.api)
+    app.register_blueprint(v2.v2)
     app.register_error_handler(ScoringError, routes.handle_scoring_error)
     app.register_error_handler(routes.HTTPException, routes.handle_http_error)
     app.register_error_handler(Exception, routes.handle_unexpected)

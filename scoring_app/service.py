@@ -64,7 +64,11 @@ class Service:
             self.keys.check(authorization)
 
     def score(self, images: list[bytes], top_k: int) -> list[list[dict[str, Any]]]:
-        """Preprocess in this thread, batch-predict, postprocess: one list per image."""
+        """Predict, then the top ``top_k`` classes: one list per image."""
+        return [self.model.postprocess(row, top_k) for row in self.predict(images)]
+
+    def predict(self, images: list[bytes]) -> list[Any]:
+        """Preprocess in this thread, batch-predict: one scores row per image."""
         if not self.batcher.ready.is_set():
             raise Unavailable("the model is still loading; retry shortly", retry_after_s=5)
         deadline = time.monotonic() + self.config.request_timeout_ms / 1000
@@ -75,5 +79,4 @@ class Service:
             except ScoringError as exc:
                 exc.index = index
                 raise
-        rows = self.batcher.submit_many(items, deadline)
-        return [self.model.postprocess(row, top_k) for row in rows]
+        return self.batcher.submit_many(items, deadline)
