@@ -74,3 +74,23 @@ def test_every_target_is_reported_and_outputs_are_written(run):
     for server in SMOKE_SERVERS:
         assert f"  {server} " in run["printed"]
     assert "targets (issue 5):" in run["printed"]
+
+
+@pytest.mark.slow
+def test_baseline_speaks_the_old_clients_protocol(run, tmp_path, monkeypatch):
+    """The load only compares like with like if the baseline checks keys and images as ours does."""
+    from bench import images
+    from bench.baseline.app import TOP_K, create_app
+
+    (tmp_path / "primary").write_text("the-key\n")
+    monkeypatch.setenv("SCORING_MODEL_DIR", run["results"]["models"]["tiny"]["model_dir"])
+    monkeypatch.setenv("SCORING_API_KEYS_DIR", str(tmp_path))
+    client = create_app().test_client()
+    good = {"Authorization": "Bearer the-key"}
+
+    answer = client.post("/score", data=images.make_jpeg(32, 32), headers=good)
+    assert answer.status_code == 200 and len(answer.json["predictions"]) == TOP_K
+    assert client.post("/score", data=b"not an image", headers=good).status_code == 400
+    assert client.post("/score", data=b"", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/score", data=b"").status_code == 401
+    assert client.get("/score").status_code == 405
