@@ -1,0 +1,153 @@
+"""``python -m bench``: the whole benchmark, one model after the other.
+
+For each model: build it (cached), measure its in-process limit in a child process, then start
+each server on it in turn and drive it at each concurrency: a warm-up run, then a measured run
+with the server tree's CPU sampled from /proc before and after. Only one server runs at a
+time, so they never compete for the two cores.
+"""
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import images, load, models, procstat, report, servers
+
+DEFAULT_OUT = servers.BENCH_ROOT / "bench" / "results"
+# --quick: every stage shortened, for a first look in about a minute per model.
+QUICK = {"batch_sizes": [1, 8], "limit_seconds": 1.0, "concurrency": [1, 8], "duration": 3, "warmup": 1}
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",")]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = text.split(",")
+        unknown = sorted(set(names) - set(choices))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+        return names
+
+    return parse
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if min(width, height) < 1:
+        raise argparse.ArgumentTypeError(f"image sides must be positive, got {text!r}")
+    return width, height
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=_names(models.MODEL_NAMES), default=list(models.MODEL_NAMES),
+                        help="comma-separated, from %(default)s")
+    parser.add_argument("--servers", type=_names(servers.SERVER_NAMES), default=list(servers.SERVER_NAMES),
+                        help="comma-separated, from %(default)s")
+    parser.add_argument("--concurrency", type=_int_list, help="comma-separated levels (default 1,8,32)")
+    parser.add_argument("--duration", type=int, help="seconds of each measured run (default 15)")
+    parser.add_argument("--warmup", type=int, help="seconds of unmeasured load before each run (default 3)")
+    parser.add_argument("--batch-sizes", type=_int_list, help="in-process limit batch sizes (default 1,2,4,8,16,32)")
+    parser.add_argument("--limit-seconds", type=float, help="seconds per batch size of the in-process limit (default 3)")
+    parser.add_argument("--quick", action="store_true", help=f"short settings for a first look: {QUICK}")
+    parser.add_argument("--image-size", type=_image_size, default=(224, 224), metavar="WxH",
+                        help="size of the JPEG every request sends (default 224x224)")
+    parser.add_argument("--client", choices=load.CLIENTS, default="auto",
+                        help="load generator: wrk if installed (auto), or the Python one")
+    parser.add_argument("--app-root", type=Path, default=servers.BENCH_ROOT,
+                        help="directory holding scoring_app/ for 'ours' (default: this repository)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json/.png go (default %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, help="where built models are kept (default OUT/models)")
+    parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a server may take to be ready")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else {"batch_sizes": [1, 2, 4, 8, 16, 32], "limit_seconds": 3.0,
+                                         "concurrency": [1, 8, 32], "duration": 15, "warmup": 3}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.duration < 1 or args.warmup < 0:
+        parser.error("--duration must be at least 1 second and --warmup not negative")
+    args.cache_dir = args.cache_dir or args.out / "models"
+    return args
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _model_limit(name: str, args: argparse.Namespace, image_file: Path) -> tuple[Path, dict]:
+    """Build (or reuse) the model and measure its in-process limit, both in a child process."""
+    command = [sys.executable, "-m", "bench.limit", "--model", name, "--cache-dir", str(args.cache_dir),
+               "--image", str(image_file), "--batch-sizes", ",".join(map(str, args.batch_sizes)),
+               "--min-seconds", str(args.limit_seconds)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    finished = subprocess.run(command, cwd=servers.BENCH_ROOT, env=env, capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"bench.limit failed for {name}:\n{finished.stderr[-3000:]}")
+    measured = json.loads(finished.stdout)
+    return Path(measured["model_dir"]), measured["limit"]
+
+
+def _measure_server(server: servers.Server, args, client: str, key_file: Path, image_file: Path) -> list[dict]:
+    points = []
+    for concurrency in args.concurrency:
+        if args.warmup:
+            load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
+        cpu_before = procstat.tree_cpu_seconds(server.pid)
+        point = load.run(client, server.score_url, key_file, image_file, concurrency, args.duration)
+        cpu = procstat.tree_cpu_seconds(server.pid) - cpu_before
+        point.update(concurrency=concurrency, server_cpu_s=cpu,
+                     cpu_s_per_request=cpu / point["ok"] if point["ok"] else None)
+        _progress(f"  c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
+                  f"errors {point['status_errors'] + point['socket_errors']}")
+        points.append(point)
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    client = load.resolve_client(args.client)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(exist_ok=True)
+    image_file = args.out / "request.jpg"
+    image_file.write_bytes(images.make_jpeg(*args.image_size))
+    results = {
+        "meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+                 "machine": platform.platform(), "client": client, "command": ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)],
+                 "image": {"width": args.image_size[0], "height": args.image_size[1],
+                           "bytes": image_file.stat().st_size},
+                 "concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup},
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys:  # a throwaway key, never printed
+        key_file = Path(keys) / "primary"
+        key_file.write_text(secrets.token_urlsafe(32))
+        key_file.chmod(0o600)
+        for name in args.models:
+            _progress(f"{name}: building if needed, then measuring the in-process limit")
+            model_dir, limit = _model_limit(name, args, image_file)
+            model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": limit, "servers": {}}
+            for server_name in args.servers:
+                _progress(f"{name}: starting {server_name}")
+                log_file = args.out / "logs" / f"{name}-{server_name}.log"
+                with servers.running(server_name, args.app_root, model_dir, name, Path(keys), log_file,
+                                     args.ready_timeout) as server:
+                    model_results["servers"][server_name] = _measure_server(server, args, client, key_file, image_file)
+    results["targets"] = report.evaluate(results["models"])
+    json_path, png_path = report.write(results, args.out)
+    print(report.summary(results))
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0

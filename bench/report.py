@@ -1,0 +1,129 @@
+"""Issue 5's targets, computed from one run's results, and the run's table, JSON and plot.
+
+Every target is a ratio of two figures from the same run, so a noisy or slower machine moves
+both sides together. A target whose inputs were not measured (a model, server or concurrency
+left out of the run) is reported as n/a rather than guessed.
+"""
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    """``numerator / denominator`` must be at least (``at_least``) or at most ``threshold``."""
+
+    name: str
+    model: str
+    numerator: tuple  # (server, concurrency, field) or ("limit", field)
+    denominator: tuple
+    threshold: float
+    at_least: bool
+
+
+TARGETS = (
+    Target("served / in-process limit, c=8", "resnet50", ("ours", 8, "rps"), ("limit", "images_per_s"), 0.95, True),
+    Target("served / in-process limit, c=32", "resnet50", ("ours", 32, "rps"), ("limit", "images_per_s"), 0.95, True),
+    Target("ours / baseline throughput, c=32", "tiny", ("ours", 32, "rps"), ("baseline", 32, "rps"), 2.0, True),
+    Target("server CPU per request / model CPU per image, c=32", "tiny",
+           ("ours", 32, "cpu_s_per_request"), ("limit", "cpu_s_per_image"), 1.5, False),
+    Target("c=1 p50 / model batch-1 latency", "resnet50", ("ours", 1, "p50_ms"), ("limit", "latency_ms"), 1.2, False),
+    Target("c=1 p50 ours / baseline", "tiny", ("ours", 1, "p50_ms"), ("baseline", 1, "p50_ms"), 1.0, False),
+)
+
+
+def _figure(model_results: dict, ref: tuple) -> float | None:
+    if ref[0] == "limit":
+        return model_results["limit"][ref[1]]
+    server, concurrency, field = ref
+    for point in model_results["servers"].get(server, []):
+        if point["concurrency"] == concurrency:
+            return point[field]
+    return None
+
+
+def evaluate(models: dict) -> list[dict]:
+    """Each target with its ratio and PASS, FAIL or n/a (inputs not measured in this run)."""
+    rows = []
+    for target in TARGETS:
+        row = {"model": target.model, "target": target.name, "threshold": target.threshold,
+               "at_least": target.at_least, "ratio": None, "status": "n/a"}
+        if target.model in models:
+            top, bottom = (_figure(models[target.model], ref) for ref in (target.numerator, target.denominator))
+            if top is not None and bottom:
+                row["ratio"] = top / bottom
+                passed = row["ratio"] >= target.threshold if target.at_least else row["ratio"] <= target.threshold
+                row["status"] = "PASS" if passed else "FAIL"
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary(results: dict) -> str:
+    """The human-readable table: limits, each server at each concurrency, then the targets."""
+    lines = []
+    for model, model_results in results["models"].items():
+        limit = model_results["limit"]
+        lines.append(f"\n{model}: in-process limit {limit['images_per_s']:.1f} images/s at batch "
+                     f"{limit['best_batch']}, {limit['cpu_s_per_image'] * 1000:.2f} CPU-ms/image; "
+                     f"batch-{limit['latency_batch']} latency {limit['latency_ms']:.1f} ms")
+        lines.append(f"  {'server':<9}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+                     f"{'errors':>8}{'CPU-ms/req':>12}")
+        for server, points in model_results["servers"].items():
+            for point in points:
+                errors = point["status_errors"] + point["socket_errors"]
+                cpu_ms = None if point["cpu_s_per_request"] is None else point["cpu_s_per_request"] * 1000
+                lines.append(f"  {server:<9}{point['concurrency']:>5}{point['rps']:>9.1f}{_fmt(point['p50_ms']):>9}"
+                             f"{_fmt(point['p99_ms']):>9}{errors:>8}{_fmt(cpu_ms, 2):>12}")
+    lines.append("\ntargets (issue 5):")
+    for row in results["targets"]:
+        bound = (">= " if row["at_least"] else "<= ") + f"{row['threshold']:g}"
+        lines.append(f"  {row['status']:<5} {row['model']:<9} {row['target']:<52} {_fmt(row['ratio'], 2):>6}  ({bound})")
+    return "\n".join(lines)
+
+
+def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Write results.json and results.png into ``out_dir``; return their paths."""
+    json_path, png_path = out_dir / "results.json", out_dir / "results.png"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    _plot(results["models"], png_path)
+    return json_path, png_path
+
+
+def _plot(models: dict, path: Path) -> None:
+    """Throughput (top) and p99 latency (bottom) against concurrency, one column per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    figure, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 8), squeeze=False)
+    for column, (model, model_results) in enumerate(models.items()):
+        throughput, tail = axes[0][column], axes[1][column]
+        for server, points in model_results["servers"].items():
+            levels = [point["concurrency"] for point in points]
+            throughput.plot(levels, [point["rps"] for point in points], marker="o", label=server)
+            tail.plot(levels, [point["p99_ms"] or math.nan for point in points], marker="o", label=server)
+        limit = model_results["limit"]
+        throughput.axhline(limit["images_per_s"], color="grey", linestyle="--",
+                           label=f"in-process limit (batch {limit['best_batch']})")
+        throughput.set(title=f"{model}: throughput", ylabel="requests/s", ylim=(0, None))
+        tail.set(title=f"{model}: p99 latency", xlabel="concurrency", ylabel="ms", yscale="log")
+        tail.yaxis.set_major_formatter(ScalarFormatter())
+        tail.yaxis.set_minor_formatter(NullFormatter())
+        for axis in (throughput, tail):
+            axis.set_xscale("log", base=2)
+            axis.set_xticks(sorted({point["concurrency"] for points in model_results["servers"].values()
+                                    for point in points}))
+            axis.xaxis.set_major_formatter(ScalarFormatter())
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.legend()
+            axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,85 @@
+"""The benchmark's pure parts: target arithmetic, client output parsing, /proc accounting, CLI."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bench import cli, load, procstat, report
+
+
+def _results(ours_rps: float, baseline_rps: float) -> dict:
+    def point(rps, concurrency):
+        return {"concurrency": concurrency, "rps": rps, "p50_ms": 10.0, "cpu_s_per_request": 0.003}
+
+    limit = {"images_per_s": 100.0, "cpu_s_per_image": 0.002, "latency_ms": 10.0}
+    servers = {"ours": [point(ours_rps, 1), point(ours_rps, 32)], "baseline": [point(baseline_rps, 32)]}
+    return {"tiny": {"limit": limit, "servers": servers}}
+
+
+def _row(rows: list[dict], name: str) -> dict:
+    (row,) = [row for row in rows if row["model"] == "tiny" and row["target"] == name]
+    return row
+
+
+@pytest.mark.parametrize(("ours", "baseline", "status"), [(200.0, 100.0, "PASS"), (199.0, 100.0, "FAIL")])
+def test_throughput_target_passes_at_its_threshold(ours, baseline, status):
+    row = _row(report.evaluate(_results(ours, baseline)), "ours / baseline throughput, c=32")
+    assert row["ratio"] == pytest.approx(ours / baseline) and row["status"] == status
+
+
+def test_at_most_target_fails_above_its_threshold():
+    row = _row(report.evaluate(_results(200.0, 100.0)), "server CPU per request / model CPU per image, c=32")
+    assert row["ratio"] == pytest.approx(1.5) and row["status"] == "PASS"
+    results = _results(200.0, 100.0)
+    results["tiny"]["servers"]["ours"][1]["cpu_s_per_request"] = 0.0031
+    row = _row(report.evaluate(results), "server CPU per request / model CPU per image, c=32")
+    assert row["status"] == "FAIL"
+
+
+def test_targets_without_their_figures_are_not_applicable():
+    rows = report.evaluate(_results(200.0, 100.0))
+    assert _row(rows, "c=1 p50 ours / baseline")["status"] == "n/a"  # baseline not run at c=1
+    assert {row["status"] for row in rows if row["model"] == "resnet50"} == {"n/a"}
+
+
+def test_wrk_result_line_is_found_among_its_own_output():
+    stdout = textwrap.dedent("""\
+        Running 2s test @ http://127.0.0.1:1/score
+          1 threads and 2 connections
+        BENCH_RESULT {"requests": 40, "duration_s": 2.0, "status_errors": 1, "socket_errors": 0, "p50_ms": 5.0, "p99_ms": 9.5}
+        Requests/sec:     20.00
+        """)
+    assert load.parse_output("wrk", stdout)["p99_ms"] == 9.5
+    with pytest.raises(RuntimeError, match="BENCH_RESULT"):
+        load.parse_output("wrk", "Running 2s test\n")
+
+
+def test_tree_cpu_counts_descendants():
+    """A child spawns a grandchild that burns 0.3 s of CPU and then waits: the tree has it all."""
+    grandchild = "import sys,time\nwhile time.process_time() < 0.3: pass\nprint('burnt', flush=True)\nsys.stdin.read()"
+    child = (f"import subprocess,sys\np = subprocess.Popen([sys.executable, '-c', {grandchild!r}], "
+             "stdout=sys.stdout, stdin=subprocess.PIPE)\nsys.stdin.read()\np.stdin.close()\np.wait()")
+    process = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "burnt\n"
+        assert procstat.tree_cpu_seconds(process.pid) >= 0.29  # clock ticks are 10 ms
+    finally:
+        process.stdin.close()
+        process.wait()
+    with pytest.raises(ProcessLookupError):
+        procstat.tree_cpu_seconds(process.pid)
+
+
+@pytest.mark.parametrize("argv", [["--models", "vgg"], ["--servers", "nginx"], ["--concurrency", "0"],
+                                  ["--image-size", "224"], ["--duration", "0"], ["--client", "curl"]])
+def test_bad_options_stop_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.parse_args(argv)
+    assert stopped.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_quick_fills_only_what_was_not_given():
+    args = cli.parse_args(["--quick", "--concurrency", "4"])
+    assert args.concurrency == [4] and args.duration == cli.QUICK["duration"]
+    assert args.cache_dir == args.out / "models"

@@ -1,0 +1,96 @@
+"""The whole benchmark, run for a few seconds on the tiny model, so that it cannot rot.
+
+This checks that every stage runs and that the figures it writes are complete and sane; it
+asserts nothing about speed (that is what the benchmark itself reports, as ratios).
+"""
+import contextlib
+import io
+import json
+
+import pytest
+
+from bench import cli, report
+
+# The servers driven here. "ours" joins once scoring_app/ (issue 2) is in this tree.
+SMOKE_SERVERS = ("baseline",)
+CONCURRENCY = 2
+BATCH_SIZES = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, pytestconfig):
+    """Run the harness once; return its JSON, its PNG's bytes and what it printed."""
+    out = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as patch:
+        # Each stage is a child process importing TensorFlow. Where PYTHONDONTWRITEBYTECODE is
+        # set, every such import recompiles TensorFlow (~14 s); cached bytecode in pytest's cache
+        # dir (never in the venv) makes the later imports take a few seconds.
+        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        patch.setenv("PYTHONPYCACHEPREFIX", str(pytestconfig.cache.mkdir("bench-pycache")))
+        argv = ["--models", "tiny", "--servers", ",".join(SMOKE_SERVERS), "--client", "python",
+                "--concurrency", str(CONCURRENCY), "--duration", "2", "--warmup", "1",
+                "--batch-sizes", ",".join(map(str, BATCH_SIZES)), "--limit-seconds", "0.3",
+                "--image-size", "64x48", "--out", str(out)]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert cli.main(argv) == 0
+    return {
+        "results": json.loads((out / "results.json").read_text()),
+        "png": (out / "results.png").read_bytes(),
+        "printed": printed.getvalue(),
+    }
+
+
+@pytest.mark.slow
+def test_limit_is_measured_at_every_batch_size(run):
+    limit = run["results"]["models"]["tiny"]["limit"]
+    assert [row["batch"] for row in limit["by_batch"]] == list(BATCH_SIZES)
+    assert limit["best_batch"] in BATCH_SIZES
+    assert limit["images_per_s"] == max(row["images_per_s"] for row in limit["by_batch"])
+    assert limit["latency_batch"] == 1 and limit["latency_ms"] > 0
+    assert all(row["calls"] >= 3 and 0 < row["cpu_s_per_image"] < 1 for row in limit["by_batch"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", SMOKE_SERVERS)
+def test_each_server_answers_every_request(run, server):
+    (point,) = run["results"]["models"]["tiny"]["servers"][server]
+    assert point["concurrency"] == CONCURRENCY
+    assert point["requests"] > 0 and point["ok"] == point["requests"]
+    assert point["status_errors"] == 0 and point["socket_errors"] == 0
+    assert point["rps"] == pytest.approx(point["ok"] / point["duration_s"])
+    assert 0 < point["p50_ms"] <= point["p99_ms"]
+    assert point["server_cpu_s"] > 0
+    assert point["cpu_s_per_request"] == pytest.approx(point["server_cpu_s"] / point["ok"])
+
+
+@pytest.mark.slow
+def test_every_target_is_reported_and_outputs_are_written(run):
+    targets = run["results"]["targets"]
+    assert [(row["model"], row["target"]) for row in targets] == [(t.model, t.name) for t in report.TARGETS]
+    assert all(row["status"] in ("PASS", "FAIL", "n/a") for row in targets)
+    assert run["results"]["meta"]["client"] == "python"
+    assert run["png"].startswith(b"\x89PNG\r\n\x1a\n")
+    for server in SMOKE_SERVERS:
+        assert f"  {server} " in run["printed"]
+    assert "targets (issue 5):" in run["printed"]
+
+
+@pytest.mark.slow
+def test_baseline_speaks_the_old_clients_protocol(run, tmp_path, monkeypatch):
+    """The load only compares like with like if the baseline checks keys and images as ours does."""
+    from bench import images
+    from bench.baseline.app import TOP_K, create_app
+
+    (tmp_path / "primary").write_text("the-key\n")
+    monkeypatch.setenv("SCORING_MODEL_DIR", run["results"]["models"]["tiny"]["model_dir"])
+    monkeypatch.setenv("SCORING_API_KEYS_DIR", str(tmp_path))
+    client = create_app().test_client()
+    good = {"Authorization": "Bearer the-key"}
+
+    answer = client.post("/score", data=images.make_jpeg(32, 32), headers=good)
+    assert answer.status_code == 200 and len(answer.json["predictions"]) == TOP_K
+    assert client.post("/score", data=b"not an image", headers=good).status_code == 400
+    assert client.post("/score", data=b"", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/score", data=b"").status_code == 401
+    assert client.get("/score").status_code == 405
