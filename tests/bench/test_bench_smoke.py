@@ -11,29 +11,23 @@ import pytest
 
 from bench import cli, report
 
-# The servers driven here. "ours" joins once scoring_app/ (issue 2) is in this tree.
-SMOKE_SERVERS = ("baseline",)
+# The servers driven here: the 2019-style baseline and ours.
+SMOKE_SERVERS = ("baseline", "ours")
 CONCURRENCY = 2
 BATCH_SIZES = (1, 2)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, pytestconfig):
+def run(tmp_path_factory):
     """Run the harness once; return its JSON, its PNG's bytes and what it printed."""
     out = tmp_path_factory.mktemp("bench")
-    with pytest.MonkeyPatch.context() as patch:
-        # Each stage is a child process importing TensorFlow. Where PYTHONDONTWRITEBYTECODE is
-        # set, every such import recompiles TensorFlow (~14 s); cached bytecode in pytest's cache
-        # dir (never in the venv) makes the later imports take a few seconds.
-        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        patch.setenv("PYTHONPYCACHEPREFIX", str(pytestconfig.cache.mkdir("bench-pycache")))
-        argv = ["--models", "tiny", "--servers", ",".join(SMOKE_SERVERS), "--client", "python",
-                "--concurrency", str(CONCURRENCY), "--duration", "2", "--warmup", "1",
-                "--batch-sizes", ",".join(map(str, BATCH_SIZES)), "--limit-seconds", "0.3",
-                "--image-size", "64x48", "--out", str(out)]
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            assert cli.main(argv) == 0
+    argv = ["--models", "tiny", "--servers", ",".join(SMOKE_SERVERS), "--client", "python",
+            "--concurrency", str(CONCURRENCY), "--duration", "2", "--warmup", "1",
+            "--batch-sizes", ",".join(map(str, BATCH_SIZES)), "--limit-seconds", "0.3",
+            "--image-size", "64x48", "--out", str(out)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(argv) == 0
     return {
         "results": json.loads((out / "results.json").read_text()),
         "png": (out / "results.png").read_bytes(),
