@@ -98,6 +98,19 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     service = worker.wsgi.extensions["scoring"]
     signal.signal(signal.SIGUSR2, lambda signum, frame: service.drain())
+    signal.signal(signal.SIGTERM, functools.partial(_stop_listening, worker))
+
+
+def _stop_listening(worker, signum, frame):
+    """The worker's SIGTERM (after the drain): stop as gunicorn does, and close
+    this worker's copy of the listening socket now. gthread only stops
+    accepting and keeps the socket open until in-flight requests finish, so
+    the kernel kept completing handshakes nobody would answer: those clients
+    waited up to the graceful timeout, then got a reset. The master closed its
+    copy already; once every worker has, new connections are refused at once."""
+    worker.handle_exit(signum, frame)
+    for listener in worker.sockets:
+        listener.close()
 
 
 def child_exit(server, worker):

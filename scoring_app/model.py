@@ -138,8 +138,10 @@ class ScoringModel:
         model_dir = Path(self.config.model_dir)
         try:
             loaded = tf.saved_model.load(str(model_dir))
-        except (OSError, ValueError) as exc:
-            raise UnsupportedModel(f"cannot load a SavedModel from {model_dir}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - corrupt files raise OSError, ValueError,
+            # IndexError or tf's DataLossError: each must stop the worker naming the path
+            raise UnsupportedModel(f"cannot load a SavedModel from {model_dir}: "
+                                   f"{type(exc).__name__}: {exc}") from None
         fn = loaded.signatures.get("serving_default")
         if fn is None:
             raise UnsupportedModel(

@@ -98,7 +98,7 @@ def _instances(body: bytes, max_items: int) -> list[bytes]:
     """``{"instances": [{"b64": "..."}, ...]}`` -> the decoded images."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: [[[[...
         raise BadRequest('the body is not valid JSON; send {"instances": [{"b64": "..."}]}') from None
     instances = doc.get("instances") if isinstance(doc, dict) else None
     if not isinstance(instances, list) or not instances:

@@ -1,6 +1,7 @@
-"""Fixtures for the scoring app: tiny SavedModels, key directories laid out
-like a Kubernetes Secret volume, and real gunicorn servers started exactly as
-the Dockerfile's CMD starts them."""
+"""Machinery for the scoring app's tests: key directories laid out like a
+Kubernetes Secret volume, and real gunicorn servers started exactly as the
+Dockerfile's CMD starts them. The session fixtures built on it (demo models,
+the main server) are in tests/conftest.py, shared with tests/reliability."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.app import media
 from tests.app.openapi_check import SpecClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,25 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def trained_model():
-    """The demo colour classifier, trained once per session (a few seconds)."""
-    from scoring_app import demo_model
-    return demo_model.train(count=2000)
-
-
-@pytest.fixture(scope="session")
-def encoded_model_dir(trained_model, tmp_path_factory):
-    from scoring_app import demo_model
-    return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "encoded", "encoded")
-
-
-@pytest.fixture(scope="session")
-def tensor_model_dir(trained_model, tmp_path_factory):
-    from scoring_app import demo_model
-    return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "tensor", "tensor")
 
 
 class SecretDir:
@@ -78,13 +59,6 @@ class SecretDir:
             link = self.path / name
             if not link.is_symlink():
                 link.symlink_to(Path("..data") / name)
-
-
-@pytest.fixture(scope="session")
-def secret_dir(tmp_path_factory):
-    keys = SecretDir(tmp_path_factory.mktemp("keys") / "scoring-keys")
-    keys.write(primary="primary-key-1", secondary="secondary-key-1")
-    return keys
 
 
 class Server:
@@ -128,31 +102,6 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self.log.close()
-
-
-@pytest.fixture(scope="session")
-def server(encoded_model_dir, secret_dir, tmp_path_factory):
-    """The main server: string-input model, two workers (multiprocess metrics),
-    small body/pixel limits so the bad-input table stays cheap."""
-    srv = Server({
-        "SCORING_MODEL_DIR": str(encoded_model_dir),
-        "SCORING_MODEL_NAME": "colours", "SCORING_MODEL_VERSION": "7",
-        "SCORING_API_KEYS_DIR": str(secret_dir.path),
-        "SCORING_WORKERS": "2", "SCORING_THREADS": "16",
-        "SCORING_MAX_BATCH_SIZE": "8", "SCORING_BATCH_TIMEOUT_MS": "50",
-        "SCORING_MAX_BODY_BYTES": str(media.MAX_BODY),
-        "SCORING_MAX_IMAGE_PIXELS": str(media.MAX_PIXELS),
-        "TMPDIR": str(tmp_path_factory.mktemp("server")),
-    })
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="session")
-def spec(server):
-    return requests.get(server.url + "/swagger.json", timeout=10).json()
 
 
 @pytest.fixture()

@@ -1,0 +1,63 @@
+"""Session fixtures shared by every part of the suite that talks to the
+scoring service (tests/app, tests/reliability): the demo model is trained,
+and the main server booted, once per session, whichever parts run.
+The machinery (Server, SecretDir) lives in tests/app/conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.app import media
+from tests.app.conftest import SecretDir, Server
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """The demo colour classifier, trained once per session (a few seconds)."""
+    from scoring_app import demo_model
+    return demo_model.train(count=2000)
+
+
+@pytest.fixture(scope="session")
+def encoded_model_dir(trained_model, tmp_path_factory):
+    from scoring_app import demo_model
+    return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "encoded", "encoded")
+
+
+@pytest.fixture(scope="session")
+def tensor_model_dir(trained_model, tmp_path_factory):
+    from scoring_app import demo_model
+    return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "tensor", "tensor")
+
+
+@pytest.fixture(scope="session")
+def secret_dir(tmp_path_factory):
+    keys = SecretDir(tmp_path_factory.mktemp("keys") / "scoring-keys")
+    keys.write(primary="primary-key-1", secondary="secondary-key-1")
+    return keys
+
+
+@pytest.fixture(scope="session")
+def server(encoded_model_dir, secret_dir, tmp_path_factory):
+    """The main server: string-input model, two workers (multiprocess metrics),
+    small body/pixel limits so the bad-input table stays cheap."""
+    srv = Server({
+        "SCORING_MODEL_DIR": str(encoded_model_dir),
+        "SCORING_MODEL_NAME": "colours", "SCORING_MODEL_VERSION": "7",
+        "SCORING_API_KEYS_DIR": str(secret_dir.path),
+        "SCORING_WORKERS": "2", "SCORING_THREADS": "16",
+        "SCORING_MAX_BATCH_SIZE": "8", "SCORING_BATCH_TIMEOUT_MS": "50",
+        "SCORING_MAX_BODY_BYTES": str(media.MAX_BODY),
+        "SCORING_MAX_IMAGE_PIXELS": str(media.MAX_PIXELS),
+        "TMPDIR": str(tmp_path_factory.mktemp("server")),
+    })
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def spec(server):
+    return requests.get(server.url + "/swagger.json", timeout=10).json()
