@@ -25,16 +25,18 @@ log = logging.getLogger(__name__)
 # Waiting for a batch to fill may cost at most this share of the call it fills:
 # a bound on what batching can take from throughput and add to latency.
 WAIT_FRACTION = 0.1
-# Batch sizes within this share of the best images/s count as equally fast;
-# the smallest of them is the target (same throughput, less latency).
-NEAR_TIE = 0.03
+# Weight of each observed model call in the running estimate of its batch
+# size's call time: a few calls correct a warm-up timing that a busy machine
+# disturbed, or images that decode slower than the warm-up's.
+OBSERVED_WEIGHT = 0.5
 
 
 class BatchPolicy:
     """How many queued items the next model call takes, and how long to wait for them.
 
     ``calibrate`` gives it the model's seconds per call at each batch size
-    (timed at warm-up). From those:
+    (timed at warm-up); ``observe`` keeps them current with every call served.
+    From those:
 
     - the *target* is the batch size with the most images/s;
     - a lone request on a quiet server goes at once: the thread expects as many
@@ -67,10 +69,18 @@ class BatchPolicy:
     def calibrate(self, call_s: dict[int, float]) -> None:
         """Seconds per model call at each batch size; picks the target."""
         self.call_s = {size: call_s[size] for size in self.sizes if call_s.get(size, 0) > 0}
+        self._pick_target()
+
+    def observe(self, n: int, seconds: float) -> None:
+        """A served call of ``n`` items took ``seconds``: update its batch size's estimate."""
+        size = self.bucket(n)
+        if size in self.call_s:
+            self.call_s[size] += OBSERVED_WEIGHT * (seconds - self.call_s[size])
+            self._pick_target()
+
+    def _pick_target(self) -> None:
         if self.call_s:
-            best = max(self._rate(size, size) for size in self.call_s)
-            self.target = min(size for size in self.call_s
-                              if self._rate(size, size) >= (1 - NEAR_TIE) * best)
+            self.target = max(self.call_s, key=lambda size: self._rate(size, size))
 
     def bucket(self, n: int) -> int:
         """The batch size ``n`` items are padded to."""
@@ -236,7 +246,10 @@ class Batcher:
                 self._finish(p, error=ScoringError("the model failed on this request"))
             return
         finally:
-            self._observe("model_call_seconds", time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._observe("model_call_seconds", elapsed)
+        self.policy.observe(len(batch), elapsed)
+
         for p, result in zip(batch, results):
             self._finish(p, result=result)
 

@@ -34,7 +34,7 @@ SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
              "SCORING_OUTPUT naming it)")
 
 
-TIMED_CALLS = 2  # per batch size at warm-up
+TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
 
 
 def _timed(fn, *args) -> float:
@@ -206,16 +206,18 @@ class ScoringModel:
 
     def warm_up(self) -> float:
         """Call every batch size once, so no request pays for tracing/autotune;
-        then time each (best of ``TIMED_CALLS``, the least disturbed by anything
-        else running) into ``call_seconds``, from which the batcher picks its
-        batch sizes and waits."""
+        then time each, in ``TIMED_ROUNDS`` rounds over all sizes, keeping each
+        size's best (a busy moment then spoils one round, not one size's
+        figure) into ``call_seconds``, from which the batcher picks its batch
+        sizes and waits."""
         started = time.perf_counter()
         item = self.preprocess(warmup_image())
         for size in self.sizes:
             self.predict([item] * size)
-        for size in self.sizes:
-            self.call_seconds[size] = min(_timed(self.predict, [item] * size)
-                                          for _ in range(TIMED_CALLS))
+        for _ in range(TIMED_ROUNDS):
+            for size in self.sizes:
+                seconds = _timed(self.predict, [item] * size)
+                self.call_seconds[size] = min(seconds, self.call_seconds.get(size, seconds))
         return time.perf_counter() - started
 
     # -- postprocess (request threads) ------------------------------------
