@@ -43,6 +43,9 @@ class BatchPolicy:
       items as the last call took (a busy closed loop of clients sends them
       back), which is 1 when quiet, and 1 again after it sat idle longer than
       it would have waited;
+    - items already waiting when a call ends mean arrivals outpace the model:
+      then it gathers a full target batch (without this, 8 clients of a slow
+      model settle into two half batches, each sent while the other is out);
     - it waits for them at most ``WAIT_FRACTION`` of the model's time for that
       batch, and never longer than ``max_wait_s`` (SCORING_BATCH_TIMEOUT_MS):
       a slow model (ResNet50 on a CPU, half a second a batch) gets the time a
@@ -89,8 +92,11 @@ class BatchPolicy:
     def _rate(self, items: int, size: int) -> float:
         return items / self.call_s[size]
 
-    def want(self, idle_s: float) -> int:
-        """How many items to wait for, given how long the thread sat idle."""
+    def want(self, backlog: bool, idle_s: float) -> int:
+        """How many items to wait for: ``backlog`` when some were already
+        queued as the last call ended, else after ``idle_s`` seconds idle."""
+        if backlog:
+            return self.target
         if idle_s > self.wait_s(self.last):
             self.last = 1
         return min(self.target, self.last)
@@ -211,12 +217,12 @@ class Batcher:
 
     def _take(self) -> list[_Pending] | None:
         with self._cond:
-            idle_since = time.monotonic()
+            idle_since, backlog = time.monotonic(), bool(self._queue)
             while not self._queue and not self._stopped:
                 self._cond.wait()
             if self._stopped:
                 return None
-            want = self.policy.want(time.monotonic() - idle_since)
+            want = self.policy.want(backlog, time.monotonic() - idle_since)
             end = time.monotonic() + self.policy.wait_s(want)
             while len(self._queue) < want and not self._stopped:
                 left = end - time.monotonic()

@@ -247,15 +247,22 @@ def test_served_calls_correct_a_warm_up_timing():
 
 def test_a_quiet_server_wants_one_item_and_a_busy_one_what_its_last_call_took():
     policy = _policy(CPU_LIKE)
-    assert policy.want(idle_s=30.0) == 1
+    assert policy.want(backlog=False, idle_s=30.0) == 1
     assert policy.take(queued=1, want=1) == 1
-    assert policy.want(idle_s=0.0) == 1
-    assert policy.take(queued=6, want=1) == 4       # busy: 4 of them (see below)
-    assert policy.want(idle_s=0.001) == 4           # the last call's 4 come back
+    assert policy.take(queued=6, want=1) == 4       # 4 of them (see below)
+    assert policy.want(backlog=False, idle_s=0.001) == 4   # the last call's 4 come back
     assert policy.take(queued=32, want=4) == 8      # never more than the target
-    assert policy.want(idle_s=0.0) == 8
+    assert policy.want(backlog=False, idle_s=0.0) == 8
     # idle for longer than it would wait for those 8: quiet again
-    assert policy.want(idle_s=policy.wait_s(8) * 1.01) == 1
+    assert policy.want(backlog=False, idle_s=policy.wait_s(8) * 1.01) == 1
+
+
+def test_items_waiting_as_a_call_ends_make_it_gather_a_full_target_batch():
+    policy = _policy(CPU_LIKE)
+    policy.take(queued=4, want=4)
+    # 8 clients in two halves: 4 waited through the last call, 4 are coming back
+    assert policy.want(backlog=True, idle_s=0.0) == 8
+    assert policy.take(queued=8, want=8) == 8
 
 
 @pytest.mark.parametrize("timings,max_wait_s,n,expected", [
