@@ -29,6 +29,11 @@ WAIT_FRACTION = 0.1
 # size's call time: a few calls correct a warm-up timing that a busy machine
 # disturbed, or images that decode slower than the warm-up's.
 OBSERVED_WEIGHT = 0.5
+# Batch sizes within this share of the best images/s count as equally fast,
+# and the smallest of them is the target: the model does the same work, and a
+# batch smaller than the requests in flight lets their answers and the next
+# arrivals overlap the next call instead of leaving the model idle.
+NEAR_TIE = 0.1
 
 
 class BatchPolicy:
@@ -38,7 +43,8 @@ class BatchPolicy:
     (timed at warm-up); ``observe`` keeps them current with every call served.
     From those:
 
-    - the *target* is the batch size with the most images/s;
+    - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
+      images/s;
     - a lone request on a quiet server goes at once: the thread expects as many
       items as the last call took (a busy closed loop of clients sends them
       back), which is 1 when quiet, and 1 again after it sat idle longer than
@@ -83,7 +89,9 @@ class BatchPolicy:
 
     def _pick_target(self) -> None:
         if self.call_s:
-            self.target = max(self.call_s, key=lambda size: self._rate(size, size))
+            best = max(self._rate(size, size) for size in self.call_s)
+            self.target = min(size for size in self.call_s
+                              if self._rate(size, size) >= (1 - NEAR_TIE) * best)
 
     def bucket(self, n: int) -> int:
         """The batch size ``n`` items are padded to."""
