@@ -106,6 +106,7 @@ def _measure_server(server: servers.Server, args, client: str, key_file: Path, i
     for concurrency in args.concurrency:
         if args.warmup:
             load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
+        procstat.wait_idle(server.pid)  # the warm-up's abandoned requests must not count
         cpu_before = procstat.tree_cpu_seconds(server.pid)
         point = load.run(client, server.score_url, key_file, image_file, concurrency, args.duration)
         cpu = procstat.tree_cpu_seconds(server.pid) - cpu_before

@@ -1,11 +1,9 @@
 """Dynamic batching: many request threads, one inference thread.
 
-Request threads ``submit`` an item and wait. The inference thread takes what is
-queued and calls the model once for all of it. Policy (adaptive, so a quiet
-server adds no delay): take everything queued; if that is fewer than the last
-batch held, the server is busy and the others are likely on their way, so wait
-up to the batch timeout for the batch to refill to that size. A lone request
-on a quiet server goes at once.
+Request threads ``submit`` items and wait. The inference thread calls the model
+once for several queued items; ``BatchPolicy`` decides how many, and how long
+to wait for them, from the model's own speed (each batch size is timed at
+warm-up). A lone request on a quiet server goes at once.
 
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
@@ -24,6 +22,110 @@ from .errors import DeadlineExceeded, ScoringError, Unavailable
 
 log = logging.getLogger(__name__)
 
+# Waiting for a batch to fill may cost at most this share of the call it fills:
+# a bound on what batching can take from throughput and add to latency.
+WAIT_FRACTION = 0.1
+# Weight of each observed model call in the running estimate of its batch
+# size's call time: a few calls correct a warm-up timing that a busy machine
+# disturbed, or images that decode slower than the warm-up's.
+OBSERVED_WEIGHT = 0.5
+# Batch sizes within this share of the best images/s count as equally fast,
+# and the smallest of them is the target: the model does the same work, and a
+# batch smaller than the requests in flight lets their answers and the next
+# arrivals overlap the next call instead of leaving the model idle.
+NEAR_TIE = 0.1
+
+
+class BatchPolicy:
+    """How many queued items the next model call takes, and how long to wait for them.
+
+    ``calibrate`` gives it the model's seconds per call at each batch size
+    (timed at warm-up); ``observe`` keeps them current with every call served.
+    From those:
+
+    - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
+      images/s;
+    - a lone request on a quiet server goes at once: the thread expects as many
+      items as the last call took (a busy closed loop of clients sends them
+      back), which is 1 when quiet, and 1 again after it sat idle longer than
+      it would have waited;
+    - items already waiting when a call ends mean arrivals outpace the model:
+      then it gathers a full target batch (without this, 8 clients of a slow
+      model settle into two half batches, each sent while the other is out);
+    - it waits for them at most ``WAIT_FRACTION`` of the model's time for that
+      batch, and never longer than ``max_wait_s`` (SCORING_BATCH_TIMEOUT_MS):
+      a slow model (ResNet50 on a CPU, half a second a batch) gets the time a
+      busy server needs to hand it a full batch, where a fixed few milliseconds
+      would keep its batches small; a fast one waits a few milliseconds at most;
+    - once enough are queued it takes up to the target, and when the count is
+      not a batch size either pads it up or leaves the extra items for the next
+      call, whichever gives more images/s (on a CPU padding wastes compute; on
+      a GPU a bigger batch costs almost nothing more);
+    - a wait that runs out takes everything queued: the server is not saturated,
+      so latency matters more than the padding.
+
+    Uncalibrated (a stand-in model), every size up to the largest is taken as
+    it is and waits are ``max_wait_s``.
+    """
+
+    def __init__(self, sizes: list[int], max_wait_s: float):
+        self.sizes = sorted(sizes)
+        self.max_wait_s = max_wait_s
+        self.call_s: dict[int, float] = {}
+        self.target = self.sizes[-1]
+        self.last = 1
+
+    def calibrate(self, call_s: dict[int, float]) -> None:
+        """Seconds per model call at each batch size; picks the target."""
+        self.call_s = {size: call_s[size] for size in self.sizes if call_s.get(size, 0) > 0}
+        self._pick_target()
+
+    def observe(self, n: int, seconds: float) -> None:
+        """A served call of ``n`` items took ``seconds``: update its batch size's estimate."""
+        size = self.bucket(n)
+        if size in self.call_s:
+            self.call_s[size] += OBSERVED_WEIGHT * (seconds - self.call_s[size])
+            self._pick_target()
+
+    def _pick_target(self) -> None:
+        if self.call_s:
+            best = max(self._rate(size, size) for size in self.call_s)
+            self.target = min(size for size in self.call_s
+                              if self._rate(size, size) >= (1 - NEAR_TIE) * best)
+
+    def bucket(self, n: int) -> int:
+        """The batch size ``n`` items are padded to."""
+        return next(size for size in self.sizes if size >= n)
+
+    def _rate(self, items: int, size: int) -> float:
+        return items / self.call_s[size]
+
+    def want(self, backlog: bool, idle_s: float) -> int:
+        """How many items to wait for: ``backlog`` when some were already
+        queued as the last call ended, else after ``idle_s`` seconds idle."""
+        if backlog:
+            return self.target
+        if idle_s > self.wait_s(self.last):
+            self.last = 1
+        return min(self.target, self.last)
+
+    def wait_s(self, n: int) -> float:
+        """The longest wait for ``n`` items."""
+        call = self.call_s.get(self.bucket(min(n, self.sizes[-1])))
+        return self.max_wait_s if call is None else min(self.max_wait_s, WAIT_FRACTION * call)
+
+    def take(self, queued: int, want: int) -> int:
+        """How many of ``queued`` items the call takes (``want`` as asked)."""
+        if queued < want:  # the wait ran out
+            n = min(queued, self.sizes[-1])
+        else:
+            n = min(queued, self.target)
+            down = max(size for size in self.sizes if size <= n)
+            if down != n and self.call_s and self._rate(down, down) > self._rate(n, self.bucket(n)):
+                n = down
+        self.last = n
+        return n
+
 
 class _Pending:
     __slots__ = ("item", "done", "result", "error")
@@ -41,16 +143,18 @@ class Batcher:
     def __init__(self, predict: Callable[[list[Any]], Any], max_batch: int,
                  batch_timeout_s: float, max_queue: int,
                  observe: Callable[[str, float], None] = lambda name, value: None,
-                 warm_up: Callable[[], None] = lambda: None):
+                 warm_up: Callable[[], dict[int, float] | None] = lambda: None,
+                 sizes: list[int] | None = None):
+        """``sizes``: the batch sizes the model pads to (default: every size up
+        to ``max_batch``). ``warm_up`` runs in the inference thread before it
+        serves and may return seconds per call by batch size, for the policy."""
         self._predict = predict
-        self._max_batch = max_batch
-        self._timeout = batch_timeout_s
+        self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
         self._max_queue = max_queue
         self._observe = observe
         self._warm_up = warm_up
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
-        self._last_batch = 1
         self._stopped = False
         self.ready = threading.Event()
         self.failed: BaseException | None = None
@@ -106,11 +210,12 @@ class Batcher:
     # -- inference thread --------------------------------------------------
     def _run(self) -> None:
         try:
-            self._warm_up()
+            timings = self._warm_up()
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("warm-up failed; this worker will never be ready")
             self.failed = exc
             return
+        self.policy.calibrate(timings or {})
         self.ready.set()
         while True:
             batch = self._take()
@@ -120,21 +225,21 @@ class Batcher:
 
     def _take(self) -> list[_Pending] | None:
         with self._cond:
+            idle_since, backlog = time.monotonic(), bool(self._queue)
             while not self._queue and not self._stopped:
                 self._cond.wait()
             if self._stopped:
                 return None
-            want = min(self._max_batch, self._last_batch)
-            end = time.monotonic() + self._timeout
+            want = self.policy.want(backlog, time.monotonic() - idle_since)
+            end = time.monotonic() + self.policy.wait_s(want)
             while len(self._queue) < want and not self._stopped:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             batch = [self._queue.popleft()
-                     for _ in range(min(self._max_batch, len(self._queue)))]
+                     for _ in range(self.policy.take(len(self._queue), want))]
             self._observe("queue_depth", len(self._queue))
-        self._last_batch = max(1, len(batch))
         return batch
 
     def _score(self, batch: list[_Pending]) -> None:
@@ -155,7 +260,10 @@ class Batcher:
                 self._finish(p, error=ScoringError("the model failed on this request"))
             return
         finally:
-            self._observe("model_call_seconds", time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._observe("model_call_seconds", elapsed)
+        self.policy.observe(len(batch), elapsed)
+
         for p, result in zip(batch, results):
             self._finish(p, result=result)
 

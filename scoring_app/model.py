@@ -34,6 +34,15 @@ SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
              "SCORING_OUTPUT naming it)")
 
 
+TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
+
+
+def _timed(fn, *args) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
+
+
 def batch_sizes(max_batch: int) -> list[int]:
     """The fixed batch shapes: powers of two below ``max_batch``, then it."""
     sizes, size = [], 1
@@ -112,9 +121,10 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def warmup_image() -> bytes:
-    """A small valid JPEG: what warm-up feeds every batch size."""
+    """A valid JPEG at the usual model input size: what warm-up feeds (and times)
+    at every batch size."""
     out = io.BytesIO()
-    Image.new("RGB", (64, 64), (128, 128, 128)).save(out, "JPEG")
+    Image.new("RGB", (224, 224), (128, 128, 128)).save(out, "JPEG")
     return out.getvalue()
 
 
@@ -126,6 +136,7 @@ class ScoringModel:
         self.signature: Signature | None = None
         self.labels: list[str] | None = None
         self.sizes = batch_sizes(config.max_batch_size)
+        self.call_seconds: dict[int, float] = {}
         self._fn = None
         self._tf = None
 
@@ -196,11 +207,19 @@ class ScoringModel:
         return softmax(scores) if self.config.apply_softmax else scores
 
     def warm_up(self) -> float:
-        """Call every batch size once, so no request pays for tracing/autotune."""
+        """Call every batch size once, so no request pays for tracing/autotune;
+        then time each, in ``TIMED_ROUNDS`` rounds over all sizes, keeping each
+        size's best (a busy moment then spoils one round, not one size's
+        figure) into ``call_seconds``, from which the batcher picks its batch
+        sizes and waits."""
         started = time.perf_counter()
         item = self.preprocess(warmup_image())
         for size in self.sizes:
             self.predict([item] * size)
+        for _ in range(TIMED_ROUNDS):
+            for size in self.sizes:
+                seconds = _timed(self.predict, [item] * size)
+                self.call_seconds[size] = min(seconds, self.call_seconds.get(size, seconds))
         return time.perf_counter() - started
 
     # -- postprocess (request threads) ------------------------------------

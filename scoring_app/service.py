@@ -29,17 +29,21 @@ class Service:
         self.keys = None if config.auth == "disabled" else KeyStore(config.api_keys_dir)
         self.batcher = Batcher(
             self.model.predict, config.max_batch_size, config.batch_timeout_ms / 1000,
-            config.max_queue, observe=metrics.observe, warm_up=self._warm_up)
+            config.max_queue, observe=metrics.observe, warm_up=self._warm_up,
+            sizes=self.model.sizes)
         self._draining = threading.Event()
 
     def start(self) -> None:
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.start()
 
-    def _warm_up(self) -> None:
+    def _warm_up(self) -> dict[int, float]:
+        """Warm the model; its timings per batch size go to the batch policy."""
         metrics.WARMUP.set(self.model.warm_up())
         metrics.READY.inc()
-        log.info("model warmed for batch sizes %s; ready", self.model.sizes)
+        log.info("model warmed and timed: %s; ready", ", ".join(
+            f"batch {size} {seconds * 1000:.1f} ms" for size, seconds in self.model.call_seconds.items()))
+        return self.model.call_seconds
 
     def drain(self) -> None:
         """Stop reporting ready (SIGTERM); requests are still served."""

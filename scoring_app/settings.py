@@ -108,9 +108,10 @@ SETTINGS: tuple[Setting, ...] = (
             "With `required` and no key file, the server refuses to start."),
     Setting("SCORING_MAX_BATCH_SIZE", "32", _int_range(1, 1024),
             "Largest model call; batches are padded to powers of two up to it."),
-    Setting("SCORING_BATCH_TIMEOUT_MS", "5", _float_range(0, 1000),
-            "Longest wait for a batch to fill while the server is busy "
-            "(a lone request on a quiet server is sent at once)."),
+    Setting("SCORING_BATCH_TIMEOUT_MS", "100", _float_range(0, 1000),
+            "Longest wait for a batch to fill while the server is busy (a lone "
+            "request on a quiet server is sent at once). Within it, a wait is at "
+            "most a tenth of the model's own time for that batch, timed at warm-up."),
     Setting("SCORING_MAX_QUEUE", "256", _int_range(1, 100000),
             "Images waiting for the model, per worker; past it, 503 + Retry-After."),
     Setting("SCORING_REQUEST_TIMEOUT_MS", "30000", _int_range(1, 3600000),

@@ -20,6 +20,7 @@ class HeldModel:
     """Stands in for ScoringModel; ``gate`` holds warm-up and predict."""
 
     sizes = [1, 2]
+    call_seconds: dict = {}  # not timed: the batch policy stays uncalibrated
 
     def __init__(self):
         self.gate = threading.Event()

@@ -10,7 +10,7 @@ import pytest
 
 from scoring_app import images, settings
 from scoring_app.auth import KeyStore
-from scoring_app.batcher import Batcher
+from scoring_app.batcher import OBSERVED_WEIGHT, WAIT_FRACTION, Batcher, BatchPolicy
 from scoring_app.errors import (BadImage, DeadlineExceeded, TooManyPixels,
                                 Unauthorized, Unavailable, UnsupportedModel)
 from scoring_app.model import ScoringModel, batch_sizes, inspect_signature
@@ -59,6 +59,25 @@ def test_check_encoded_rejects(body, error):
 def test_check_encoded_passes_bytes_through_untouched():
     body = media.jpeg()
     assert images.check_encoded(body, media.MAX_PIXELS) is body
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOF0) says ``width`` x ``height``."""
+    body = bytearray(media.jpeg())
+    sof = body.index(b"\xff\xc0")
+    body[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(body)
+
+
+def test_check_encoded_reads_the_jpeg_size_from_its_frame_header():
+    images.check_encoded(_jpeg_claiming(2000, 2000), media.MAX_PIXELS)  # at the limit
+    with pytest.raises(TooManyPixels, match="2001x2000"):
+        images.check_encoded(_jpeg_claiming(2001, 2000), media.MAX_PIXELS)
+
+
+def test_a_jpeg_start_without_a_frame_header_gets_pillows_error():
+    with pytest.raises(BadImage):
+        images.check_encoded(b"\xff\xd8\xff\xe0" + b"\x00" * 40, media.MAX_PIXELS)
 
 
 def test_decode_rejects_truncated_jpeg():
@@ -193,6 +212,91 @@ def test_labels_fall_back_to_indices(encoded_model_dir, tmp_path):
         {"label": "1", "index": 1, "score": pytest.approx(0.7)}]
 
 
+# -- batch policy (pure: model timings in, decisions out) -----------------------
+SIZES = [1, 2, 4, 8, 16, 32]
+# Seconds per call by batch size: ResNet50 on 2 CPU cores (the benchmark's
+# in-process figures: best images/s at 8, 16 and 32 close behind) and on a GPU
+# (a bigger batch costs little more).
+CPU_LIKE = {1: 0.092, 2: 0.154, 4: 0.266, 8: 0.476, 16: 1.009, 32: 1.992}
+GPU_LIKE = {1: 0.010, 2: 0.011, 4: 0.012, 8: 0.014, 16: 0.018, 32: 0.030}
+
+
+def _policy(timings, max_wait_s=1.0):
+    policy = BatchPolicy(SIZES, max_wait_s)
+    policy.calibrate(timings)
+    return policy
+
+
+@pytest.mark.parametrize("timings,target", [
+    (CPU_LIKE, 8), (GPU_LIKE, 32),
+    # 32 is 5% faster than 8: a near tie goes to the smaller batch
+    ({**CPU_LIKE, 32: 0.476 * 4 / 1.05}, 8),
+    ({**CPU_LIKE, 32: 0.476 * 4 / 1.15}, 32),
+    ({}, 32),  # uncalibrated: the largest
+])
+def test_target_is_the_batch_size_with_the_most_images_per_second(timings, target):
+    assert _policy(timings).target == target
+
+
+def test_served_calls_correct_a_warm_up_timing():
+    # warm-up caught batch 32 in a quiet moment: it looked the fastest
+    policy = _policy({**CPU_LIKE, 32: 1.5})
+    assert policy.target == 32
+    policy.observe(20, 6.0)   # a batch of 32 (20 items, padded) took 6 s when served
+    assert policy.call_s[32] == pytest.approx(1.5 + OBSERVED_WEIGHT * (6.0 - 1.5))
+    assert policy.target == 8
+    policy.observe(8, 0.476)  # as timed: no change
+    assert policy.call_s[8] == pytest.approx(0.476) and policy.target == 8
+
+
+def test_a_quiet_server_wants_one_item_and_a_busy_one_what_its_last_call_took():
+    policy = _policy(CPU_LIKE)
+    assert policy.want(backlog=False, idle_s=30.0) == 1
+    assert policy.take(queued=1, want=1) == 1
+    assert policy.take(queued=6, want=1) == 4       # 4 of them (see below)
+    assert policy.want(backlog=False, idle_s=0.001) == 4   # the last call's 4 come back
+    assert policy.take(queued=32, want=4) == 8      # never more than the target
+    assert policy.want(backlog=False, idle_s=0.0) == 8
+    # idle for longer than it would wait for those 8: quiet again
+    assert policy.want(backlog=False, idle_s=policy.wait_s(8) * 1.01) == 1
+
+
+def test_items_waiting_as_a_call_ends_make_it_gather_a_full_target_batch():
+    policy = _policy(CPU_LIKE)
+    policy.take(queued=4, want=4)
+    # 8 clients in two halves: 4 waited through the last call, 4 are coming back
+    assert policy.want(backlog=True, idle_s=0.0) == 8
+    assert policy.take(queued=8, want=8) == 8
+
+
+@pytest.mark.parametrize("timings,max_wait_s,n,expected", [
+    (CPU_LIKE, 1.0, 8, WAIT_FRACTION * 0.476),   # a share of the call it fills
+    (CPU_LIKE, 1.0, 5, WAIT_FRACTION * 0.476),   # 5 items are a batch of 8
+    (CPU_LIKE, 0.010, 8, 0.010),                 # capped by SCORING_BATCH_TIMEOUT_MS
+    (GPU_LIKE, 1.0, 1, WAIT_FRACTION * 0.010),
+    ({}, 0.005, 8, 0.005),                       # uncalibrated: the setting itself
+])
+def test_wait_for_a_batch_is_a_share_of_its_model_time(timings, max_wait_s, n, expected):
+    assert _policy(timings, max_wait_s).wait_s(n) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("timings,queued,want,taken", [
+    # enough queued: pad up, or leave the extra for the next call, whichever
+    # gives more images/s
+    (CPU_LIKE, 6, 6, 4),    # 6 padded to 8 wastes a quarter of a slow call
+    (GPU_LIKE, 6, 6, 6),    # padding is nearly free on a GPU
+    (CPU_LIKE, 8, 2, 8),
+    (GPU_LIKE, 40, 8, 32),  # at most the target
+    (CPU_LIKE, 40, 8, 8),
+    ({}, 6, 6, 6),          # uncalibrated: as queued
+    # the wait ran out before `want` came: not saturated, take them all
+    (CPU_LIKE, 3, 8, 3),
+    (CPU_LIKE, 40, 64, 32),
+])
+def test_how_many_queued_items_a_call_takes(timings, queued, want, taken):
+    assert _policy(timings).take(queued, want) == taken
+
+
 # -- batcher -------------------------------------------------------------------
 class Gate:
     """A fake model: records batch sizes; blocks while the gate is closed."""
@@ -213,9 +317,10 @@ class Gate:
 
 
 def _batcher(gate, **kw):
-    args = dict(max_batch=4, batch_timeout_s=0.05, max_queue=6)
+    args = dict(max_batch=4, batch_timeout_s=0.05, max_queue=6, sizes=None, timings=None)
     args.update(kw)
-    batcher = Batcher(gate.predict, args["max_batch"], args["batch_timeout_s"], args["max_queue"])
+    batcher = Batcher(gate.predict, args["max_batch"], args["batch_timeout_s"], args["max_queue"],
+                      warm_up=lambda: args["timings"], sizes=args["sizes"])
     batcher.start()
     assert batcher.ready.wait(10)
     return batcher
@@ -255,6 +360,27 @@ def test_concurrent_requests_share_a_call_and_get_their_own_results():
         t.join(10)
     assert results == {i: [f"scored {i}"] for i in "abcde"}
     assert [len(c) for c in gate.calls] == [1, 4]
+    batcher.stop()
+
+
+def test_a_busy_server_sends_the_batch_the_model_is_fastest_at():
+    gate = Gate()
+    gate.open.clear()
+    # per call: 4 images cost what 2 do, 8 four times that: 4 is the fastest
+    batcher = _batcher(gate, max_batch=8, max_queue=8, sizes=[1, 2, 4, 8],
+                       timings={1: 0.5, 2: 0.5, 4: 0.5, 8: 2.0})
+    results = {}
+    threads = _submit_in_threads(batcher, ["a"], results)
+    assert gate.entered.wait(10)
+    threads += _submit_in_threads(batcher, list("bcdefg"), results)
+    while batcher.depth < 6:
+        time.sleep(0.01)
+    gate.open.set()
+    for t in threads:
+        t.join(10)
+    assert results == {i: [f"scored {i}"] for i in "abcdefg"}
+    # 6 queued: 4 now, not 6 padded to 8; the other 2 when no more come
+    assert [len(c) for c in gate.calls] == [1, 4, 2]
     batcher.stop()
 
 

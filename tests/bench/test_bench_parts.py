@@ -71,6 +71,14 @@ def test_tree_cpu_counts_descendants():
         procstat.tree_cpu_seconds(process.pid)
 
 
+def test_wait_idle_returns_once_the_tree_stops_burning_cpu():
+    """CPU-seconds read every 0.25 s: busy (a core each read), then idle; then a timeout."""
+    readings = iter([0.0, 0.25, 0.5, 0.75, 0.751, 9.0])
+    assert procstat.wait_idle(1, read=lambda pid: next(readings), sleep=lambda s: None) == 1.0
+    always_busy = iter(range(1000))
+    assert procstat.wait_idle(1, timeout=2, read=lambda pid: next(always_busy), sleep=lambda s: None) == 2.0
+
+
 @pytest.mark.parametrize("argv", [["--models", "vgg"], ["--servers", "nginx"], ["--concurrency", "0"],
                                   ["--image-size", "224"], ["--duration", "0"], ["--client", "curl"]])
 def test_bad_options_stop_with_a_usage_error(argv, capsys):
