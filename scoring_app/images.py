@@ -43,11 +43,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
-        if isinstance(exc, UnidentifiedImageError):
-            raise BadImage("not an image this service can read "
-                           "(send JPEG, PNG, GIF, BMP or WebP bytes)") from None
+    except UnidentifiedImageError:
+        raise BadImage("not an image this service can read "
+                       "(send JPEG, PNG, GIF, BMP or WebP bytes)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise TooManyPixels(f"the image is too large to decode safely: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImage(f"the image could not be read: {exc}") from None

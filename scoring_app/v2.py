@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from . import routes
@@ -29,8 +29,7 @@ PROTOCOL_VERSION = "2"  # the server metadata's "version": the protocol spoken
 _TYPES = ("", "application/json", "application/octet-stream")
 
 
-def _service():
-    return current_app.extensions["scoring"]
+_service = routes._service  # noqa: SLF001 - one way to reach the app's Service
 
 
 def _error(status: int, message: str, headers=None):
