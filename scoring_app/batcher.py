@@ -1,12 +1,16 @@
-"""Dynamic batching: many request threads, one inference thread.
+"""Dynamic batching: many requests, one inference loop.
 
-Request threads ``submit`` items and wait. The inference thread calls the model
+Requests ``submit`` items and wait. The inference loop calls the model
 once for several queued items; ``BatchPolicy`` decides how many, and how long
 to wait for them, from the model's own speed (each batch size is timed at
 warm-up). A lone request on a quiet server goes at once.
 
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
+
+Requests and the loop are threads, or greenlets under gunicorn's gevent worker
+(``threading`` is patched there); either way the model call itself goes
+through ``offload.call``, so it never holds the event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import offload
 from .errors import DeadlineExceeded, ScoringError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -210,7 +215,7 @@ class Batcher:
     # -- inference thread --------------------------------------------------
     def _run(self) -> None:
         try:
-            timings = self._warm_up()
+            timings = offload.call(self._warm_up)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("warm-up failed; this worker will never be ready")
             self.failed = exc
@@ -246,7 +251,7 @@ class Batcher:
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
         try:
-            results = self._predict([p.item for p in batch])
+            results = offload.call(self._predict, [p.item for p in batch])
         except ScoringError as exc:
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)

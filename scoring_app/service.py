@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from . import metrics
+from . import metrics, offload
 from .auth import KeyStore
 from .batcher import Batcher
 from .errors import ScoringError, Unavailable
@@ -34,6 +34,7 @@ class Service:
         self._draining = threading.Event()
 
     def start(self) -> None:
+        offload.configure(self.config.threads)
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.start()
 
