@@ -9,8 +9,8 @@ If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
 
 Requests and the loop are threads, or greenlets under gunicorn's gevent worker
-(``threading`` is patched there); either way the model call itself goes
-through ``offload.call``, so it never holds the event loop.
+(``threading`` is patched there); either way warm-up and every model call
+run on the batcher's own ``offload.NativeThread``, never on the event loop.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ class Batcher:
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._model_thread = offload.NativeThread()
 
     def start(self) -> None:
         self._thread.start()
@@ -215,7 +216,7 @@ class Batcher:
     # -- inference thread --------------------------------------------------
     def _run(self) -> None:
         try:
-            timings = offload.call(self._warm_up)
+            timings = self._model_thread.call(self._warm_up)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("warm-up failed; this worker will never be ready")
             self.failed = exc
@@ -251,7 +252,7 @@ class Batcher:
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
         try:
-            results = offload.call(self._predict, [p.item for p in batch])
+            results = self._model_thread.call(self._predict, [p.item for p in batch])
         except ScoringError as exc:
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)

@@ -4,12 +4,18 @@ The container runs gunicorn's ``gevent`` worker: each connection is a
 greenlet on one event loop, so a request costs no thread hand-offs (the
 ``gthread`` worker's poller -> request thread -> inference thread cost about
 as much CPU as a small model's own call). A call that holds the loop's thread
-for long would stall every connection, so TensorFlow calls and PIL decodes
-run in gevent's pool of native threads instead (they release the GIL while
-they work), and the greenlet that asked waits without blocking the loop.
+for long would stall every connection, so it runs in a native thread instead
+(TensorFlow and Pillow release the GIL while they work), and the greenlet
+that asked waits without blocking the loop:
 
-Outside gevent (tests, a plain threaded server) ``call`` runs the function
-where it is: the caller is already a thread of its own.
+- ``call``: gevent's pool of native threads (``SCORING_THREADS``), for image
+  decodes, which may run side by side;
+- ``NativeThread.call``: one thread of its own, for the model. Every call runs
+  on the same thread, one at a time, so TensorFlow's and oneDNN's per-thread
+  state stays warm (a pool hands successive calls to whichever thread is free).
+
+Outside gevent (tests, a plain threaded server) both run the function where
+it is: the caller is already a thread of its own.
 """
 
 from __future__ import annotations
@@ -44,7 +50,28 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     import gevent
 
-    ok, value = gevent.get_hub().threadpool.apply(_capture, (fn, args))
+    return _unwrap(gevent.get_hub().threadpool.apply(_capture, (fn, args)))
+
+
+class NativeThread:
+    """A native thread of its own (started on first use under gevent)."""
+
+    def __init__(self) -> None:
+        self._pool = None
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on this thread when on gevent, else here."""
+        if not on_gevent():
+            return fn(*args)
+        if self._pool is None:
+            from gevent.threadpool import ThreadPool
+
+            self._pool = ThreadPool(1)
+        return _unwrap(self._pool.apply(_capture, (fn, args)))
+
+
+def _unwrap(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
     if not ok:
         raise value
     return value

@@ -123,9 +123,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SCORING_WORKERS", "1", _int_range(1, 64),
             "gunicorn worker processes (one model copy each; 1 per GPU)."),
     Setting("SCORING_THREADS", "4", _int_range(1, 1024),
-            "Native threads per worker for blocking work: the model call (one "
-            "at a time) and image decodes for image-tensor models. Requests "
-            "themselves are greenlets on gunicorn's gevent worker."),
+            "Native threads per worker for image decodes (image-tensor models); "
+            "the model call has one thread of its own. Requests themselves are "
+            "greenlets on gunicorn's gevent worker."),
     Setting("SCORING_WORKER_CONNECTIONS", "1000", _int_range(1, 100000),
             "Open client connections per worker (one greenlet each); past it, "
             "new connections wait in the listen backlog."),

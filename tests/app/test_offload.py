@@ -1,5 +1,6 @@
-"""offload.call: here outside gevent; under gevent, in a native thread that
-leaves the event loop free, with exceptions handed back to the caller."""
+"""offload.call and NativeThread.call: here outside gevent; under gevent, in a
+native thread that leaves the event loop free (always the same one for a
+NativeThread), with exceptions handed back to the caller."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_outside_gevent_the_call_runs_in_the_callers_thread():
     assert not offload.on_gevent()
     assert offload.call(threading.get_ident) == threading.get_ident()
+    assert offload.NativeThread().call(threading.get_ident) == threading.get_ident()
     with pytest.raises(KeyError):
         offload.call({}.__getitem__, "missing")
+    with pytest.raises(KeyError):
+        offload.NativeThread().call({}.__getitem__, "missing")
 
 
 # Runs in a fresh interpreter: monkey-patching must not leak into this one.
@@ -59,7 +63,17 @@ _UNDER_GEVENT = textwrap.dedent("""
     except ValueError as exc:
         raised = str(exc)
     t.join()
+    model = offload.NativeThread()
+    model_threads = {model.call(threading.get_ident) for _ in range(20)}
+    try:
+        model.call(bad)
+        model_raised = None
+    except ValueError as exc:
+        model_raised = str(exc)
     print(json.dumps({
+        "model_threads": len(model_threads),
+        "model_thread_is_loop": loop_thread in model_threads,
+        "model_raised": model_raised,
         "on_gevent": offload.on_gevent(),
         "pool_size": gevent.get_hub().threadpool.maxsize,
         "other_thread": worker_thread != loop_thread,
@@ -78,5 +92,7 @@ def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going(
     # 0.3 s call, a tick every 0.02 s: a blocked loop would tick at most once.
     assert result["ticks_during_call"] >= 5
     assert result["raised"] == "bad image"
+    assert result["model_threads"] == 1 and not result["model_thread_is_loop"]
+    assert result["model_raised"] == "bad image"
     # gevent prints escaping exceptions itself; offload hands them back instead.
     assert "Traceback" not in done.stderr, done.stderr
