@@ -151,7 +151,7 @@ class Batcher:
                  warm_up: Callable[[], dict[int, float] | None] = lambda: None,
                  sizes: list[int] | None = None):
         """``sizes``: the batch sizes the model pads to (default: every size up
-        to ``max_batch``). ``warm_up`` runs in the inference thread before it
+        to ``max_batch``). ``warm_up`` runs on the model's thread before the loop
         serves and may return seconds per call by batch size, for the policy."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
@@ -179,7 +179,7 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    # -- request threads ---------------------------------------------------
+    # -- requests (threads or greenlets) -----------------------------------
     def submit_many(self, items: list[Any], deadline: float) -> list[Any]:
         """Queue ``items`` together and wait for all their results.
 
@@ -210,10 +210,10 @@ class Batcher:
                 try:
                     self._queue.remove(p)
                 except ValueError:
-                    pass  # already taken by the inference thread
+                    pass  # already taken by the inference loop
             self._observe("queue_depth", len(self._queue))
 
-    # -- inference thread --------------------------------------------------
+    # -- inference loop ----------------------------------------------------
     def _run(self) -> None:
         try:
             timings = self._model_thread.call(self._warm_up)

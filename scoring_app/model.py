@@ -141,7 +141,7 @@ class ScoringModel:
         self._fn = None
         self._tf = None
 
-    # -- load ------------------------------------------------------------
+    # -- load --------------------------------------------------------------
     def load(self) -> float:
         """Load and check the model; returns the seconds it took."""
         started = time.perf_counter()
@@ -173,7 +173,7 @@ class ScoringModel:
         log.info("model %s loaded: %s", model_dir, self.signature)
         return time.perf_counter() - started
 
-    # -- preprocess (request threads) -------------------------------------
+    # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:
         """Validate/convert one image; raises BadImage/TooManyPixels (400)."""
         sig = self.signature
@@ -185,7 +185,7 @@ class ScoringModel:
             return pixels
         return images.preprocess(pixels, self.config.preprocess)
 
-    # -- predict (inference thread only) ----------------------------------
+    # -- predict (the batcher's model thread only) -------------------------
     def bucket(self, n: int) -> int:
         return next(size for size in self.sizes if size >= n)
 
@@ -224,7 +224,7 @@ class ScoringModel:
                 self.call_seconds[size] = min(seconds, self.call_seconds.get(size, seconds))
         return time.perf_counter() - started
 
-    # -- postprocess (request threads) ------------------------------------
+    # -- postprocess (the request's thread or greenlet) --------------------
     def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """The ``top_k`` classes of one row, best first."""
         k = min(top_k, scores.shape[0])

@@ -2,7 +2,7 @@
 
 ``Service.start`` loads the model synchronously (an unsupported model stops the
 worker at boot, and gunicorn then stops: a broken image never serves) and warms
-it in the inference thread, so ``/healthz`` answers during warm-up and
+it on the batcher's model thread, so ``/healthz`` answers during warm-up and
 ``/readyz`` turns 200 only when every batch size has run.
 """
 
