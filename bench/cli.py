@@ -1,11 +1,15 @@
 """``python -m bench``: the whole benchmark, one model after the other.
 
 For each model: build it (cached), measure its in-process limit in a child process, then start
-each server on it in turn and drive it at each concurrency: a warm-up run, then a measured run
-with the server tree's CPU sampled from /proc before and after. Only one server runs at a
-time, so they never compete for the two cores.
+the servers on it side by side and drive them at each concurrency, one at a time, taking turns:
+``--rounds`` short measured runs each, every one after a warm-up, with the server tree's CPU
+sampled from /proc before and after. Only one server is driven at a time (an idle one costs
+nothing), and the turns give both the same machine: on a shared 2-core VM whose speed drifts
+by a fifth over minutes, measuring one server after the other would put that drift into the
+ratios.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +24,7 @@ from bench import images, load, models, procstat, report, servers
 
 DEFAULT_OUT = servers.BENCH_ROOT / "bench" / "results"
 # --quick: every stage shortened, for a first look in about a minute per model.
-QUICK = {"batch_sizes": [1, 8], "limit_seconds": 1.0, "concurrency": [1, 8], "duration": 3, "warmup": 1}
+QUICK = {"batch_sizes": [1, 8], "limit_seconds": 1.0, "concurrency": [1, 8], "duration": 3, "warmup": 1, "rounds": 1}
 
 
 def _int_list(text: str) -> list[int]:
@@ -58,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", type=_names(servers.SERVER_NAMES), default=list(servers.SERVER_NAMES),
                         help="comma-separated, from %(default)s")
     parser.add_argument("--concurrency", type=_int_list, help="comma-separated levels (default 1,8,32)")
-    parser.add_argument("--duration", type=int, help="seconds of each measured run (default 15)")
+    parser.add_argument("--duration", type=int, help="measured seconds per server and concurrency, split over the rounds (default 15)")
+    parser.add_argument("--rounds", type=int, help="turns each server takes at each concurrency (default 3)")
     parser.add_argument("--warmup", type=int, help="seconds of unmeasured load before each run (default 3)")
     parser.add_argument("--batch-sizes", type=_int_list, help="in-process limit batch sizes (default 1,2,4,8,16,32)")
     parser.add_argument("--limit-seconds", type=float, help="seconds per batch size of the in-process limit (default 3)")
@@ -74,12 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a server may take to be ready")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else {"batch_sizes": [1, 2, 4, 8, 16, 32], "limit_seconds": 3.0,
-                                         "concurrency": [1, 8, 32], "duration": 15, "warmup": 3}
+                                         "concurrency": [1, 8, 32], "duration": 15, "warmup": 3, "rounds": 3}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.duration < 1 or args.warmup < 0:
-        parser.error("--duration must be at least 1 second and --warmup not negative")
+    if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--duration must be at least 1 second, --rounds at least 1 and --warmup not negative")
     args.cache_dir = args.cache_dir or args.out / "models"
     return args
 
@@ -101,20 +106,47 @@ def _model_limit(name: str, args: argparse.Namespace, image_file: Path) -> tuple
     return Path(measured["model_dir"]), measured["limit"]
 
 
-def _measure_server(server: servers.Server, args, client: str, key_file: Path, image_file: Path) -> list[dict]:
-    points = []
+def _run_once(server: servers.Server, args, client: str, key_file: Path, image_file: Path,
+              concurrency: int, seconds: int) -> dict:
+    """One turn: a warm-up, then a measured run with the server tree's CPU around it."""
+    if args.warmup:
+        load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
+    procstat.wait_idle(server.pid)  # the warm-up's abandoned requests must not count
+    cpu_before = procstat.tree_cpu_seconds(server.pid)
+    point = load.run(client, server.score_url, key_file, image_file, concurrency, seconds)
+    point["server_cpu_s"] = procstat.tree_cpu_seconds(server.pid) - cpu_before
+    return point
+
+
+def combine(turns: list[dict], concurrency: int) -> dict:
+    """One figure per server and concurrency from its turns: counts and CPU added up, so
+    requests/s and CPU per request are over all of them; p50 the median turn's, p99 the
+    worst turn's (wrk reports percentiles, not the latencies to pool)."""
+    point = {field: sum(turn[field] for turn in turns)
+             for field in ("requests", "ok", "status_errors", "socket_errors", "duration_s", "server_cpu_s")}
+    point.update(concurrency=concurrency, rounds=len(turns), rps=point["ok"] / point["duration_s"],
+                 p50_ms=sorted(turn["p50_ms"] for turn in turns)[len(turns) // 2],
+                 p99_ms=max(turn["p99_ms"] for turn in turns),
+                 cpu_s_per_request=point["server_cpu_s"] / point["ok"] if point["ok"] else None,
+                 turns=[{key: turn[key] for key in ("rps", "p50_ms", "p99_ms", "server_cpu_s")} for turn in turns])
+    return point
+
+
+def _measure(running: dict[str, servers.Server], args, client: str, key_file: Path,
+             image_file: Path) -> dict[str, list[dict]]:
+    """Every server at every concurrency, taking turns: server A, B, A, B, ..."""
+    seconds = max(1, round(args.duration / args.rounds))
+    points = {name: [] for name in running}
     for concurrency in args.concurrency:
-        if args.warmup:
-            load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
-        procstat.wait_idle(server.pid)  # the warm-up's abandoned requests must not count
-        cpu_before = procstat.tree_cpu_seconds(server.pid)
-        point = load.run(client, server.score_url, key_file, image_file, concurrency, args.duration)
-        cpu = procstat.tree_cpu_seconds(server.pid) - cpu_before
-        point.update(concurrency=concurrency, server_cpu_s=cpu,
-                     cpu_s_per_request=cpu / point["ok"] if point["ok"] else None)
-        _progress(f"  c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
-                  f"errors {point['status_errors'] + point['socket_errors']}")
-        points.append(point)
+        turns = {name: [] for name in running}
+        for _ in range(args.rounds):
+            for name, server in running.items():
+                turns[name].append(_run_once(server, args, client, key_file, image_file, concurrency, seconds))
+        for name in running:
+            point = combine(turns[name], concurrency)
+            _progress(f"  {name} c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
+                      f"errors {point['status_errors'] + point['socket_errors']}")
+            points[name].append(point)
     return points
 
 
@@ -130,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                  "machine": platform.platform(), "client": client, "command": ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)],
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
-                 "concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup},
+                 "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
+                 "warmup_s": args.warmup},
         "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys:  # a throwaway key, never printed
@@ -141,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             _progress(f"{name}: building if needed, then measuring the in-process limit")
             model_dir, limit = _model_limit(name, args, image_file)
             model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": limit, "servers": {}}
-            for server_name in args.servers:
-                _progress(f"{name}: starting {server_name}")
-                log_file = args.out / "logs" / f"{name}-{server_name}.log"
-                with servers.running(server_name, args.app_root, model_dir, name, Path(keys), log_file,
-                                     args.ready_timeout) as server:
-                    model_results["servers"][server_name] = _measure_server(server, args, client, key_file, image_file)
+            with contextlib.ExitStack() as stack:
+                running = {}
+                for server_name in args.servers:
+                    _progress(f"{name}: starting {server_name}")
+                    log_file = args.out / "logs" / f"{name}-{server_name}.log"
+                    running[server_name] = stack.enter_context(servers.running(
+                        server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout))
+                model_results["servers"] = _measure(running, args, client, key_file, image_file)
     results["targets"] = report.evaluate(results["models"])
     json_path, png_path = report.write(results, args.out)
     print(report.summary(results))

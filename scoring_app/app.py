@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import routes, settings, v2
+from . import jsonio, routes, settings, v2
 from .errors import ScoringError
 from .service import Service
 
@@ -29,7 +29,7 @@ def create_app(config: Any = None, model: Any = None) -> Flask:
         log.warning("SCORING_AUTH=disabled: /score answers ANYONE without a key. "
                     "Local use only.")
     app = Flask(__name__)
-    app.json.sort_keys = False
+    app.json = jsonio.Provider(app)
     app.register_blueprint(routes.probes)
     app.register_blueprint(routes.api)
     app.register_blueprint(v2.v2)

@@ -1,12 +1,16 @@
-"""Dynamic batching: many request threads, one inference thread.
+"""Dynamic batching: many requests, one inference loop.
 
-Request threads ``submit`` items and wait. The inference thread calls the model
+Requests ``submit`` items and wait. The inference loop calls the model
 once for several queued items; ``BatchPolicy`` decides how many, and how long
 to wait for them, from the model's own speed (each batch size is timed at
 warm-up). A lone request on a quiet server goes at once.
 
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
+
+Requests and the loop are threads, or greenlets under gunicorn's gevent worker
+(``threading`` is patched there); either way warm-up and every model call
+run on the batcher's own ``offload.NativeThread``, never on the event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import offload
 from .errors import DeadlineExceeded, ScoringError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -146,7 +151,7 @@ class Batcher:
                  warm_up: Callable[[], dict[int, float] | None] = lambda: None,
                  sizes: list[int] | None = None):
         """``sizes``: the batch sizes the model pads to (default: every size up
-        to ``max_batch``). ``warm_up`` runs in the inference thread before it
+        to ``max_batch``). ``warm_up`` runs on the model's thread before the loop
         serves and may return seconds per call by batch size, for the policy."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
@@ -159,6 +164,7 @@ class Batcher:
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._model_thread = offload.NativeThread()
 
     def start(self) -> None:
         self._thread.start()
@@ -173,7 +179,7 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    # -- request threads ---------------------------------------------------
+    # -- requests (threads or greenlets) -----------------------------------
     def submit_many(self, items: list[Any], deadline: float) -> list[Any]:
         """Queue ``items`` together and wait for all their results.
 
@@ -204,13 +210,13 @@ class Batcher:
                 try:
                     self._queue.remove(p)
                 except ValueError:
-                    pass  # already taken by the inference thread
+                    pass  # already taken by the inference loop
             self._observe("queue_depth", len(self._queue))
 
-    # -- inference thread --------------------------------------------------
+    # -- inference loop ----------------------------------------------------
     def _run(self) -> None:
         try:
-            timings = self._warm_up()
+            timings = self._model_thread.call(self._warm_up)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("warm-up failed; this worker will never be ready")
             self.failed = exc
@@ -246,7 +252,7 @@ class Batcher:
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
         try:
-            results = self._predict([p.item for p in batch])
+            results = self._model_thread.call(self._predict, [p.item for p in batch])
         except ScoringError as exc:
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)

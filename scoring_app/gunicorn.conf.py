@@ -3,6 +3,8 @@
 Run as ``python -m gunicorn --config scoring_app/gunicorn.conf.py`` (the
 Dockerfile's CMD). The master never imports TensorFlow: each worker imports
 ``scoring_app.wsgi`` after the fork and loads its own model (no preload_app).
+Workers are gevent's: one greenlet per connection, with the model call and
+image decodes in native threads (scoring_app/offload.py).
 
 The master also:
 - serves the workers' merged Prometheus metrics on SCORING_METRICS_PORT;
@@ -43,8 +45,8 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 wsgi_app = "scoring_app.wsgi:app"
 bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers
-worker_class = "gthread"
-threads = _config.threads
+worker_class = "gevent"  # one greenlet per connection; blocking calls: scoring_app/offload.py
+worker_connections = _config.worker_connections
 preload_app = False
 timeout = _config.worker_timeout_s
 graceful_timeout = _config.graceful_timeout_s
@@ -98,19 +100,9 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     service = worker.wsgi.extensions["scoring"]
     signal.signal(signal.SIGUSR2, lambda signum, frame: service.drain())
-    signal.signal(signal.SIGTERM, functools.partial(_stop_listening, worker))
-
-
-def _stop_listening(worker, signum, frame):
-    """The worker's SIGTERM (after the drain): stop as gunicorn does, and close
-    this worker's copy of the listening socket now. gthread only stops
-    accepting and keeps the socket open until in-flight requests finish, so
-    the kernel kept completing handshakes nobody would answer: those clients
-    waited up to the graceful timeout, then got a reset. The master closed its
-    copy already; once every worker has, new connections are refused at once."""
-    worker.handle_exit(signum, frame)
-    for listener in worker.sockets:
-        listener.close()
+    # The worker's own SIGTERM (after the drain) is gunicorn's: the gevent
+    # worker closes its listener within a second, then gives in-flight
+    # requests the graceful timeout.
 
 
 def child_exit(server, worker):

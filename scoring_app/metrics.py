@@ -11,6 +11,8 @@ Labels hold only route templates, methods and status codes, never a key.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -46,3 +48,21 @@ def observe(name: str, value: float) -> None:
     elif name == "model_call_seconds":
         MODEL_CALL.observe(value)
 
+
+
+def request_done(route: str, method: str, status: int, seconds: float) -> None:
+    """One HTTP answer: counted, and its latency observed."""
+    _request_counter(route, method, status).inc()
+    _latency(route).observe(seconds)
+
+
+# ``labels()`` validates and locks on every call; an answer's few label sets
+# are looked up once (bounded: clients choose methods on unmatched routes).
+@functools.lru_cache(maxsize=512)
+def _request_counter(route: str, method: str, status: int):
+    return REQUESTS.labels(route, method, str(status))
+
+
+@functools.lru_cache(maxsize=64)
+def _latency(route: str):
+    return LATENCY.labels(route)

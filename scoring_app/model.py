@@ -1,10 +1,11 @@
 """The model, in stages: load -> preprocess -> predict -> postprocess.
 
 ``load`` inspects the SavedModel's ``serving_default`` signature and refuses
-what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in request
-threads, ``predict`` only in the batcher's single inference thread (TensorFlow
-does not promise signatures are thread-safe), ``postprocess`` back in request
-threads. TensorFlow is imported in ``load``, never at module import, so the
+what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
+request's thread or greenlet, ``predict`` only from the batcher's single
+inference loop (TensorFlow does not promise signatures are thread-safe),
+``postprocess`` back in the request's. Under gevent, ``predict`` and image
+decodes run in native threads (``offload``). TensorFlow is imported in ``load``, never at module import, so the
 gunicorn master (which imports this package's config) never loads it.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import images
+from . import images, offload
 from .errors import BadImage, UnsupportedModel
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class ScoringModel:
         self._fn = None
         self._tf = None
 
-    # -- load ------------------------------------------------------------
+    # -- load --------------------------------------------------------------
     def load(self) -> float:
         """Load and check the model; returns the seconds it took."""
         started = time.perf_counter()
@@ -172,18 +173,19 @@ class ScoringModel:
         log.info("model %s loaded: %s", model_dir, self.signature)
         return time.perf_counter() - started
 
-    # -- preprocess (request threads) -------------------------------------
+    # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:
         """Validate/convert one image; raises BadImage/TooManyPixels (400)."""
         sig = self.signature
         if sig.kind == ENCODED:
             return images.check_encoded(data, self.config.max_image_pixels)
-        pixels = images.decode_rgb(data, sig.image_size, self.config.max_image_pixels)
+        # PIL's decode and resize take milliseconds: a native thread's work.
+        pixels = offload.call(images.decode_rgb, data, sig.image_size, self.config.max_image_pixels)
         if sig.dtype == "uint8":
             return pixels
         return images.preprocess(pixels, self.config.preprocess)
 
-    # -- predict (inference thread only) ----------------------------------
+    # -- predict (the batcher's model thread only) -------------------------
     def bucket(self, n: int) -> int:
         return next(size for size in self.sizes if size >= n)
 
@@ -222,7 +224,7 @@ class ScoringModel:
                 self.call_seconds[size] = min(seconds, self.call_seconds.get(size, seconds))
         return time.perf_counter() - started
 
-    # -- postprocess (request threads) ------------------------------------
+    # -- postprocess (the request's thread or greenlet) --------------------
     def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """The ``top_k`` classes of one row, best first."""
         k = min(top_k, scores.shape[0])

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in {
         "SCORING_MODEL_DIR": str(model_dir), "SCORING_MODEL_NAME": "demo-colours",
         "SCORING_API_KEYS_DIR": str(keys_dir), "SCORING_HOST": "127.0.0.1",
-        "SCORING_PORT": str(args.port), "SCORING_WORKERS": "1", "SCORING_THREADS": "16",
+        "SCORING_PORT": str(args.port), "SCORING_WORKERS": "1",
     }.items():
         env.setdefault(name, value)
     sample = os.path.relpath(PACKAGE / "samples" / "red.jpg")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import metrics, openapi
+from . import jsonio, metrics, openapi
 from .errors import (BadRequest, PayloadTooLarge, ScoringError,
                      UnsupportedMediaType)
 
@@ -97,8 +96,8 @@ def _top_k() -> int:
 def _instances(body: bytes, max_items: int) -> list[bytes]:
     """``{"instances": [{"b64": "..."}, ...]}`` -> the decoded images."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: [[[[...
+        doc = jsonio.loads(body)
+    except jsonio.DecodeError:  # also invalid UTF-8 and deep nesting ([[[[...)
         raise BadRequest('the body is not valid JSON; send {"instances": [{"b64": "..."}]}') from None
     instances = doc.get("instances") if isinstance(doc, dict) else None
     if not isinstance(instances, list) or not instances:
@@ -172,6 +171,6 @@ def start_timer():
 
 def record(response):
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    metrics.LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    metrics.request_done(route, request.method, response.status_code,
+                         time.perf_counter() - g.get("started", time.perf_counter()))
     return response

@@ -2,7 +2,7 @@
 
 ``Service.start`` loads the model synchronously (an unsupported model stops the
 worker at boot, and gunicorn then stops: a broken image never serves) and warms
-it in the inference thread, so ``/healthz`` answers during warm-up and
+it on the batcher's model thread, so ``/healthz`` answers during warm-up and
 ``/readyz`` turns 200 only when every batch size has run.
 """
 
@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from . import metrics
+from . import metrics, offload
 from .auth import KeyStore
 from .batcher import Batcher
 from .errors import ScoringError, Unavailable
@@ -34,6 +34,7 @@ class Service:
         self._draining = threading.Event()
 
     def start(self) -> None:
+        offload.configure(self.config.threads)
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.start()
 

@@ -122,8 +122,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest image (width x height) accepted; past it, 400."),
     Setting("SCORING_WORKERS", "1", _int_range(1, 64),
             "gunicorn worker processes (one model copy each; 1 per GPU)."),
-    Setting("SCORING_THREADS", "64", _int_range(1, 1024),
-            "Request threads per worker; enough to fill a batch."),
+    Setting("SCORING_THREADS", "4", _int_range(1, 1024),
+            "Native threads per worker for image decodes (image-tensor models); "
+            "the model call has one thread of its own. Requests themselves are "
+            "greenlets on gunicorn's gevent worker."),
+    Setting("SCORING_WORKER_CONNECTIONS", "1000", _int_range(1, 100000),
+            "Open client connections per worker (one greenlet each); past it, "
+            "new connections wait in the listen backlog."),
     Setting("SCORING_HOST", "0.0.0.0", _required_text,
             "Address to listen on (the quick start uses 127.0.0.1)."),
     Setting("SCORING_PORT", "5001", _int_range(1, 65535),

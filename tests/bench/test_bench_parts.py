@@ -80,11 +80,27 @@ def test_wait_idle_returns_once_the_tree_stops_burning_cpu():
 
 
 @pytest.mark.parametrize("argv", [["--models", "vgg"], ["--servers", "nginx"], ["--concurrency", "0"],
-                                  ["--image-size", "224"], ["--duration", "0"], ["--client", "curl"]])
+                                  ["--image-size", "224"], ["--duration", "0"], ["--client", "curl"],
+                                  ["--rounds", "0"]])
 def test_bad_options_stop_with_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli.parse_args(argv)
     assert stopped.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_turns_combine_into_one_figure():
+    def turn(ok, seconds, p50, p99, cpu):
+        return {"requests": ok + 1, "ok": ok, "status_errors": 1, "socket_errors": 0, "duration_s": seconds,
+                "server_cpu_s": cpu, "p50_ms": p50, "p99_ms": p99, "rps": ok / seconds}
+
+    point = cli.combine([turn(100, 5.0, 9.0, 30.0, 0.4), turn(300, 5.0, 3.0, 10.0, 0.8),
+                         turn(200, 5.0, 5.0, 20.0, 0.6)], concurrency=8)
+    assert point["concurrency"] == 8 and point["rounds"] == 3
+    assert point["ok"] == 600 and point["requests"] == 603 and point["status_errors"] == 3
+    assert point["rps"] == pytest.approx(600 / 15.0)
+    assert point["p50_ms"] == 5.0 and point["p99_ms"] == 30.0  # median turn's p50, worst turn's p99
+    assert point["cpu_s_per_request"] == pytest.approx(1.8 / 600)
+    assert [t["rps"] for t in point["turns"]] == [20.0, 60.0, 40.0]
 
 
 def test_quick_fills_only_what_was_not_given():

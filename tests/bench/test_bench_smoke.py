@@ -15,6 +15,7 @@ from bench import cli, report
 SMOKE_SERVERS = ("baseline", "ours")
 CONCURRENCY = 2
 BATCH_SIZES = (1, 2)
+ROUNDS = 2  # turns each server takes, alternating
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def run(tmp_path_factory):
     """Run the harness once; return its JSON, its PNG's bytes and what it printed."""
     out = tmp_path_factory.mktemp("bench")
     argv = ["--models", "tiny", "--servers", ",".join(SMOKE_SERVERS), "--client", "python",
-            "--concurrency", str(CONCURRENCY), "--duration", "2", "--warmup", "1",
+            "--concurrency", str(CONCURRENCY), "--duration", "2", "--rounds", str(ROUNDS), "--warmup", "1",
             "--batch-sizes", ",".join(map(str, BATCH_SIZES)), "--limit-seconds", "0.3",
             "--image-size", "64x48", "--out", str(out)]
     printed = io.StringIO()
@@ -50,6 +51,7 @@ def test_limit_is_measured_at_every_batch_size(run):
 def test_each_server_answers_every_request(run, server):
     (point,) = run["results"]["models"]["tiny"]["servers"][server]
     assert point["concurrency"] == CONCURRENCY
+    assert point["rounds"] == ROUNDS and len(point["turns"]) == ROUNDS
     assert point["requests"] > 0 and point["ok"] == point["requests"]
     assert point["status_errors"] == 0 and point["socket_errors"] == 0
     assert point["rps"] == pytest.approx(point["ok"] / point["duration_s"])
