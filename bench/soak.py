@@ -45,23 +45,33 @@ def free_port() -> int:
 
 
 def start_server(port: int, demo_dir: Path, workers: int) -> subprocess.Popen:
-    """The quick start (it execs gunicorn, so this process is the master)."""
+    """The quick start (it execs gunicorn, so this process is the master), returned once
+    every worker is warm: /readyz answers for whichever worker takes the probe, and a
+    worker still warming up answers 503, so the gauge of ready workers is what counts."""
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "scoring_app.quickstart", "--port", str(port),
          "--demo-dir", str(demo_dir)], cwd=ROOT, start_new_session=True,
-        env={**os.environ, "SCORING_WORKERS": str(workers)},
+        env={**os.environ, "SCORING_WORKERS": str(workers), "SCORING_METRICS_PORT": str(metrics_port)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 600
     while time.monotonic() < end and proc.poll() is None:
         try:
-            if requests.get(url + "/readyz", timeout=2).status_code == 200:
+            if ready_workers(f"http://127.0.0.1:{metrics_port}/metrics") >= workers:
                 return proc
         except requests.RequestException:
             pass
         time.sleep(0.5)
     proc.kill()
     sys.exit(f"soak: the server did not become ready (exit {proc.poll()})")
+
+
+def ready_workers(metrics_url: str) -> float:
+    """``scoring_workers_ready`` as the gunicorn master serves it (0 before any worker reports)."""
+    for line in requests.get(metrics_url, timeout=2).text.splitlines():
+        if line.startswith("scoring_workers_ready"):
+            return float(line.split()[-1])
+    return 0.0
 
 
 class Load:

@@ -19,3 +19,11 @@ def test_soak_runs_and_reports_flat_memory(server, secret_dir):
     assert lines[-1] == "soak: PASS"
     assert sum(line.split()[0].isdigit() for line in lines) >= 4  # RSS samples over time
     assert "0 failed" in done.stdout and "workers restarted: False" in done.stdout
+
+
+def test_soak_counts_every_ready_worker_from_the_masters_metrics(server):
+    """The soak starts its load only once all workers are warm (a worker still warming
+    answers 503): the main server runs two."""
+    from bench.soak import ready_workers
+
+    assert ready_workers(f"http://127.0.0.1:{server.metrics_port}/metrics") == 2
