@@ -34,6 +34,12 @@ WAIT_FRACTION = 0.1
 # size's call time: a few calls correct a warm-up timing that a busy machine
 # disturbed, or images that decode slower than the warm-up's.
 OBSERVED_WEIGHT = 0.5
+# With every served call, each *other* batch size's estimate moves this share of
+# the way back to its warm-up timing. One slow moment (a busy machine, a stalled
+# thread) can make a size look slow and the target move away from it; then that
+# size is never served, so never re-timed, and the worse target would stay for
+# good. Recalled, the size gets tried again, and stays only if it is fast.
+RECALL_WEIGHT = 0.1
 # Batch sizes within this share of the best images/s count as equally fast,
 # and the smallest of them is the target: the model does the same work, and a
 # batch smaller than the requests in flight lets their answers and the next
@@ -77,18 +83,24 @@ class BatchPolicy:
         self.sizes = sorted(sizes)
         self.max_wait_s = max_wait_s
         self.call_s: dict[int, float] = {}
+        self.calibrated: dict[int, float] = {}
         self.target = self.sizes[-1]
         self.last = 1
 
     def calibrate(self, call_s: dict[int, float]) -> None:
         """Seconds per model call at each batch size; picks the target."""
         self.call_s = {size: call_s[size] for size in self.sizes if call_s.get(size, 0) > 0}
+        self.calibrated = dict(self.call_s)
         self._pick_target()
 
     def observe(self, n: int, seconds: float) -> None:
-        """A served call of ``n`` items took ``seconds``: update its batch size's estimate."""
+        """A served call of ``n`` items took ``seconds``: update its batch size's
+        estimate, and recall the others toward their warm-up timings."""
         size = self.bucket(n)
         if size in self.call_s:
+            for other, warm in self.calibrated.items():
+                if other != size:
+                    self.call_s[other] += RECALL_WEIGHT * (warm - self.call_s[other])
             self.call_s[size] += OBSERVED_WEIGHT * (seconds - self.call_s[size])
             self._pick_target()
 
@@ -252,8 +264,9 @@ class Batcher:
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
         try:
-            results = self._model_thread.call(self._predict, [p.item for p in batch])
+            results, elapsed = self._model_thread.call(self._timed_predict, [p.item for p in batch])
         except ScoringError as exc:
+            self._observe("model_call_seconds", time.perf_counter() - started)
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)
             else:  # find the bad item(s): only they get the error
@@ -261,17 +274,25 @@ class Batcher:
                     self._score([p])
             return
         except Exception as exc:  # noqa: BLE001 - a worker must survive any input
+            self._observe("model_call_seconds", time.perf_counter() - started)
             log.exception("model call failed")
             for p in batch:
                 self._finish(p, error=ScoringError("the model failed on this request"))
             return
-        finally:
-            elapsed = time.perf_counter() - started
-            self._observe("model_call_seconds", elapsed)
+        self._observe("model_call_seconds", elapsed)
         self.policy.observe(len(batch), elapsed)
 
         for p, result in zip(batch, results):
             self._finish(p, result=result)
+
+    def _timed_predict(self, items: list[Any]) -> tuple[Any, float]:
+        """``predict`` and its own duration, timed on the model's thread: timed from the
+        inference loop, a busy event loop's delay in resuming it would count as model time,
+        and the policy would take a slow moment of the loop for a slow batch size (it
+        then keeps away from that size)."""
+        started = time.perf_counter()
+        results = self._predict(items)
+        return results, time.perf_counter() - started
 
     @staticmethod
     def _finish(p: _Pending, result: Any = None, error: BaseException | None = None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from scoring_app import images, settings
 from scoring_app.auth import KeyStore
-from scoring_app.batcher import OBSERVED_WEIGHT, WAIT_FRACTION, Batcher, BatchPolicy
+from scoring_app.batcher import OBSERVED_WEIGHT, RECALL_WEIGHT, WAIT_FRACTION, Batcher, BatchPolicy
 from scoring_app.errors import (BadImage, DeadlineExceeded, TooManyPixels,
                                 Unauthorized, Unavailable, UnsupportedModel)
 from scoring_app.model import ScoringModel, batch_sizes, inspect_signature
@@ -247,6 +247,24 @@ def test_served_calls_correct_a_warm_up_timing():
     assert policy.target == 8
     policy.observe(8, 0.476)  # as timed: no change
     assert policy.call_s[8] == pytest.approx(0.476) and policy.target == 8
+
+
+def test_a_size_that_one_slow_call_pushed_aside_is_tried_again():
+    policy = _policy(CPU_LIKE)
+    policy.observe(8, 1.5)     # one batch of 8 stalled (a busy moment)
+    assert policy.target == 4  # 8 now looks slow: batches of 4 only, 8 never re-timed
+    for calls in range(1, 200):
+        policy.observe(4, CPU_LIKE[4])
+        if policy.target == 8:
+            break
+    assert policy.target == 8, policy.call_s
+    # the untouched estimate decays geometrically back to its warm-up timing
+    assert calls < 60
+    assert policy.call_s[8] == pytest.approx(
+        CPU_LIKE[8] + OBSERVED_WEIGHT * (1.5 - CPU_LIKE[8]) * (1 - RECALL_WEIGHT) ** calls)
+    # and a size that is really slow now is pushed aside again when it is served
+    policy.observe(8, 1.5)
+    assert policy.target == 4
 
 
 def test_a_quiet_server_wants_one_item_and_a_busy_one_what_its_last_call_took():

@@ -67,7 +67,9 @@ def test_overload_sheds_with_503_and_recovers(slow_server):
     assert all(a.code == "unavailable" and a.retry_after.isdigit() for a in shed)
     assert all(a.code == "ok" for a in served), "a 200 carried another image's answer"
     assert load.count(after) == {200: len(after)} and all(a.code == "ok" for a in after)
-    assert throughput > 0.5 * capacity
+    # Capacity comes back whole (the model here sleeps, so it does not drift with the
+    # machine): a batch size that one stalled call made look slow is tried again.
+    assert throughput > 0.8 * capacity, (throughput, capacity)
     assert queue_depth(slow_server) == 0
     assert procs.workers(slow_server.proc.pid).keys() == workers.keys(), "a worker restarted"
 
