@@ -28,7 +28,7 @@ class Provider(DefaultJSONProvider):
         return orjson.dumps(obj, default=self.default).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        return loads(s)
 
     def response(self, *args: Any, **kwargs: Any):
         obj = self._prepare_response_obj(args, kwargs)

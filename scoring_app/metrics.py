@@ -49,7 +49,6 @@ def observe(name: str, value: float) -> None:
         MODEL_CALL.observe(value)
 
 
-
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
     """One HTTP answer: counted, and its latency observed."""
     _request_counter(route, method, status).inc()

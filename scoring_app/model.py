@@ -5,8 +5,9 @@ what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` only from the batcher's single
 inference loop (TensorFlow does not promise signatures are thread-safe),
 ``postprocess`` back in the request's. Under gevent, ``predict`` and image
-decodes run in native threads (``offload``). TensorFlow is imported in ``load``, never at module import, so the
-gunicorn master (which imports this package's config) never loads it.
+decodes run in native threads (``offload``). TensorFlow is imported in
+``load``, never at module import, so the gunicorn master (which imports this
+package's config) never loads it.
 """
 
 from __future__ import annotations

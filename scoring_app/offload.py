@@ -50,7 +50,7 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     import gevent
 
-    return _unwrap(gevent.get_hub().threadpool.apply(_capture, (fn, args)))
+    return _run_in(gevent.get_hub().threadpool, fn, args)
 
 
 class NativeThread:
@@ -67,11 +67,11 @@ class NativeThread:
             from gevent.threadpool import ThreadPool
 
             self._pool = ThreadPool(1)
-        return _unwrap(self._pool.apply(_capture, (fn, args)))
+        return _run_in(self._pool, fn, args)
 
 
-def _unwrap(outcome: tuple[bool, Any]) -> Any:
-    ok, value = outcome
+def _run_in(pool: Any, fn: Callable[..., T], args: tuple) -> T:
+    ok, value = pool.apply(_capture, (fn, args))
     if not ok:
         raise value
     return value
