@@ -1,26 +1,26 @@
 """``python -m bench``: the whole benchmark, one model after the other.
 
-For each model: build it (cached), measure its in-process limit in a child process, then start
-the servers on it side by side and drive them at each concurrency, one at a time, taking turns:
-``--rounds`` short measured runs each, every one after a warm-up, with the server tree's CPU
-sampled from /proc before and after. Only one server is driven at a time (an idle one costs
-nothing), and the turns give both the same machine: on a shared 2-core VM whose speed drifts
-by a fifth over minutes, measuring one server after the other would put that drift into the
-ratios.
+For each model: build it (cached) and sweep its in-process limit over the batch sizes in a
+child process that then stays up; start the servers on it side by side; and at each
+concurrency let the servers and the limit take turns, ``--rounds`` times: each server a short
+measured run after a warm-up, with the server tree's CPU sampled from /proc before and after,
+then the limit measured again as long (at the sweep's best batch size; at batch 1 for
+concurrency 1, where the target is latency). Only one of them works at a time (an idle one
+costs nothing), and the turns give all of them the same machine: on a shared 2-core VM whose
+speed drifts by a fifth over minutes, measuring one after the other would put that drift into
+the ratios.
 """
 import argparse
 import contextlib
-import json
 import os
 import platform
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import images, load, models, procstat, report, servers
+from bench import images, limit, load, models, procstat, report, servers
 
 DEFAULT_OUT = servers.BENCH_ROOT / "bench" / "results"
 # --quick: every stage shortened, for a first look in about a minute per model.
@@ -93,25 +93,20 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _model_limit(name: str, args: argparse.Namespace, image_file: Path) -> tuple[Path, dict]:
-    """Build (or reuse) the model and measure its in-process limit, both in a child process."""
-    command = [sys.executable, "-m", "bench.limit", "--model", name, "--cache-dir", str(args.cache_dir),
-               "--image", str(image_file), "--batch-sizes", ",".join(map(str, args.batch_sizes)),
-               "--min-seconds", str(args.limit_seconds)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    finished = subprocess.run(command, cwd=servers.BENCH_ROOT, env=env, capture_output=True, text=True, check=False)
-    if finished.returncode != 0:
-        raise RuntimeError(f"bench.limit failed for {name}:\n{finished.stderr[-3000:]}")
-    measured = json.loads(finished.stdout)
-    return Path(measured["model_dir"]), measured["limit"]
+def _settle(running: dict[str, servers.Server]) -> None:
+    """Wait until no server is still computing requests its last client abandoned (with
+    ResNet50 at c=32, seconds of work): they must not count in the next measured turn, of
+    whichever server or of the limit."""
+    for server in running.values():
+        procstat.wait_idle(server.pid)
 
 
-def _run_once(server: servers.Server, args, client: str, key_file: Path, image_file: Path,
-              concurrency: int, seconds: int) -> dict:
+def _run_once(server: servers.Server, running: dict[str, servers.Server], args, client: str, key_file: Path,
+              image_file: Path, concurrency: int, seconds: int) -> dict:
     """One turn: a warm-up, then a measured run with the server tree's CPU around it."""
     if args.warmup:
         load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
-    procstat.wait_idle(server.pid)  # the warm-up's abandoned requests must not count
+    _settle(running)
     cpu_before = procstat.tree_cpu_seconds(server.pid)
     point = load.run(client, server.score_url, key_file, image_file, concurrency, seconds)
     point["server_cpu_s"] = procstat.tree_cpu_seconds(server.pid) - cpu_before
@@ -132,22 +127,38 @@ def combine(turns: list[dict], concurrency: int) -> dict:
     return point
 
 
-def _measure(running: dict[str, servers.Server], args, client: str, key_file: Path,
-             image_file: Path) -> dict[str, list[dict]]:
-    """Every server at every concurrency, taking turns: server A, B, A, B, ..."""
+def combine_limit(turns: list[dict], concurrency: int) -> dict:
+    """The limit's turns at one concurrency as one figure: images and CPU added up over the
+    turns' wall time, batch latency the median turn's."""
+    images, wall, cpu = (sum(turn[field] for turn in turns) for field in ("images", "wall_s", "cpu_s"))
+    return {"concurrency": concurrency, "batch": turns[0]["batch"], "rounds": len(turns),
+            "images_per_s": images / wall, "cpu_s_per_image": cpu / images,
+            "p50_ms": sorted(turn["p50_ms"] for turn in turns)[len(turns) // 2],
+            "turns": [{key: turn[key] for key in ("images_per_s", "cpu_s_per_image", "p50_ms")} for turn in turns]}
+
+
+def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, client: str, key_file: Path,
+             image_file: Path) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Every server at every concurrency, and the limit, taking turns: A, B, limit, A, B, limit, ..."""
     seconds = max(1, round(args.duration / args.rounds))
-    points = {name: [] for name in running}
+    points, limit_points = {name: [] for name in running}, []
     for concurrency in args.concurrency:
-        turns = {name: [] for name in running}
+        batch = 1 if concurrency == 1 else probe.limit["best_batch"]
+        turns, limit_turns = {name: [] for name in running}, []
         for _ in range(args.rounds):
             for name, server in running.items():
-                turns[name].append(_run_once(server, args, client, key_file, image_file, concurrency, seconds))
+                turns[name].append(_run_once(server, running, args, client, key_file, image_file,
+                                             concurrency, seconds))
+            _settle(running)
+            limit_turns.append(probe.measure(batch, seconds))
         for name in running:
             point = combine(turns[name], concurrency)
             _progress(f"  {name} c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
                       f"errors {point['status_errors'] + point['socket_errors']}")
             points[name].append(point)
-    return points
+        limit_points.append(combine_limit(limit_turns, concurrency))
+        _progress(f"  limit in turns at batch {batch}: {limit_points[-1]['images_per_s']:.1f} images/s")
+    return points, limit_points
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,16 +183,21 @@ def main(argv: list[str] | None = None) -> int:
         key_file.chmod(0o600)
         for name in args.models:
             _progress(f"{name}: building if needed, then measuring the in-process limit")
-            model_dir, limit = _model_limit(name, args, image_file)
-            model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": limit, "servers": {}}
             with contextlib.ExitStack() as stack:
+                probe = stack.enter_context(limit.running(
+                    name, args.cache_dir, image_file, args.batch_sizes, args.limit_seconds, servers.BENCH_ROOT,
+                    args.out / "logs" / f"{name}-limit.log"))
+                model_dir = probe.model_dir
+                model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": probe.limit,
+                                                            "servers": {}}
                 running = {}
                 for server_name in args.servers:
                     _progress(f"{name}: starting {server_name}")
                     log_file = args.out / "logs" / f"{name}-{server_name}.log"
                     running[server_name] = stack.enter_context(servers.running(
                         server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout))
-                model_results["servers"] = _measure(running, args, client, key_file, image_file)
+                model_results["servers"], model_results["limit_in_turns"] = _measure(
+                    running, probe, args, client, key_file, image_file)
     results["targets"] = report.evaluate(results["models"])
     json_path, png_path = report.write(results, args.out)
     print(report.summary(results))

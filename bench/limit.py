@@ -1,16 +1,24 @@
 """The model's in-process limit: what no server in front of it can beat on this machine.
 
-Run as a child process (``python -m bench.limit ...``, which prints one JSON object) so that
-TensorFlow, its thread pools and its memory live and die there, and ``getrusage`` counts the
-CPU of the measurement and nothing else. The signature is called directly with real JPEG
-bytes, at each batch size in turn; the best images/s is the limit. CPU is user+system time
-of every thread of the process, divided by the images scored.
+Run as a child process (``python -m bench.limit ...``) so that TensorFlow, its thread pools
+and its memory live and die there, and ``getrusage`` counts the CPU of the measurement and
+nothing else. The signature is called directly with real JPEG bytes, at each batch size in
+turn; the best images/s is the limit. CPU is user+system time of every thread of the
+process, divided by the images scored.
+
+The child prints the sweep as one JSON line, then stays up: each ``{"batch": B, "seconds":
+S}`` line on its stdin is measured again and answered with one JSON line, until stdin
+closes. The benchmark uses that to measure the limit again in every round, taking turns
+with the servers (``running``): this VM's speed drifts by a fifth over minutes, and a limit
+measured only at the start would put that drift into every served/limit ratio.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +36,7 @@ def measure_batch(infer, input_name: str, image: bytes, batch: int, min_seconds:
     import tensorflow as tf
 
     inputs = {input_name: tf.constant([image] * batch)}
-    infer(**inputs)  # warm-up: the first call at a shape builds the kernels' primitives
+    infer(**inputs)  # warm-up: the first call at a shape builds the kernels' primitives; later, caches
     latencies = []
     cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
     while len(latencies) < 3 or time.perf_counter() - wall_start < min_seconds:
@@ -40,18 +48,26 @@ def measure_batch(infer, input_name: str, image: bytes, batch: int, min_seconds:
     return {
         "batch": batch,
         "calls": len(latencies),
+        "images": images,
+        "wall_s": wall,
+        "cpu_s": cpu,
         "images_per_s": images / wall,
         "cpu_s_per_image": cpu / images,
         "p50_ms": statistics.median(latencies) * 1000,
     }
 
 
-def measure(model_dir: Path, image: bytes, batch_sizes: list[int], min_seconds: float) -> dict:
-    """The limit over ``batch_sizes``: the best batch, its images/s and CPU, batch-1 latency."""
+def load(model_dir: Path):
+    """The model's serving signature and the name of its one input."""
     import tensorflow as tf
 
     infer = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     (input_name,) = infer.structured_input_signature[1]
+    return infer, input_name
+
+
+def sweep(infer, input_name: str, image: bytes, batch_sizes: list[int], min_seconds: float) -> dict:
+    """The limit over ``batch_sizes``: the best batch, its images/s and CPU, batch-1 latency."""
     by_batch = [measure_batch(infer, input_name, image, batch, min_seconds) for batch in batch_sizes]
     best = max(by_batch, key=lambda row: row["images_per_s"])
     smallest = min(by_batch, key=lambda row: row["batch"])
@@ -75,9 +91,58 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model_dir = models.ensure(args.model, args.cache_dir)
-    limit = measure(model_dir, args.image.read_bytes(), args.batch_sizes, args.min_seconds)
-    json.dump({"model_dir": str(model_dir), "limit": limit}, sys.stdout)
+    image = args.image.read_bytes()
+    infer, input_name = load(model_dir)
+    limit = sweep(infer, input_name, image, args.batch_sizes, args.min_seconds)
+    print(json.dumps({"model_dir": str(model_dir), "limit": limit}), flush=True)
+    for line in sys.stdin:  # one more measurement per line, until the benchmark closes stdin
+        asked = json.loads(line)
+        print(json.dumps(measure_batch(infer, input_name, image, asked["batch"], asked["seconds"])), flush=True)
     return 0
+
+
+class Probe:
+    """The running child: its sweep, and ``measure`` for one more turn at one batch size."""
+
+    def __init__(self, process: subprocess.Popen, name: str, log_file: Path):
+        self._process, self._name, self._log_file = process, name, log_file
+        answer = self._read()
+        self.model_dir, self.limit = Path(answer["model_dir"]), answer["limit"]
+
+    def _read(self) -> dict:
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait()
+            raise RuntimeError(f"bench.limit failed for {self._name}; log {self._log_file}:\n"
+                               + self._log_file.read_text(errors="replace")[-3000:])
+        return json.loads(line)
+
+    def measure(self, batch: int, seconds: float) -> dict:
+        self._process.stdin.write(json.dumps({"batch": batch, "seconds": seconds}) + "\n")
+        self._process.stdin.flush()
+        return self._read()
+
+
+@contextlib.contextmanager
+def running(name: str, cache_dir: Path, image_file: Path, batch_sizes: list[int], min_seconds: float,
+            cwd: Path, log_file: Path):
+    """Build (or reuse) model ``name`` and sweep its limit in a child process; yield a Probe
+    that can measure again, and stop the child on the way out."""
+    command = [sys.executable, "-m", "bench.limit", "--model", name, "--cache-dir", str(cache_dir),
+               "--image", str(image_file), "--batch-sizes", ",".join(map(str, batch_sizes)),
+               "--min-seconds", str(min_seconds)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    with log_file.open("w") as log, subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            text=True) as process:
+        try:
+            yield Probe(process, name, log_file)
+        finally:
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 if __name__ == "__main__":

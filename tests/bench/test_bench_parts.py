@@ -12,13 +12,15 @@ def _results(ours_rps: float, baseline_rps: float) -> dict:
     def point(rps, concurrency):
         return {"concurrency": concurrency, "rps": rps, "p50_ms": 10.0, "cpu_s_per_request": 0.003}
 
-    limit = {"images_per_s": 100.0, "cpu_s_per_image": 0.002, "latency_ms": 10.0}
+    sweep = {"images_per_s": 1.0, "cpu_s_per_image": 1.0, "latency_ms": 1.0}  # not what targets use
+    in_turns = [{"concurrency": 1, "batch": 1, "images_per_s": 50.0, "cpu_s_per_image": 0.004, "p50_ms": 10.0},
+                {"concurrency": 32, "batch": 16, "images_per_s": 100.0, "cpu_s_per_image": 0.002, "p50_ms": 80.0}]
     servers = {"ours": [point(ours_rps, 1), point(ours_rps, 32)], "baseline": [point(baseline_rps, 32)]}
-    return {"tiny": {"limit": limit, "servers": servers}}
+    return {"tiny": {"limit": sweep, "limit_in_turns": in_turns, "servers": servers}}
 
 
-def _row(rows: list[dict], name: str) -> dict:
-    (row,) = [row for row in rows if row["model"] == "tiny" and row["target"] == name]
+def _row(rows: list[dict], name: str, model: str = "tiny") -> dict:
+    (row,) = [row for row in rows if row["model"] == model and row["target"] == name]
     return row
 
 
@@ -41,6 +43,24 @@ def test_targets_without_their_figures_are_not_applicable():
     rows = report.evaluate(_results(200.0, 100.0))
     assert _row(rows, "c=1 p50 ours / baseline")["status"] == "n/a"  # baseline not run at c=1
     assert {row["status"] for row in rows if row["model"] == "resnet50"} == {"n/a"}
+    results = _results(200.0, 100.0)
+    del results["tiny"]["limit_in_turns"][1]  # the limit took no turn at c=32: no CPU target
+    row = _row(report.evaluate(results), "server CPU per request / model CPU per image, c=32")
+    assert row["status"] == "n/a"
+
+
+def test_limit_targets_use_the_limit_measured_at_the_same_concurrency():
+    """Not the first sweep's figures (all 1.0 here), and nothing from another concurrency."""
+    resnet = {
+        "limit": {"images_per_s": 1.0, "best_batch": 16, "cpu_s_per_image": 1.0, "latency_batch": 1, "latency_ms": 1.0},
+        "limit_in_turns": [{"concurrency": 1, "batch": 1, "images_per_s": 11.0, "cpu_s_per_image": 0.15, "p50_ms": 90.0},
+                           {"concurrency": 8, "batch": 16, "images_per_s": 16.0, "cpu_s_per_image": 0.11, "p50_ms": 950.0}],
+        "servers": {"ours": [{"concurrency": 1, "rps": 10.0, "p50_ms": 99.0}, {"concurrency": 8, "rps": 15.2, "p50_ms": 500.0}]},
+    }
+    rows = report.evaluate({"resnet50": resnet})
+    assert _row(rows, "served / in-process limit, c=8", "resnet50")["ratio"] == pytest.approx(0.95)
+    assert _row(rows, "c=1 p50 / model batch-1 latency", "resnet50")["ratio"] == pytest.approx(1.1)
+    assert _row(rows, "served / in-process limit, c=32", "resnet50")["status"] == "n/a"
 
 
 def test_wrk_result_line_is_found_among_its_own_output():
@@ -101,6 +121,19 @@ def test_turns_combine_into_one_figure():
     assert point["p50_ms"] == 5.0 and point["p99_ms"] == 30.0  # median turn's p50, worst turn's p99
     assert point["cpu_s_per_request"] == pytest.approx(1.8 / 600)
     assert [t["rps"] for t in point["turns"]] == [20.0, 60.0, 40.0]
+
+
+def test_limit_turns_combine_over_their_wall_time():
+    def turn(images, wall, cpu, p50):
+        return {"batch": 16, "images": images, "wall_s": wall, "cpu_s": cpu, "p50_ms": p50,
+                "images_per_s": images / wall, "cpu_s_per_image": cpu / images}
+
+    point = cli.combine_limit([turn(80, 5.0, 9.0, 900.0), turn(96, 6.0, 10.0, 1000.0),
+                               turn(64, 4.0, 8.0, 950.0)], concurrency=32)
+    assert point["concurrency"] == 32 and point["batch"] == 16 and point["rounds"] == 3
+    assert point["images_per_s"] == pytest.approx(240 / 15.0)
+    assert point["cpu_s_per_image"] == pytest.approx(27.0 / 240)
+    assert point["p50_ms"] == 950.0
 
 
 def test_quick_fills_only_what_was_not_given():
