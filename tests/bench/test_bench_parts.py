@@ -123,17 +123,32 @@ def test_turns_combine_into_one_figure():
     assert [t["rps"] for t in point["turns"]] == [20.0, 60.0, 40.0]
 
 
-def test_limit_turns_combine_over_their_wall_time():
-    def turn(images, wall, cpu, p50):
-        return {"batch": 16, "images": images, "wall_s": wall, "cpu_s": cpu, "p50_ms": p50,
+def test_limit_turns_combine_over_their_wall_time_and_keep_the_best_batch():
+    def turn(batch, images, wall, cpu, p50):
+        return {"batch": batch, "images": images, "wall_s": wall, "cpu_s": cpu, "p50_ms": p50,
                 "images_per_s": images / wall, "cpu_s_per_image": cpu / images}
 
-    point = cli.combine_limit([turn(80, 5.0, 9.0, 900.0), turn(96, 6.0, 10.0, 1000.0),
-                               turn(64, 4.0, 8.0, 950.0)], concurrency=32)
+    point = cli.combine_limit([turn(16, 80, 5.0, 9.0, 900.0), turn(8, 40, 3.0, 5.0, 500.0),
+                               turn(16, 96, 6.0, 10.0, 1000.0), turn(8, 48, 2.5, 5.0, 480.0),
+                               turn(16, 64, 4.0, 8.0, 950.0), turn(8, 40, 2.5, 5.0, 490.0)], concurrency=32)
     assert point["concurrency"] == 32 and point["batch"] == 16 and point["rounds"] == 3
-    assert point["images_per_s"] == pytest.approx(240 / 15.0)
+    assert point["images_per_s"] == pytest.approx(240 / 15.0)  # batch 8: 128 / 8.0 = 16.0 images/s, not more
     assert point["cpu_s_per_image"] == pytest.approx(27.0 / 240)
     assert point["p50_ms"] == 950.0
+    assert point["candidates"] == [{"batch": 16, "images_per_s": pytest.approx(16.0)},
+                                   {"batch": 8, "images_per_s": pytest.approx(16.0)}]
+    faster_8 = cli.combine_limit([turn(16, 80, 5.0, 9.0, 900.0), turn(8, 48, 2.5, 5.0, 480.0)], concurrency=8)
+    assert faster_8["batch"] == 8 and faster_8["images_per_s"] == pytest.approx(19.2)
+
+
+def test_limit_candidates_are_the_sweeps_best_few_or_batch_1_for_latency():
+    rates = {1: 11.0, 2: 13.0, 4: 14.1, 8: 16.1, 16: 16.6, 32: 15.9}
+    sweep = {"latency_batch": 1, "by_batch": [{"batch": b, "images_per_s": r} for b, r in rates.items()]}
+    assert cli.limit_candidates(sweep, concurrency=1) == [1]
+    assert cli.limit_candidates(sweep, concurrency=8) == [16, 8, 32]  # 14.1 < 0.9 x 16.6
+    rates[32] = 14.0
+    sweep["by_batch"] = [{"batch": b, "images_per_s": r} for b, r in rates.items()]
+    assert cli.limit_candidates(sweep, concurrency=32) == [16, 8]
 
 
 def test_quick_fills_only_what_was_not_given():
