@@ -117,7 +117,8 @@ def _plot(models: dict, path: Path) -> None:
         limit = model_results["limit"]
         throughput.axhline(limit["images_per_s"], color="grey", linestyle="--",
                            label=f"in-process limit (batch {limit['best_batch']}, first sweep)")
-        in_turns = [point for point in model_results.get("limit_in_turns", []) if point["batch"] == limit["best_batch"]]
+        # at c=1 the limit's turns time batch 1 (the latency target), not its best throughput
+        in_turns = [point for point in model_results.get("limit_in_turns", []) if point["concurrency"] > 1]
         if in_turns:
             throughput.plot([point["concurrency"] for point in in_turns], [point["images_per_s"] for point in in_turns],
                             "x", color="grey", markersize=9, label="in-process limit, in turns")
