@@ -4,8 +4,8 @@ For each model: build it (cached) and sweep its in-process limit over the batch 
 child process that then stays up; start the servers on it side by side; and at each
 concurrency let the servers and the limit take turns, ``--rounds`` times: each server a short
 measured run after a warm-up, with the server tree's CPU sampled from /proc before and after,
-then the limit measured again as long (at the sweep's best few batch sizes, keeping the best;
-at batch 1 for concurrency 1, where the target is latency). Only one of them works at a time (an idle one
+then the limit measured again, as long, at the sweep's best two batch sizes, keeping the best
+(at batch 1 for concurrency 1, where the target is latency). Only one of them works at a time (an idle one
 costs nothing), and the turns give all of them the same machine: on a shared 2-core VM whose
 speed drifts by a fifth over minutes, measuring one after the other would put that drift into
 the ratios.
@@ -127,10 +127,11 @@ def combine(turns: list[dict], concurrency: int) -> dict:
     return point
 
 
-# The limit's turns measure the sweep's best few batch sizes and keep the best: one short sweep
-# on this VM has ranked batch 4 first for ResNet50, or put batch 32 far ahead, and a limit
-# re-measured at one size only can land on the wrong one.
-LIMIT_CANDIDATES = 3
+# The limit's turns measure the sweep's best two batch sizes, each as long as a server's turn
+# (its count depends on the window: see bench.limit.measure_batch), and keep the best: one
+# short sweep on this VM has ranked batch 4 first for ResNet50, another put batch 32 far
+# ahead, and a limit re-measured at one size only can land on the wrong one.
+LIMIT_CANDIDATES = 2
 
 
 def limit_candidates(sweep: dict, concurrency: int) -> list[int]:
@@ -144,22 +145,26 @@ def limit_candidates(sweep: dict, concurrency: int) -> list[int]:
 
 def combine_limit(turns: list[dict], concurrency: int) -> dict:
     """The limit's turns at one concurrency as one figure: per batch size, images and CPU
-    added up over the turns' wall time and batch latency the median turn's; then the batch
-    size with the most images/s."""
+    added up over the turns (``window_images_per_s`` over their windows, as a load client
+    counts a server's turn; ``images_per_s`` over whole calls) and batch latency the median
+    turn's; then the batch size with the most images/s in the windows."""
     by_batch = {}
     for turn in turns:
         by_batch.setdefault(turn["batch"], []).append(turn)
     candidates = []
     for batch, batch_turns in by_batch.items():
-        images, wall, cpu = (sum(turn[field] for turn in batch_turns) for field in ("images", "wall_s", "cpu_s"))
-        candidates.append({"batch": batch, "rounds": len(batch_turns), "images_per_s": images / wall,
-                           "cpu_s_per_image": cpu / images,
+        images, wall, cpu, window_images, window = (sum(turn[field] for turn in batch_turns) for field in (
+            "images", "wall_s", "cpu_s", "window_images", "window_s"))
+        candidates.append({"batch": batch, "rounds": len(batch_turns), "window_images_per_s": window_images / window,
+                           "images_per_s": images / wall, "cpu_s_per_image": cpu / images,
                            "p50_ms": sorted(turn["p50_ms"] for turn in batch_turns)[len(batch_turns) // 2],
-                           "turns": [{key: turn[key] for key in ("images_per_s", "cpu_s_per_image", "p50_ms")}
+                           "turns": [{key: turn[key] for key in ("window_images_per_s", "images_per_s",
+                                                                  "cpu_s_per_image", "p50_ms")}
                                      for turn in batch_turns]})
-    best = max(candidates, key=lambda candidate: candidate["images_per_s"])
+    best = max(candidates, key=lambda candidate: candidate["window_images_per_s"])
     return {"concurrency": concurrency, **best,
-            "candidates": [{key: candidate[key] for key in ("batch", "images_per_s")} for candidate in candidates]}
+            "candidates": [{key: candidate[key] for key in ("batch", "window_images_per_s", "images_per_s")}
+                           for candidate in candidates]}
 
 
 def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, client: str, key_file: Path,
@@ -175,14 +180,14 @@ def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, clien
                 turns[name].append(_run_once(server, running, args, client, key_file, image_file,
                                              concurrency, seconds))
             _settle(running)
-            limit_turns.extend(probe.measure(batch, seconds / len(batches)) for batch in batches)
+            limit_turns.extend(probe.measure(batch, seconds) for batch in batches)
         for name in running:
             point = combine(turns[name], concurrency)
             _progress(f"  {name} c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
                       f"errors {point['status_errors'] + point['socket_errors']}")
             points[name].append(point)
         limit_points.append(combine_limit(limit_turns, concurrency))
-        _progress(f"  limit in turns: {limit_points[-1]['images_per_s']:.1f} images/s at batch "
+        _progress(f"  limit in turns: {limit_points[-1]['window_images_per_s']:.1f} images/s at batch "
                   f"{limit_points[-1]['batch']} (of {', '.join(map(str, batches))})")
     return points, limit_points
 

@@ -24,8 +24,8 @@ class Target:
 
 
 TARGETS = (
-    Target("served / in-process limit, c=8", "resnet50", ("ours", 8, "rps"), ("limit", 8, "images_per_s"), 0.95, True),
-    Target("served / in-process limit, c=32", "resnet50", ("ours", 32, "rps"), ("limit", 32, "images_per_s"), 0.95, True),
+    Target("served / in-process limit, c=8", "resnet50", ("ours", 8, "rps"), ("limit", 8, "window_images_per_s"), 0.95, True),
+    Target("served / in-process limit, c=32", "resnet50", ("ours", 32, "rps"), ("limit", 32, "window_images_per_s"), 0.95, True),
     Target("ours / baseline throughput, c=32", "tiny", ("ours", 32, "rps"), ("baseline", 32, "rps"), 2.0, True),
     Target("server CPU per request / model CPU per image, c=32", "tiny",
            ("ours", 32, "cpu_s_per_request"), ("limit", 32, "cpu_s_per_image"), 1.5, False),
@@ -74,8 +74,9 @@ def summary(results: dict) -> str:
                      f"batch-{limit['latency_batch']} latency {limit['latency_ms']:.1f} ms (first sweep)")
         for point in model_results.get("limit_in_turns", []):
             lines.append(f"  limit in turns at c={point['concurrency']}: batch {point['batch']}, "
-                         f"{point['images_per_s']:.1f} images/s, {point['cpu_s_per_image'] * 1000:.2f} CPU-ms/image, "
-                         f"{point['p50_ms']:.1f} ms a call")
+                         f"{point['window_images_per_s']:.1f} images/s in the turns' windows "
+                         f"({point['images_per_s']:.1f} over whole calls), "
+                         f"{point['cpu_s_per_image'] * 1000:.2f} CPU-ms/image, {point['p50_ms']:.1f} ms a call")
         lines.append(f"  {'server':<9}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
                      f"{'errors':>8}{'CPU-ms/req':>12}")
         for server, points in model_results["servers"].items():
@@ -120,7 +121,8 @@ def _plot(models: dict, path: Path) -> None:
         # at c=1 the limit's turns time batch 1 (the latency target), not its best throughput
         in_turns = [point for point in model_results.get("limit_in_turns", []) if point["concurrency"] > 1]
         if in_turns:
-            throughput.plot([point["concurrency"] for point in in_turns], [point["images_per_s"] for point in in_turns],
+            throughput.plot([point["concurrency"] for point in in_turns],
+                            [point["window_images_per_s"] for point in in_turns],
                             "x", color="grey", markersize=9, label="in-process limit, in turns")
         throughput.set(title=f"{model}: throughput", ylabel="requests/s", ylim=(0, None))
         tail.set(title=f"{model}: p99 latency", xlabel="concurrency", ylabel="ms", yscale="log")

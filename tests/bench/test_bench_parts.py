@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from bench import cli, load, procstat, report
+from bench import cli, limit, load, procstat, report
 
 
 def _results(ours_rps: float, baseline_rps: float) -> dict:
@@ -14,7 +14,7 @@ def _results(ours_rps: float, baseline_rps: float) -> dict:
 
     sweep = {"images_per_s": 1.0, "cpu_s_per_image": 1.0, "latency_ms": 1.0}  # not what targets use
     in_turns = [{"concurrency": 1, "batch": 1, "images_per_s": 50.0, "cpu_s_per_image": 0.004, "p50_ms": 10.0},
-                {"concurrency": 32, "batch": 16, "images_per_s": 100.0, "cpu_s_per_image": 0.002, "p50_ms": 80.0}]
+                {"concurrency": 32, "batch": 16, "window_images_per_s": 100.0, "cpu_s_per_image": 0.002, "p50_ms": 80.0}]
     servers = {"ours": [point(ours_rps, 1), point(ours_rps, 32)], "baseline": [point(baseline_rps, 32)]}
     return {"tiny": {"limit": sweep, "limit_in_turns": in_turns, "servers": servers}}
 
@@ -54,7 +54,8 @@ def test_limit_targets_use_the_limit_measured_at_the_same_concurrency():
     resnet = {
         "limit": {"images_per_s": 1.0, "best_batch": 16, "cpu_s_per_image": 1.0, "latency_batch": 1, "latency_ms": 1.0},
         "limit_in_turns": [{"concurrency": 1, "batch": 1, "images_per_s": 11.0, "cpu_s_per_image": 0.15, "p50_ms": 90.0},
-                           {"concurrency": 8, "batch": 16, "images_per_s": 16.0, "cpu_s_per_image": 0.11, "p50_ms": 950.0}],
+                           {"concurrency": 8, "batch": 16, "window_images_per_s": 16.0, "images_per_s": 17.0,
+                            "cpu_s_per_image": 0.11, "p50_ms": 950.0}],
         "servers": {"ours": [{"concurrency": 1, "rps": 10.0, "p50_ms": 99.0}, {"concurrency": 8, "rps": 15.2, "p50_ms": 500.0}]},
     }
     rows = report.evaluate({"resnet50": resnet})
@@ -123,29 +124,52 @@ def test_turns_combine_into_one_figure():
     assert [t["rps"] for t in point["turns"]] == [20.0, 60.0, 40.0]
 
 
-def test_limit_turns_combine_over_their_wall_time_and_keep_the_best_batch():
-    def turn(batch, images, wall, cpu, p50):
-        return {"batch": batch, "images": images, "wall_s": wall, "cpu_s": cpu, "p50_ms": p50,
-                "images_per_s": images / wall, "cpu_s_per_image": cpu / images}
+def test_limit_turns_combine_over_their_windows_and_keep_the_best_batch():
+    def turn(batch, calls, window_calls, window, wall, cpu, p50):
+        return {"batch": batch, "images": batch * calls, "wall_s": wall, "cpu_s": cpu, "p50_ms": p50,
+                "window_images": batch * window_calls, "window_s": window,
+                "window_images_per_s": batch * window_calls / window, "images_per_s": batch * calls / wall,
+                "cpu_s_per_image": cpu / (batch * calls)}
 
-    point = cli.combine_limit([turn(16, 80, 5.0, 9.0, 900.0), turn(8, 40, 3.0, 5.0, 500.0),
-                               turn(16, 96, 6.0, 10.0, 1000.0), turn(8, 48, 2.5, 5.0, 480.0),
-                               turn(16, 64, 4.0, 8.0, 950.0), turn(8, 40, 2.5, 5.0, 490.0)], concurrency=32)
+    point = cli.combine_limit([turn(16, 5, 4, 5.0, 5.5, 9.0, 900.0), turn(8, 5, 5, 5.0, 5.1, 5.0, 500.0),
+                               turn(16, 6, 5, 5.0, 6.0, 10.0, 1000.0), turn(8, 6, 5, 5.0, 5.6, 5.0, 480.0),
+                               turn(16, 5, 5, 5.0, 5.0, 8.0, 950.0), turn(8, 5, 5, 5.0, 5.2, 5.0, 490.0)],
+                              concurrency=32)
+    # batch 16: 14 calls x 16 in 15 s of windows = 14.93/s (16 x 16 / 16.5 s = 15.5/s over whole calls);
+    # batch 8: 15 x 8 / 15 s = 8/s
     assert point["concurrency"] == 32 and point["batch"] == 16 and point["rounds"] == 3
-    assert point["images_per_s"] == pytest.approx(240 / 15.0)  # batch 8: 128 / 8.0 = 16.0 images/s, not more
-    assert point["cpu_s_per_image"] == pytest.approx(27.0 / 240)
+    assert point["window_images_per_s"] == pytest.approx(14 * 16 / 15.0)
+    assert point["images_per_s"] == pytest.approx(16 * 16 / 16.5)
+    assert point["cpu_s_per_image"] == pytest.approx(27.0 / (16 * 16))
     assert point["p50_ms"] == 950.0
-    assert point["candidates"] == [{"batch": 16, "images_per_s": pytest.approx(16.0)},
-                                   {"batch": 8, "images_per_s": pytest.approx(16.0)}]
-    faster_8 = cli.combine_limit([turn(16, 80, 5.0, 9.0, 900.0), turn(8, 48, 2.5, 5.0, 480.0)], concurrency=8)
-    assert faster_8["batch"] == 8 and faster_8["images_per_s"] == pytest.approx(19.2)
+    assert [candidate["batch"] for candidate in point["candidates"]] == [16, 8]
+    assert point["candidates"][1]["window_images_per_s"] == pytest.approx(8.0)
+    # the best by the windows' count, not by whole calls
+    slow_window = cli.combine_limit([turn(16, 6, 3, 5.0, 5.0, 9.0, 900.0), turn(8, 10, 10, 5.0, 5.0, 5.0, 500.0)],
+                                    concurrency=8)
+    assert slow_window["batch"] == 8 and slow_window["window_images_per_s"] == pytest.approx(16.0)
+
+
+def test_limit_counts_a_turn_as_a_load_client_would(monkeypatch):
+    """Calls of 0.4 s in a window of 1 s: the third ends past it. Whole calls: 3 calls in
+    1.2 s; the window: 2 calls in 1 s. A fake clock, so nothing here depends on speed."""
+    clock = {"now": 0.0}
+
+    def infer(**inputs):
+        clock["now"] += 0.4
+
+    monkeypatch.setattr(limit.time, "perf_counter", lambda: clock["now"])
+    row = limit.measure_batch(infer, "images", b"jpeg", batch=4, min_seconds=1.0)
+    assert row["calls"] == 3 and row["images"] == 12 and row["wall_s"] == pytest.approx(1.2)
+    assert row["window_images"] == 8 and row["window_images_per_s"] == pytest.approx(8.0)
+    assert row["images_per_s"] == pytest.approx(10.0)
 
 
 def test_limit_candidates_are_the_sweeps_best_few_or_batch_1_for_latency():
     rates = {1: 11.0, 2: 13.0, 4: 14.1, 8: 16.1, 16: 16.6, 32: 15.9}
     sweep = {"latency_batch": 1, "by_batch": [{"batch": b, "images_per_s": r} for b, r in rates.items()]}
     assert cli.limit_candidates(sweep, concurrency=1) == [1]
-    assert cli.limit_candidates(sweep, concurrency=8) == [16, 8, 32]
+    assert cli.limit_candidates(sweep, concurrency=8) == [16, 8]
     sweep["by_batch"] = sweep["by_batch"][:2]  # a sweep over batch 1 and 2 only
     assert cli.limit_candidates(sweep, concurrency=32) == [2, 1]
 
