@@ -15,6 +15,7 @@ import contextlib
 import os
 import platform
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -120,7 +121,7 @@ def combine(turns: list[dict], concurrency: int) -> dict:
     point = {field: sum(turn[field] for turn in turns)
              for field in ("requests", "ok", "status_errors", "socket_errors", "duration_s", "server_cpu_s")}
     point.update(concurrency=concurrency, rounds=len(turns), rps=point["ok"] / point["duration_s"],
-                 p50_ms=sorted(turn["p50_ms"] for turn in turns)[len(turns) // 2],
+                 p50_ms=statistics.median_high(turn["p50_ms"] for turn in turns),
                  p99_ms=max(turn["p99_ms"] for turn in turns),
                  cpu_s_per_request=point["server_cpu_s"] / point["ok"] if point["ok"] else None,
                  turns=[{key: turn[key] for key in ("rps", "p50_ms", "p99_ms", "server_cpu_s")} for turn in turns])
@@ -144,27 +145,29 @@ def limit_candidates(sweep: dict, concurrency: int) -> list[int]:
 
 
 def combine_limit(turns: list[dict], concurrency: int) -> dict:
-    """The limit's turns at one concurrency as one figure: per batch size, images and CPU
-    added up over the turns (``window_images_per_s`` over their windows, as a load client
-    counts a server's turn; ``images_per_s`` over whole calls) and batch latency the median
-    turn's; then the batch size with the most images/s in the windows."""
+    """The limit's turns at one concurrency as one figure: each batch size's turns combined
+    (``_limit_at``), then the batch size with the most images/s in the windows."""
     by_batch = {}
     for turn in turns:
         by_batch.setdefault(turn["batch"], []).append(turn)
-    candidates = []
-    for batch, batch_turns in by_batch.items():
-        images, wall, cpu, window_images, window = (sum(turn[field] for turn in batch_turns) for field in (
-            "images", "wall_s", "cpu_s", "window_images", "window_s"))
-        candidates.append({"batch": batch, "rounds": len(batch_turns), "window_images_per_s": window_images / window,
-                           "images_per_s": images / wall, "cpu_s_per_image": cpu / images,
-                           "p50_ms": sorted(turn["p50_ms"] for turn in batch_turns)[len(batch_turns) // 2],
-                           "turns": [{key: turn[key] for key in ("window_images_per_s", "images_per_s",
-                                                                  "cpu_s_per_image", "p50_ms")}
-                                     for turn in batch_turns]})
+    candidates = [_limit_at(batch, batch_turns) for batch, batch_turns in by_batch.items()]
     best = max(candidates, key=lambda candidate: candidate["window_images_per_s"])
     return {"concurrency": concurrency, **best,
             "candidates": [{key: candidate[key] for key in ("batch", "window_images_per_s", "images_per_s")}
                            for candidate in candidates]}
+
+
+def _limit_at(batch: int, turns: list[dict]) -> dict:
+    """One batch size's turns: images and CPU added up (``window_images_per_s`` over the
+    windows, as a load client counts a server's turn; ``images_per_s`` over whole calls),
+    call latency the median turn's."""
+    images, wall, cpu, window_images, window = (
+        sum(turn[field] for turn in turns) for field in ("images", "wall_s", "cpu_s", "window_images", "window_s"))
+    fields = ("window_images_per_s", "images_per_s", "cpu_s_per_image", "p50_ms")
+    return {"batch": batch, "rounds": len(turns), "window_images_per_s": window_images / window,
+            "images_per_s": images / wall, "cpu_s_per_image": cpu / images,
+            "p50_ms": statistics.median_high(turn["p50_ms"] for turn in turns),
+            "turns": [{key: turn[key] for key in fields} for turn in turns]}
 
 
 def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, client: str, key_file: Path,
