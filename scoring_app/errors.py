@@ -38,6 +38,11 @@ class Unauthorized(ScoringError):
         super().__init__(message, {"WWW-Authenticate": 'Bearer realm="scoring"'})
 
 
+class RequestTimeout(ScoringError):
+    """The body stopped arriving (the connection's read timed out, or it broke)."""
+    status, code = 408, "request_timeout"
+
+
 class PayloadTooLarge(ScoringError):
     status, code = 413, "payload_too_large"
 

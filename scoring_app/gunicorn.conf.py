@@ -3,8 +3,9 @@
 Run as ``python -m gunicorn --config scoring_app/gunicorn.conf.py`` (the
 Dockerfile's CMD). The master never imports TensorFlow: each worker imports
 ``scoring_app.wsgi`` after the fork and loads its own model (no preload_app).
-Workers are gevent's: one greenlet per connection, with the model call and
-image decodes in native threads (scoring_app/offload.py).
+Workers are gevent's, with gevent's own HTTP server (scoring_app/worker.py):
+one greenlet per connection, with the model call and image decodes in native
+threads (scoring_app/offload.py).
 
 The master also:
 - serves the workers' merged Prometheus metrics on SCORING_METRICS_PORT;
@@ -45,12 +46,12 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 wsgi_app = "scoring_app.wsgi:app"
 bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers
-worker_class = "gevent"  # one greenlet per connection; blocking calls: scoring_app/offload.py
+worker_class = "scoring_app.worker.ScoringWorker"  # gevent + pywsgi; blocking calls: scoring_app/offload.py
 worker_connections = _config.worker_connections
 preload_app = False
 timeout = _config.worker_timeout_s
 graceful_timeout = _config.graceful_timeout_s
-keepalive = 15
+keepalive = 15  # also how long a connection may idle or stall mid-request (scoring_app/worker.py)
 loglevel = _config.log_level
 errorlog = "-"
 proc_name = "scoring"

@@ -149,6 +149,7 @@ def _v2_paths() -> dict[str, Any]:
             "400": _v2_error("Bad request framing, not an image, truncated, empty or over "
                              "the pixel limit (the message names the element)."),
             "401": unauthorized, "404": unknown,
+            "408": _v2_error("The body stopped arriving before it was complete."),
             "413": _v2_error("Body over SCORING_MAX_BODY_BYTES."),
             "415": _v2_error("Neither application/json nor application/octet-stream, "
                              "or compressed."),
@@ -178,6 +179,7 @@ def document(model_name: str, model_version: str, max_batch: int) -> dict[str, A
         "400": _error("Not an image, truncated, empty, over the pixel limit, "
                       "bad JSON or bad base64."),
         "401": _error("Missing or wrong key.", _BEARER),
+        "408": _error("The body stopped arriving before it was complete."),
         "413": _error("Body over SCORING_MAX_BODY_BYTES."),
         "415": _error("Content-Type is neither an image, "
                       "application/octet-stream nor application/json."),

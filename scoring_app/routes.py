@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import jsonio, metrics, openapi
-from .errors import (BadRequest, PayloadTooLarge, ScoringError,
+from .errors import (BadRequest, PayloadTooLarge, RequestTimeout, ScoringError,
                      UnsupportedMediaType)
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,18 @@ def swagger():
 
 # -- scoring -------------------------------------------------------------------
 def _read_body(limit: int) -> bytes:
-    """Read at most ``limit`` bytes; 413 as soon as the body is known to be larger."""
+    """Read at most ``limit`` bytes; 413 as soon as the body is known to be larger,
+    408 when it stops arriving (each read times out after gunicorn's keepalive:
+    scoring_app/worker.py)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; "
                               f"the limit is {limit} bytes")
     chunks, size = [], 0
     while True:
-        chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+        try:
+            chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+        except OSError:  # timed out, or the client went away
+            raise RequestTimeout("the request body stopped arriving before it was complete") from None
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)

@@ -1,0 +1,88 @@
+"""Connections that idle or stall: the worker (scoring_app/worker.py) must close
+them after gunicorn's ``keepalive`` seconds, here 1 (GUNICORN_CMD_ARGS), and keep
+serving everyone else. Without that timeout each of these would hold a greenlet
+and a socket for good: the reads below would wait out their own 30 s limit and fail."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+
+import pytest
+import requests
+
+from tests.app import media
+from tests.app.conftest import Server
+
+KEY = "connections-primary-key-0123456789"
+WAIT_S = 30  # far past the server's 1 s: only a server that never closes reaches it
+
+
+@pytest.fixture(scope="module")
+def server(encoded_model_dir, tmp_path_factory):
+    keys = tmp_path_factory.mktemp("connection-keys")
+    (keys / "primary").write_text(KEY)
+    srv = Server({"SCORING_MODEL_DIR": str(encoded_model_dir), "SCORING_API_KEYS_DIR": str(keys),
+                  "SCORING_WORKERS": "1", "GUNICORN_CMD_ARGS": "--keep-alive 1",
+                  "TMPDIR": str(tmp_path_factory.mktemp("connections"))})
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+def connect(server: Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def score_request(body: bytes, length: int | None = None) -> bytes:
+    return (f"POST /score HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n"
+            ).encode() + body
+
+
+def test_a_connection_that_sends_nothing_is_closed(server):
+    with connect(server) as sock:
+        assert read_all(sock) == b""
+
+
+def test_keep_alive_serves_several_requests_then_closes_when_idle(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT_S)
+    for _ in range(3):
+        conn.request("POST", "/score", body=media.jpeg(media.RED),
+                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    assert read_all(conn.sock) == b""
+    conn.close()
+
+
+def test_half_sent_headers_get_408_and_are_closed_without_a_traceback(server):
+    with connect(server) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: test\r\n")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert "Traceback" not in server.output()
+
+
+def test_a_stalled_body_gets_408_and_the_worker_goes_on(server):
+    body = media.jpeg(media.RED)
+    with connect(server) as sock:
+        sock.sendall(score_request(body[:10], length=len(body)))
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:400]
+    assert b"request_timeout" in answer
+    after = requests.post(server.url + "/score", data=body, timeout=WAIT_S,
+                          headers={"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"})
+    assert after.status_code == 200
+    assert "unexpected error" not in server.output() and "Traceback" not in server.output()
