@@ -43,6 +43,16 @@ def configure(threads: int) -> None:
         gevent.get_hub().threadpool.maxsize = threads
 
 
+def let_others_run() -> None:
+    """On gevent, wait until the event loop has nothing else ready: every other
+    greenlet that can run (a connection whose request has arrived) runs first.
+    Elsewhere there is nothing to wait for."""
+    if on_gevent():
+        import gevent
+
+        gevent.idle()
+
+
 def call(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a native thread when on gevent, else here; returns its
     result or raises its exception (in the caller, with its traceback)."""

@@ -96,3 +96,67 @@ def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going(
     assert result["model_raised"] == "bad image"
     # gevent prints escaping exceptions itself; offload hands them back instead.
     assert "Traceback" not in done.stderr, done.stderr
+
+
+# Eight requests arrive together at a quiet server whose model blocks its thread (as a
+# TensorFlow call does). The first may go alone, on the loop's thread; the others must
+# not each do the same in turn (eight calls of one): they are let run first, and queue.
+_ARRIVE_TOGETHER = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import json, threading, time
+    import gevent
+    from scoring_app.batcher import Batcher
+
+    native_sleep = monkey.get_original("time", "sleep")
+    native_ident = monkey.get_original("threading", "get_ident")
+    loop_thread = native_ident()
+    calls = []
+
+    def predict(items):
+        calls.append((len(items), native_ident() == loop_thread))
+        native_sleep(0.01)
+        return [f"scored {i}" for i in items]
+
+    batcher = Batcher(predict, 8, 0.05, 16, warm_up=lambda: {1: 0.005, 2: 0.005, 4: 0.005, 8: 0.005},
+                      sizes=[1, 2, 4, 8])
+    batcher.start()
+    batcher.ready.wait(10)
+    jobs = [gevent.spawn(batcher.submit_many, [i], time.monotonic() + 30) for i in range(8)]
+    gevent.joinall(jobs, timeout=30)
+    print(json.dumps({"results": [job.value for job in jobs], "calls": calls}))
+""")
+
+
+def test_requests_that_arrive_together_are_batched_not_each_sent_alone():
+    done = subprocess.run([sys.executable, "-c", _ARRIVE_TOGETHER], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True)
+    result = json.loads(done.stdout)
+    assert result["results"] == [[f"scored {i}"] for i in range(8)]
+    sizes = [size for size, _ in result["calls"]]
+    assert sum(sizes) == 8 and len(sizes) <= 2, result["calls"]
+    assert not any(on_loop for size, on_loop in result["calls"] if size > 1)  # batches: model thread
+
+
+_ALONE = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import json, time
+    from scoring_app.batcher import Batcher
+
+    native_ident = monkey.get_original("threading", "get_ident")
+    loop_thread = native_ident()
+    calls = []
+    batcher = Batcher(lambda items: calls.append(native_ident() == loop_thread) or list(items), 8, 0.05, 16,
+                      warm_up=lambda: {1: 0.01, 8: 0.02}, sizes=[1, 8])
+    batcher.start()
+    batcher.ready.wait(10)
+    results = [batcher.submit_many([i], time.monotonic() + 30) for i in range(3)]
+    print(json.dumps({"results": results, "on_loop": calls}))
+""")
+
+
+def test_a_lone_request_calls_the_model_on_the_loops_thread():
+    done = subprocess.run([sys.executable, "-c", _ALONE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert json.loads(done.stdout) == {"results": [[0], [1], [2]], "on_loop": [True] * 3}

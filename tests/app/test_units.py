@@ -10,7 +10,7 @@ import pytest
 
 from scoring_app import images, settings
 from scoring_app.auth import KeyStore
-from scoring_app.batcher import OBSERVED_WEIGHT, RECALL_WEIGHT, WAIT_FRACTION, Batcher, BatchPolicy
+from scoring_app.batcher import OBSERVED_WEIGHT, RECALL_WEIGHT, SOLO_MAX_S, WAIT_FRACTION, Batcher, BatchPolicy
 from scoring_app.errors import (BadImage, DeadlineExceeded, TooManyPixels,
                                 Unauthorized, Unavailable, UnsupportedModel)
 from scoring_app.model import ScoringModel, batch_sizes, inspect_signature
@@ -360,6 +360,68 @@ def test_lone_request_on_quiet_server_is_sent_without_waiting():
     gate = Gate()
     batcher = _batcher(gate, batch_timeout_s=3600)  # would hang if it waited
     assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
+    batcher.stop()
+
+
+class ThreadGate(Gate):
+    """A Gate that also records which thread made each call."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[int] = []
+
+    def predict(self, items):
+        self.threads.append(threading.get_ident())
+        return super().predict(items)
+
+
+FAST = {1: 0.001, 2: 0.001, 3: 0.001, 4: 0.001}  # per call, by batch size: under SOLO_MAX_S
+
+
+def test_a_quiet_servers_lone_request_calls_the_model_itself_and_others_queue_meanwhile():
+    gate = ThreadGate()
+    batcher = _batcher(gate, timings=FAST)
+    assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
+    assert gate.threads == [threading.get_ident()]  # no hand-off to the inference thread
+    gate.open.clear()
+    results = {}
+    first = _submit_in_threads(batcher, ["b"], results)
+    assert gate.entered.wait(10)
+    rest = _submit_in_threads(batcher, ["c", "d"], results)
+    while batcher.depth < 2:  # b's call is out: they queue, not call the model too
+        time.sleep(0.01)
+    assert len(gate.calls) == 2
+    gate.open.set()
+    for t in first + rest:
+        t.join(10)
+    assert results == {i: [f"scored {i}"] for i in "bcd"}
+    assert [len(c) for c in gate.calls] == [1, 1, 2]
+    assert gate.threads[1] == first[0].ident and gate.threads[2] not in (t.ident for t in first + rest)
+    batcher.stop()
+
+
+@pytest.mark.parametrize("timings, last", [
+    (FAST, 4),  # the last call took 4: a busy closed loop sends them back
+    ({**FAST, 1: SOLO_MAX_S * 1.5}, 1),  # a call would hold the event loop too long
+    (None, 1),  # not timed (a stand-in model): how long a call takes is unknown
+])
+def test_a_lone_request_goes_through_the_inference_thread(timings, last):
+    gate = ThreadGate()
+    batcher = _batcher(gate, timings=timings)
+    batcher.policy.last = last
+    assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
+    assert gate.threads != [threading.get_ident()]  # the inference thread made the call
+    batcher.stop()
+
+
+def test_a_lone_requests_bad_item_fails_with_its_own_error_and_frees_the_model():
+    gate = ThreadGate()
+    batcher = _batcher(gate, timings=FAST)
+    with pytest.raises(BadImage) as bad:
+        batcher.submit_many(["bad"], time.monotonic() + 60)
+    assert bad.value.index == 0
+    assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
+    assert gate.threads == [threading.get_ident()] * 2
     batcher.stop()
 
 
