@@ -2,10 +2,11 @@
 
 ``load`` inspects the SavedModel's ``serving_default`` signature and refuses
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
-request's thread or greenlet, ``predict`` only from the batcher's single
-inference loop (TensorFlow does not promise signatures are thread-safe),
-``postprocess`` back in the request's. Under gevent, ``predict`` and image
-decodes run in native threads (``offload``). TensorFlow is imported in
+request's thread or greenlet, ``predict`` one call at a time, from the batcher
+(its inference loop, or a quiet server's lone request: TensorFlow does not
+promise signatures are thread-safe), ``postprocess`` back in the request's.
+Under gevent, batched ``predict`` calls and image decodes run in native
+threads (``offload``). TensorFlow is imported in
 ``load``, never at module import, so the gunicorn master (which imports this
 package's config) never loads it.
 """

@@ -13,6 +13,7 @@ that asked waits without blocking the loop:
 - ``NativeThread.call``: one thread of its own, for the model. Every call runs
   on the same thread, one at a time, so TensorFlow's and oneDNN's per-thread
   state stays warm (a pool hands successive calls to whichever thread is free).
+  (A quiet server's lone request skips it for a short call: ``Batcher._solo``.)
 
 Outside gevent (tests, a plain threaded server) both run the function where
 it is: the caller is already a thread of its own.
