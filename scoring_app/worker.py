@@ -12,6 +12,11 @@ write on a connection times out after gunicorn's ``keepalive`` seconds, so an
 idle keep-alive connection, or a client that stalls mid-request, is closed
 instead of holding a greenlet and a socket for good. The wait for the model is
 not a socket operation: a slow batch never trips it.
+
+Once the worker is stopping, every answer says ``Connection: close`` (as
+gunicorn's own parser path does), so clients on kept-alive connections
+reconnect, to a worker that is not stopping, instead of keeping this one busy
+until the graceful timeout kills their requests.
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 
 class _Handler(PyWSGIHandler):
     idle_timeout_s = 15.0  # replaced by the worker with gunicorn's keepalive
+    worker = None  # the worker, set by it
 
     def handle(self):
         self.socket.settimeout(self.idle_timeout_s)
         super().handle()
+
+    def start_response(self, status, headers, exc_info=None):
+        if not self.worker.alive and not any(name.lower() == "connection" for name, _ in headers):
+            headers = [*headers, ("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
 
     def _handle_client_error(self, ex):
         # Headers that stop half way: pywsgi would print a traceback for the
@@ -40,4 +51,5 @@ class _Handler(PyWSGIHandler):
 class ScoringWorker(GeventPyWSGIWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.wsgi_handler = type("ScoringHandler", (_Handler,), {"idle_timeout_s": self.cfg.keepalive})
+        self.wsgi_handler = type("ScoringHandler", (_Handler,),
+                                 {"idle_timeout_s": self.cfg.keepalive, "worker": self})

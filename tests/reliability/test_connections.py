@@ -6,13 +6,17 @@ and a socket for good: the reads below would wait out their own 30 s limit and f
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
+import time
 
 import pytest
 import requests
 
 from tests.app import media
 from tests.app.conftest import Server
+from tests.reliability import procs
 
 KEY = "connections-primary-key-0123456789"
 WAIT_S = 30  # far past the server's 1 s: only a server that never closes reaches it
@@ -86,3 +90,32 @@ def test_a_stalled_body_gets_408_and_the_worker_goes_on(server):
                           headers={"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"})
     assert after.status_code == 200
     assert "unexpected error" not in server.output() and "Traceback" not in server.output()
+
+
+def test_once_the_worker_stops_a_kept_alive_connection_is_told_to_close(encoded_model_dir, tmp_path):
+    """A client on a kept-alive connection must reconnect, not keep a stopping worker busy
+    until the graceful timeout kills its requests. (A server of its own, with the default
+    15 s keepalive: this module's 1 s would close the connection while the worker stops.)"""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "primary").write_text(KEY)
+    srv = Server({"SCORING_MODEL_DIR": str(encoded_model_dir), "SCORING_API_KEYS_DIR": str(keys),
+                  "SCORING_WORKERS": "1", "TMPDIR": str(tmp_path)})
+    try:
+        srv.wait_ready()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=WAIT_S)
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"}
+        conn.request("POST", "/score", body=media.jpeg(media.RED), headers=headers)
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") is None  # kept alive
+        (worker,) = procs.workers(srv.proc.pid)
+        os.kill(worker, signal.SIGTERM)
+        time.sleep(2)  # its signal handler runs when its event loop next wakes
+        conn.request("POST", "/score", body=media.jpeg(media.RED), headers=headers)
+        last = conn.getresponse()
+        last.read()
+        assert last.status == 200 and last.getheader("Connection") == "close"
+        conn.close()
+    finally:
+        srv.stop()
