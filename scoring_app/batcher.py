@@ -256,7 +256,8 @@ class Batcher:
             with self._cond:
                 self._looking = False
                 alone = self._quiet()
-                self._calling = self._calling or alone
+                if alone:
+                    self._calling = True
         return alone
 
     def _solo(self, item: Any) -> Any:
@@ -271,27 +272,15 @@ class Batcher:
         here holds the whole worker, so its liveness probe fails and it is
         restarted (a hang on the model's thread would leave it up, answering
         504s for good)."""
-        self._observe("batch_size", 1)
-        started, elapsed = time.perf_counter(), None
+        p = _Pending(item)
         try:
-            (result,), elapsed = self._timed_predict([item])
-        except ScoringError as exc:
-            exc.index = 0
-            raise
-        except Exception:  # noqa: BLE001 - as in a batched call: this request gets a 500
-            log.exception("model call failed")
-            raise ScoringError("the model failed on this request") from None
+            self._score_batch([p], here=True)
         finally:
-            self._observe("model_call_seconds",
-                          time.perf_counter() - started if elapsed is None else elapsed)
-            with self._cond:
-                if elapsed is not None:
-                    self.policy.observe(1, elapsed)
-                    self.policy.last = 1
-                self._calling = False
-                self._last_end = time.monotonic()
-                self._cond.notify()
-        return result
+            self._release()
+        if p.error is not None:
+            p.error.index = 0
+            raise p.error
+        return p.result
 
     def _withdraw(self, pending: list[_Pending]) -> None:
         with self._cond:
@@ -342,22 +331,33 @@ class Batcher:
         try:
             self._score_batch(batch)
         finally:
-            with self._cond:
-                self._calling = False
-                self._last_end = time.monotonic()
+            self._release()
 
-    def _score_batch(self, batch: list[_Pending]) -> None:
+    def _release(self) -> None:
+        """The model call is over: the model is free for the next one."""
+        with self._cond:
+            self._calling = False
+            self._last_end = time.monotonic()
+            self._cond.notify()
+
+    def _score_batch(self, batch: list[_Pending], here: bool = False) -> None:
+        """One model call for ``batch`` (on the model's thread, or ``here``), each item
+        finished with its result or its error."""
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
+        items = [p.item for p in batch]
         try:
-            results, elapsed = self._model_thread.call(self._timed_predict, [p.item for p in batch])
+            if here:
+                results, elapsed = self._timed_predict(items)
+            else:
+                results, elapsed = self._model_thread.call(self._timed_predict, items)
         except ScoringError as exc:
             self._observe("model_call_seconds", time.perf_counter() - started)
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)
             else:  # find the bad item(s): only they get the error
                 for p in batch:
-                    self._score_batch([p])
+                    self._score_batch([p], here)
             return
         except Exception as exc:  # noqa: BLE001 - a worker must survive any input
             self._observe("model_call_seconds", time.perf_counter() - started)

@@ -2,9 +2,9 @@
 
 ``GeventPyWSGIWorker`` is gunicorn's gevent worker (one greenlet per connection,
 one event loop) with gevent's ``pywsgi`` parsing HTTP instead of gunicorn's
-parser. Measured by the benchmark's turns (README, Performance), on the tiny
-model: 9% more requests/s and 6% less CPU per request at c=32, and at c=1 a
-median latency 15% lower, against gunicorn's ``gevent`` worker in the same runs.
+parser. Measured in alternating benchmark turns (README, Performance), on the
+tiny model: 8% more requests/s and 6% less CPU per request at c=32, and at c=1
+a median latency 11% lower, against gunicorn's ``gevent`` worker.
 
 pywsgi has no keep-alive timeout of its own (gunicorn's parser drops a
 connection that sends nothing for ``keepalive`` seconds): here every read and
@@ -28,11 +28,10 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 
 
 class _Handler(PyWSGIHandler):
-    idle_timeout_s = 15.0  # replaced by the worker with gunicorn's keepalive
-    worker = None  # the worker, set by it
+    worker = None  # the ScoringWorker serving this connection (set in a subclass by it)
 
     def handle(self):
-        self.socket.settimeout(self.idle_timeout_s)
+        self.socket.settimeout(self.worker.cfg.keepalive)
         super().handle()
 
     def start_response(self, status, headers, exc_info=None):
@@ -51,5 +50,4 @@ class _Handler(PyWSGIHandler):
 class ScoringWorker(GeventPyWSGIWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.wsgi_handler = type("ScoringHandler", (_Handler,),
-                                 {"idle_timeout_s": self.cfg.keepalive, "worker": self})
+        self.wsgi_handler = type("ScoringHandler", (_Handler,), {"worker": self})

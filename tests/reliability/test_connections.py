@@ -36,8 +36,7 @@ def server(encoded_model_dir, tmp_path_factory):
 
 
 def connect(server: Server) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
-    return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
 
 
 def read_all(sock: socket.socket) -> bytes:
