@@ -13,7 +13,7 @@ from scoring_app.auth import KeyStore
 from scoring_app.batcher import OBSERVED_WEIGHT, RECALL_WEIGHT, SOLO_MAX_S, WAIT_FRACTION, Batcher, BatchPolicy
 from scoring_app.errors import (BadImage, DeadlineExceeded, TooManyPixels,
                                 Unauthorized, Unavailable, UnsupportedModel)
-from scoring_app.model import ScoringModel, batch_sizes, inspect_signature
+from scoring_app.model import ScoringModel, batch_sizes, inspect_signature, signature_callers
 from tests.app import media
 from tests.app.conftest import ROOT, SecretDir
 
@@ -200,6 +200,48 @@ def test_model_decode_failure_is_a_bad_image(encoded_model_dir):
     model = _model(encoded_model_dir)
     with pytest.raises(BadImage, match="could not decode"):
         model.predict([media.BAD_INPUTS["truncated jpeg"][0]])
+
+
+@pytest.mark.parametrize("kind", ["encoded", "tensor"])
+def test_warm_up_calls_the_signature_directly_with_the_same_scores(kind, encoded_model_dir, tensor_model_dir):
+    model = _model(encoded_model_dir if kind == "encoded" else tensor_model_dir)
+    items = [model.preprocess(media.jpeg(c)) for c in (media.RED, media.GREEN, media.BLUE)]
+    public = model.predict(items)
+    assert not model.calls_directly
+    model.warm_up()
+    assert model.calls_directly
+    np.testing.assert_allclose(model.predict(items), public, rtol=1e-6)
+    if kind == "encoded":  # the direct call's decode error is still the client's
+        with pytest.raises(BadImage, match="could not decode"):
+            model.predict([media.BAD_INPUTS["truncated jpeg"][0]])
+
+
+@pytest.mark.parametrize("fault", ["other scores", "raises"])
+def test_a_direct_call_that_disagrees_is_not_used(fault, encoded_model_dir, caplog):
+    model = _model(encoded_model_dir)
+    direct = model._direct
+
+    def broken(tensor):
+        if fault == "raises":
+            raise TypeError("no such call")
+        out = dict(direct(tensor))
+        out["scores"] = out["scores"] + 1.0
+        return out
+
+    model._direct = broken
+    expected = model.predict([model.preprocess(media.jpeg())])
+    with caplog.at_level("WARNING", logger="scoring_app.model"):
+        model.warm_up()
+    assert not model.calls_directly
+    np.testing.assert_allclose(model.predict([model.preprocess(media.jpeg())]), expected, rtol=1e-6)
+    assert "using its public call" in caplog.text
+
+
+def test_a_signature_without_the_private_call_gets_the_public_one():
+    calls = []
+    direct, public = signature_callers(lambda **kw: calls.append(kw) or {"out": 1}, "images")
+    assert direct is public
+    assert public("t") == {"out": 1} and calls == [{"images": "t"}]
 
 
 def test_labels_fall_back_to_indices(encoded_model_dir, tmp_path):
