@@ -334,11 +334,15 @@ class Batcher:
             self._release()
 
     def _release(self) -> None:
-        """The model call is over: the model is free for the next one."""
+        """The model call is over: the model is free for the next one. The
+        inference loop waits for a queue and a free model: it is woken only if
+        something queued meanwhile (a quiet server's lone request would
+        otherwise wake it, on every request, to find nothing to do)."""
         with self._cond:
             self._calling = False
             self._last_end = time.monotonic()
-            self._cond.notify()
+            if self._queue:
+                self._cond.notify()
 
     def _score_batch(self, batch: list[_Pending], here: bool = False) -> None:
         """One model call for ``batch`` (on the model's thread, or ``here``), each item

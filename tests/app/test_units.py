@@ -442,6 +442,29 @@ def test_a_quiet_servers_lone_request_calls_the_model_itself_and_others_queue_me
     batcher.stop()
 
 
+class CountingCondition(type(threading.Condition())):
+    """A Condition that counts its notifies: each one wakes the inference loop."""
+    notified = 0
+
+    def notify(self, n=1):
+        CountingCondition.notified += 1
+        super().notify(n)
+
+
+def test_lone_requests_do_not_wake_the_inference_loop():
+    gate = ThreadGate()
+    batcher = Batcher(gate.predict, 4, 0.05, 6, warm_up=lambda: FAST)
+    batcher._cond = CountingCondition()  # before the inference loop waits on it
+    batcher.start()
+    assert batcher.ready.wait(10)
+    CountingCondition.notified = 0
+    for item in "abcde":
+        assert batcher.submit_many([item], time.monotonic() + 60) == [f"scored {item}"]
+    assert gate.threads == [threading.get_ident()] * 5
+    assert CountingCondition.notified == 0  # nothing was queued: nothing for the loop to do
+    batcher.stop()
+
+
 @pytest.mark.parametrize("timings, last", [
     (FAST, 4),  # the last call took 4: a busy closed loop sends them back
     ({**FAST, 1: SOLO_MAX_S * 1.5}, 1),  # a call would hold the event loop too long
