@@ -282,8 +282,9 @@ class ScoringModel:
     def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """The ``top_k`` classes of one row, best first."""
         k = min(top_k, scores.shape[0])
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
+        top = scores.argpartition(-k)[-k:]  # the k best, in no order
+        best_first = (-scores[top]).argsort(kind="stable")
+        top = top[best_first]
         labels = self.labels
-        return [{"label": labels[i] if labels else str(i), "index": int(i),
-                 "score": float(scores[i])} for i in top.tolist()]
+        return [{"label": labels[i] if labels else str(i), "index": i, "score": score}
+                for i, score in zip(top.tolist(), scores[top].tolist())]
