@@ -13,6 +13,8 @@ idle keep-alive connection, or a client that stalls mid-request, is closed
 instead of holding a greenlet and a socket for good. The wait for the model is
 not a socket operation: a slow batch never trips it.
 
+With no access log (the default), no access record is built for each request.
+
 Once the worker is stopping, every answer says ``Connection: close`` (as
 gunicorn's own parser path does), so clients on kept-alive connections
 reconnect, to a worker that is not stopping, instead of keeping this one busy
@@ -38,6 +40,15 @@ class _Handler(PyWSGIHandler):
         if not self.worker.alive and not any(name.lower() == "connection" for name, _ in headers):
             headers = [*headers, ("Connection", "close")]
         return super().start_response(status, headers, exc_info)
+
+    def log_request(self):
+        # gunicorn's handler builds the access record (two datetimes, the request's
+        # headers as a list) before its logger drops it: the access log is off
+        # unless an operator turns it on (--access-logfile in GUNICORN_CMD_ARGS).
+        # A request answered before its headers were complete (408) has no environ
+        # or response headers, which gunicorn's record needs: it gets no line.
+        if self.server.log.access_log_enabled and self.environ is not None:
+            super().log_request()
 
     def _handle_client_error(self, ex):
         # Headers that stop half way: pywsgi would print a traceback for the

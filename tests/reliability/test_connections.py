@@ -27,7 +27,7 @@ def server(encoded_model_dir, tmp_path_factory):
     keys = tmp_path_factory.mktemp("connection-keys")
     (keys / "primary").write_text(KEY)
     srv = Server({"SCORING_MODEL_DIR": str(encoded_model_dir), "SCORING_API_KEYS_DIR": str(keys),
-                  "SCORING_WORKERS": "1", "GUNICORN_CMD_ARGS": "--keep-alive 1",
+                  "SCORING_WORKERS": "1", "GUNICORN_CMD_ARGS": "--keep-alive 1 --access-logfile -",
                   "TMPDIR": str(tmp_path_factory.mktemp("connections"))})
     try:
         yield srv.wait_ready()
@@ -51,6 +51,18 @@ def score_request(body: bytes, length: int | None = None) -> bytes:
     return (f"POST /score HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {KEY}\r\n"
             f"Content-Type: image/jpeg\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n"
             ).encode() + body
+
+
+def test_an_access_log_turned_on_by_the_operator_logs_each_request(server):
+    # scoring_app/worker.py builds access records only when an access log is on:
+    # it is here (--access-logfile -), so every answer gets its line
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz?access-log-probe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while "GET /healthz?access-log-probe HTTP/1.1\" 200" not in server.output():
+        assert time.monotonic() < deadline, server.output()[-2000:]
+        time.sleep(0.1)
 
 
 def test_a_connection_that_sends_nothing_is_closed(server):
