@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scoring_app.auth import RECHECK_S
 from tests.app.openapi_check import SpecClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,12 @@ class SecretDir:
             link = self.path / name
             if not link.is_symlink():
                 link.symlink_to(Path("..data") / name)
+
+    def rotate(self, **keys: str) -> None:
+        """``write``, then wait until a running server must have looked at the
+        files again (it looks at most every ``RECHECK_S``: scoring_app/auth.py)."""
+        self.write(**keys)
+        time.sleep(RECHECK_S + 0.25)
 
 
 class Server:

@@ -134,13 +134,13 @@ def test_secondary_key_works(api):
 
 
 def test_rotated_key_is_honoured_without_restart(api, secret_dir):
-    secret_dir.write(primary="primary-key-2", secondary="secondary-key-1")
+    secret_dir.rotate(primary="primary-key-2", secondary="secondary-key-1")
     try:
         assert api.score(media.jpeg(), key="primary-key-1").status_code == 401
         assert api.score(media.jpeg(), key="primary-key-2").status_code == 200
         assert api.score(media.jpeg(), key="secondary-key-1").status_code == 200
     finally:
-        secret_dir.write(primary="primary-key-1", secondary="secondary-key-1")
+        secret_dir.rotate(primary="primary-key-1", secondary="secondary-key-1")
     assert api.score(media.jpeg(), key="primary-key-1").status_code == 200
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 
 import pytest
 import requests
 
+from scoring_app.auth import RECHECK_S
 from tests.app import media
 from tests.app.openapi_check import SpecClient
 from tests.reliability import procs
@@ -35,18 +37,20 @@ def _all_401(client, keys) -> bool:
 def test_emptied_or_vanished_keys_directory_fails_closed(client, secret_dir):
     keys = ["primary-key-1", "secondary-key-1"]
     assert client.score(media.jpeg()).status_code == 200
-    secret_dir.write(primary="", secondary="")
+    secret_dir.rotate(primary="", secondary="")
     try:
         assert _all_401(client, keys + [""])
     finally:
-        secret_dir.write(primary="primary-key-1", secondary="secondary-key-1")
+        secret_dir.rotate(primary="primary-key-1", secondary="secondary-key-1")
     assert client.score(media.jpeg()).status_code == 200
     gone = secret_dir.path.with_name("gone")
     os.rename(secret_dir.path, gone)
+    time.sleep(RECHECK_S + 0.25)  # the server looks again at most this long after
     try:
         assert _all_401(client, keys)
     finally:
         os.rename(gone, secret_dir.path)
+    time.sleep(RECHECK_S + 0.25)
     assert client.score(media.jpeg()).status_code == 200
 
 
