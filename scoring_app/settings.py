@@ -106,8 +106,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SCORING_AUTH", "required", _choice("required", "disabled"),
             "`disabled` runs without keys (local use only; logged loudly). "
             "With `required` and no key file, the server refuses to start."),
-    Setting("SCORING_MAX_BATCH_SIZE", "32", _int_range(1, 1024),
-            "Largest model call; batches are padded to powers of two up to it."),
+    Setting("SCORING_MAX_BATCH_SIZE", "16", _int_range(1, 1024),
+            "Largest model call; batches are padded to powers of two up to it. "
+            "Below the number of requests in flight, one batch is turned around "
+            "while the next is scored (README, Performance); on a GPU, measure "
+            "larger sizes with the benchmark."),
     Setting("SCORING_BATCH_TIMEOUT_MS", "100", _float_range(0, 1000),
             "Longest wait for a batch to fill while the server is busy (a lone "
             "request on a quiet server is sent at once). Within it, a wait is at "
