@@ -240,8 +240,8 @@ class ScoringModel:
         return softmax(scores) if self.config.apply_softmax else scores
 
     def warm_up(self) -> float:
-        """Call every batch size once, so no request pays for tracing/autotune;
-        then time each, in ``TIMED_ROUNDS`` rounds over all sizes, keeping each
+        """Pick the signature's call (``_adopt_direct_call``), call every batch
+        size once, so no request pays for tracing/autotune; then time each, in ``TIMED_ROUNDS`` rounds over all sizes, keeping each
         size's best (a busy moment then spoils one round, not one size's
         figure) into ``call_seconds``, from which the batcher picks its batch
         sizes and waits."""
