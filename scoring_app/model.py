@@ -241,10 +241,10 @@ class ScoringModel:
 
     def warm_up(self) -> float:
         """Pick the signature's call (``_adopt_direct_call``), call every batch
-        size once, so no request pays for tracing/autotune; then time each, in ``TIMED_ROUNDS`` rounds over all sizes, keeping each
-        size's best (a busy moment then spoils one round, not one size's
-        figure) into ``call_seconds``, from which the batcher picks its batch
-        sizes and waits."""
+        size once, so no request pays for tracing/autotune; then time each, in
+        ``TIMED_ROUNDS`` rounds over all sizes, keeping each size's best (a busy
+        moment then spoils one round, not one size's figure) into
+        ``call_seconds``, from which the batcher picks its batch sizes and waits."""
         started = time.perf_counter()
         item = self.preprocess(warmup_image())
         self._adopt_direct_call(item)
