@@ -62,10 +62,15 @@ class SecretDir:
                 link.symlink_to(Path("..data") / name)
 
     def rotate(self, **keys: str) -> None:
-        """``write``, then wait until a running server must have looked at the
-        files again (it looks at most every ``RECHECK_S``: scoring_app/auth.py)."""
+        """``write``, then wait until a running server must have looked again."""
         self.write(**keys)
-        time.sleep(RECHECK_S + 0.25)
+        wait_for_key_recheck()
+
+
+def wait_for_key_recheck() -> None:
+    """Wait until a running server must have looked at its key files again (it
+    looks at most every ``RECHECK_S``: scoring_app/auth.py)."""
+    time.sleep(RECHECK_S + 0.25)
 
 
 class Server:

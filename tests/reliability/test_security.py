@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 
 import pytest
 import requests
 
-from scoring_app.auth import RECHECK_S
 from tests.app import media
+from tests.app.conftest import wait_for_key_recheck
 from tests.app.openapi_check import SpecClient
 from tests.reliability import procs
 
@@ -45,12 +44,12 @@ def test_emptied_or_vanished_keys_directory_fails_closed(client, secret_dir):
     assert client.score(media.jpeg()).status_code == 200
     gone = secret_dir.path.with_name("gone")
     os.rename(secret_dir.path, gone)
-    time.sleep(RECHECK_S + 0.25)  # the server looks again at most this long after
+    wait_for_key_recheck()
     try:
         assert _all_401(client, keys)
     finally:
         os.rename(gone, secret_dir.path)
-    time.sleep(RECHECK_S + 0.25)
+    wait_for_key_recheck()
     assert client.score(media.jpeg()).status_code == 200
 
 
