@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import jsonio, routes, settings, v2
+from . import jsonio, lane, routes, settings, v2
 from .errors import ScoringError
 from .service import Service
 
@@ -38,7 +38,9 @@ def create_app(config: Any = None, model: Any = None) -> Flask:
     app.register_error_handler(Exception, routes.handle_unexpected)
     app.before_request(routes.start_timer)
     app.after_request(routes.record)
-    init_service(app, Service(config, model))
+    service = Service(config, model)
+    app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score past Flask's machinery
+    init_service(app, service)
     return app
 
 

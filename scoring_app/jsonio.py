@@ -23,6 +23,12 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def response_body(obj: Any) -> bytes:
+    """An answer's body, as ``jsonify`` writes it (newline-terminated)."""
+    return orjson.dumps(obj, default=DefaultJSONProvider.default,
+                        option=orjson.OPT_APPEND_NEWLINE)
+
+
 class Provider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         return orjson.dumps(obj, default=self.default).decode()
@@ -31,6 +37,5 @@ class Provider(DefaultJSONProvider):
         return loads(s)
 
     def response(self, *args: Any, **kwargs: Any):
-        obj = self._prepare_response_obj(args, kwargs)
-        body = orjson.dumps(obj, default=self.default, option=orjson.OPT_APPEND_NEWLINE)
+        body = response_body(self._prepare_response_obj(args, kwargs))
         return self._app.response_class(body, mimetype=self.mimetype)

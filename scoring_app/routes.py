@@ -13,6 +13,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request
 
 from . import jsonio, metrics, openapi
 from .errors import (BadRequest, PayloadTooLarge, RequestTimeout, ScoringError,
@@ -33,8 +34,16 @@ def _service():
     return current_app.extensions["scoring"]
 
 
+def error_document(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
 def error_response(status: int, code: str, message: str, headers=None):
-    response = jsonify({"error": {"code": code, "message": message}})
+    return _json_response(status, error_document(code, message), headers)
+
+
+def _json_response(status: int, document: dict, headers=None):
+    response = jsonify(document)
     response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -66,7 +75,7 @@ def swagger():
 
 
 # -- scoring -------------------------------------------------------------------
-def _read_body(limit: int) -> bytes:
+def _read_body(request: Request, limit: int) -> bytes:
     """Read at most ``limit`` bytes; 413 as soon as the body is known to be larger,
     408 when it stops arriving (each read times out after gunicorn's keepalive:
     scoring_app/worker.py)."""
@@ -87,7 +96,7 @@ def _read_body(limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
 
 
-def _top_k() -> int:
+def _top_k(request: Request) -> int:
     raw = request.args.get("top_k", "5")
     try:
         value = int(raw)
@@ -121,9 +130,9 @@ def _instances(body: bytes, max_items: int) -> list[bytes]:
     return images
 
 
-@api.post("/score")
-def score():
-    service = _service()
+def score_document(service, request: Request) -> dict:
+    """``POST /score``'s answer (raises ``ScoringError``s). Called by the view
+    below and, for the same requests, by ``lane.ScoreLane``, which skips Flask."""
     service.authenticate(request.headers.get("Authorization"))
     mimetype = request.mimetype
     is_json = mimetype == "application/json"
@@ -131,8 +140,8 @@ def score():
         raise UnsupportedMediaType(
             f"Content-Type {mimetype!r} is not supported; send image bytes "
             "(image/*, application/octet-stream) or application/json instances")
-    top_k = _top_k()
-    body = _read_body(service.config.max_body_bytes)
+    top_k = _top_k(request)
+    body = _read_body(request, service.config.max_body_bytes)
     images = _instances(body, service.config.max_queue) if is_json else [body]
     try:
         predictions = service.score(images, top_k)
@@ -141,8 +150,12 @@ def score():
             exc.message = f"instances[{exc.index}]: {exc.message}"
         raise
     model = {"name": service.config.model_name, "version": service.config.model_version}
-    return jsonify({"model": model,
-                    "predictions": predictions if is_json else predictions[0]})
+    return {"model": model, "predictions": predictions if is_json else predictions[0]}
+
+
+@api.post("/score")
+def score():
+    return jsonify(score_document(_service(), request))
 
 
 @api.get("/score")
@@ -152,10 +165,21 @@ def score_get():
 
 
 # -- errors and metrics -----------------------------------------------------
-def handle_scoring_error(exc: ScoringError):
+def scoring_error(exc: ScoringError) -> tuple[int, dict, dict[str, str]]:
+    """A domain error's status, JSON document and headers (logged if it is ours)."""
     if exc.status >= 500 and exc.status not in (503, 504):
         log.error("request failed: %s", exc.message)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return exc.status, error_document(exc.code, exc.message), exc.headers
+
+
+def unexpected_error() -> tuple[int, dict, dict[str, str]]:
+    """Call from an ``except``: logs the traceback; the client learns nothing of it."""
+    log.exception("unexpected error")
+    return 500, error_document("internal", "internal error; it has been logged"), {}
+
+
+def handle_scoring_error(exc: ScoringError):
+    return _json_response(*scoring_error(exc))
 
 
 def handle_http_error(exc: HTTPException):
@@ -166,8 +190,7 @@ def handle_http_error(exc: HTTPException):
 
 
 def handle_unexpected(exc: Exception):
-    log.exception("unexpected error")
-    return error_response(500, "internal", "internal error; it has been logged")
+    return _json_response(*unexpected_error())
 
 
 def start_timer():

@@ -125,7 +125,7 @@ def infer(name: str, version: str | None = None):
             f"Content-Type {request.mimetype!r} with Content-Encoding {encoding!r} is not "
             "supported; send application/json (or application/octet-stream with "
             f"{HEADER_LENGTH}), uncompressed")
-    body = routes._read_body(service.config.max_body_bytes)  # noqa: SLF001 - /score's bounded read
+    body = routes._read_body(request, service.config.max_body_bytes)  # noqa: SLF001 - /score's bounded read
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH), service.config.max_queue)
     try:
         rows = service.predict(parsed.images)
