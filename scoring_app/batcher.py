@@ -47,12 +47,13 @@ RECALL_WEIGHT = 0.1
 # batch smaller than the requests in flight lets their answers and the next
 # arrivals overlap the next call instead of leaving the model idle.
 NEAR_TIE = 0.1
-# A call at least this long takes more than its target batch when more are
-# queued (``BatchPolicy.take``): turning a batch around (answers out, the next
-# requests read) takes the event loop about 0.3 ms a request on this project's
-# CPUs, a few % of such a call, while a tiny model's 5 to 10 ms calls lose more
-# to that than a larger batch gains (tiny model at c=32, 8 paired turns: 0.95x
-# the requests/s when it took the fastest size it filled).
+# ...but only while the fastest size's call is shorter than this. Turning a
+# batch around (answers out, the next requests read) takes the event loop about
+# 0.3 ms a request on this project's CPUs: a few % of a call this long, so the
+# overlap is worth less than the fastest size's images/s (ResNet50 on a CPU:
+# the near tie made 4 the target, where 16 scores 6% more). A tiny model's 5 to
+# 10 ms calls gain more from the overlap (at c=32, taking the fastest size its
+# queue filled instead of its target cost it 0.95x the requests/s, 8 paired turns).
 LONG_CALL_S = 0.05
 # A quiet server's lone request calls the model on the event loop's own thread
 # (``Batcher._solo``) only if a call of one item takes at most this long: the
@@ -68,7 +69,8 @@ class BatchPolicy:
     From those:
 
     - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
-      images/s;
+      images/s, or, when that fastest size's call is long (``LONG_CALL_S``),
+      the fastest size itself;
     - a lone request on a quiet server goes at once: the thread expects as many
       items as the last call took (a busy closed loop of clients sends them
       back), which is 1 when quiet, and 1 again after it sat idle longer than
@@ -84,9 +86,7 @@ class BatchPolicy:
     - once enough are queued it takes up to the target, and when the count is
       not a batch size either pads it up or leaves the extra items for the next
       call, whichever gives more images/s (on a CPU padding wastes compute; on
-      a GPU a bigger batch costs almost nothing more); with more than the
-      target queued and a long call (``LONG_CALL_S``), it takes the size they
-      fill that scores the most images/s;
+      a GPU a bigger batch costs almost nothing more);
     - a wait that runs out takes everything queued: the server is not saturated,
       so latency matters more than the padding.
 
@@ -121,9 +121,10 @@ class BatchPolicy:
 
     def _pick_target(self) -> None:
         if self.call_s:
-            best = max(self._rate(size, size) for size in self.call_s)
+            fastest = max(self.call_s, key=lambda size: self._rate(size, size))
+            tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S else 0.0
             self.target = min(size for size in self.call_s
-                              if self._rate(size, size) >= (1 - NEAR_TIE) * best)
+                              if self._rate(size, size) >= (1 - tie) * self._rate(fastest, fastest))
 
     def bucket(self, n: int) -> int:
         """The batch size ``n`` items are padded to."""
@@ -150,14 +151,6 @@ class BatchPolicy:
         """How many of ``queued`` items the call takes (``want`` as asked)."""
         if queued < want:  # the wait ran out
             n = min(queued, self.sizes[-1])
-        elif queued > self.target and self.call_s.get(self.target, 0) >= LONG_CALL_S:
-            # A long call, and more queued than its target: the size they fill
-            # that scores the most images/s (ResNet50 on a CPU: target 4, and 16
-            # scores 6% more). The near tie that made the target small buys an
-            # overlap of one batch's turnaround with the next call, which is
-            # worth nothing against a call this long.
-            n = max((size for size in self.call_s if size <= queued),
-                    key=lambda size: self._rate(size, size))
         else:
             n = min(queued, self.target)
             down = max(size for size in self.sizes if size <= n)
