@@ -123,8 +123,8 @@ class BatchPolicy:
         if self.call_s:
             fastest = max(self.call_s, key=lambda size: self._rate(size, size))
             tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S else 0.0
-            self.target = min(size for size in self.call_s
-                              if self._rate(size, size) >= (1 - tie) * self._rate(fastest, fastest))
+            floor = (1 - tie) * self._rate(fastest, fastest)
+            self.target = min(size for size in self.call_s if self._rate(size, size) >= floor)
 
     def bucket(self, n: int) -> int:
         """The batch size ``n`` items are padded to."""
