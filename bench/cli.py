@@ -208,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
                  "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
-                 "warmup_s": args.warmup},
+                 "warmup_s": args.warmup,
+                 # ours reads SCORING_* from this environment (servers.running): a run with
+                 # settings other than the defaults says so
+                 "ours_settings": {name: value for name, value in sorted(os.environ.items())
+                                   if name.startswith("SCORING_")}},
         "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys:  # a throwaway key, never printed

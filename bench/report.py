@@ -67,6 +67,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def summary(results: dict) -> str:
     """The human-readable table: limits, each server at each concurrency, then the targets."""
     lines = []
+    overrides = results.get("meta", {}).get("ours_settings")
+    if overrides:
+        lines.append("ours ran with " + " ".join(f"{name}={value}" for name, value in overrides.items())
+                     + " (the rest at their defaults)")
     for model, model_results in results["models"].items():
         limit = model_results["limit"]
         lines.append(f"\n{model}: in-process limit {limit['images_per_s']:.1f} images/s at batch "
