@@ -9,10 +9,18 @@ itself (``submit_many``).
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
 
+One model call is out at a time by default. With ``max_calls`` above 1
+(SCORING_MODEL_CALLS, opt-in: TensorFlow does not promise that a signature
+may be called from several threads at once), further calls go out, each on a
+native thread of its own, but only while a full target batch waits behind
+the calls already out: fewer requests in flight never split into smaller
+batches. On a CPU the stretches of a call that keep one core busy (a batch's
+image decodes in the graph) then overlap the next call (README, Performance).
+
 Requests and the loop are threads, or greenlets under gunicorn's gevent worker
 (``threading`` is patched there); either way warm-up and every batched model
-call run on the batcher's own ``offload.NativeThread``, never on the event
-loop. Only a quiet server's lone request calls the model where it is.
+call run on one of the batcher's own ``offload.NativeThread``s, never on the
+event loop. Only a quiet server's lone request calls the model where it is.
 """
 
 from __future__ import annotations
@@ -160,6 +168,15 @@ class BatchPolicy:
         return n
 
 
+class _Call:
+    """A model call that is out; ``alone`` until another call overlaps it."""
+    __slots__ = ("alone", "thread")
+
+    def __init__(self, alone: bool, thread: offload.NativeThread | None):
+        self.alone = alone
+        self.thread = thread
+
+
 class _Pending:
     __slots__ = ("item", "done", "result", "error")
 
@@ -171,16 +188,17 @@ class _Pending:
 
 
 class Batcher:
-    """Bounded queue + the one thread that calls ``predict``."""
+    """Bounded queue + the inference loop that hands batches to ``predict``."""
 
     def __init__(self, predict: Callable[[list[Any]], Any], max_batch: int,
                  batch_timeout_s: float, max_queue: int,
                  observe: Callable[[str, float], None] = lambda name, value: None,
                  warm_up: Callable[[], dict[int, float] | None] = lambda: None,
-                 sizes: list[int] | None = None):
+                 sizes: list[int] | None = None, max_calls: int = 1):
         """``sizes``: the batch sizes the model pads to (default: every size up
-        to ``max_batch``). ``warm_up`` runs on the model's thread before the loop
-        serves and may return seconds per call by batch size, for the policy."""
+        to ``max_batch``). ``warm_up`` runs on a model thread before the loop
+        serves and may return seconds per call by batch size, for the policy.
+        ``max_calls``: model calls that may be out at once (SCORING_MODEL_CALLS)."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
         self._max_queue = max_queue
@@ -189,13 +207,15 @@ class Batcher:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
-        self._calling = False  # a model call is out: a batch, or a lone request's own
+        self._out: list[_Call] = []  # model calls out: batches, or a lone request's own
+        self._max_calls = max_calls
+        self._free = [offload.NativeThread() for _ in range(max_calls)]  # model threads not in a call
         self._looking = False  # a lone request is letting the others run first
         self._last_end = time.monotonic()  # when the last model call ended
+        self._backlog = False  # items were queued when the last batched call ended
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._model_thread = offload.NativeThread()
 
     def start(self) -> None:
         self._thread.start()
@@ -220,8 +240,9 @@ class Batcher:
 
         A lone item on a quiet server calls the model itself (``_solo``).
         """
-        if len(items) == 1 and self._claim_solo():
-            return [self._solo(items[0])]
+        solo = self._claim_solo() if len(items) == 1 else None
+        if solo is not None:
+            return [self._solo(items[0], solo)]
         pending = [_Pending(item) for item in items]
         with self._cond:
             if len(self._queue) + len(pending) > self._max_queue:
@@ -249,28 +270,26 @@ class Batcher:
         that holds the loop (8 clients of the tiny model: 0.95x the requests/s,
         median of 8 alternating turns, when any lone request could go alone)."""
         one_s = self.policy.call_s.get(self.policy.sizes[0], 0.0)
-        return (not self._queue and not self._calling and not self._looking
+        return (not self._queue and not self._out and not self._looking
                 and self.ready.is_set() and self.policy.last == 1 and 0 < one_s <= SOLO_MAX_S)
 
-    def _claim_solo(self) -> bool:
-        """Whether a lone item may call the model itself now. First the requests
+    def _claim_solo(self) -> _Call | None:
+        """The call a lone item may make itself now, if it may. First the requests
         that have already arrived get to run (on gevent they may not even have
         been read yet); meanwhile they queue, and then this one joins them."""
         with self._cond:
             if not self._quiet():
-                return False
+                return None
             self._looking = True
         try:
             offload.let_others_run()
         finally:
             with self._cond:
                 self._looking = False
-                alone = self._quiet()
-                if alone:
-                    self._calling = True
-        return alone
+                call = self._start_call(on_thread=False) if self._quiet() else None
+        return call
 
-    def _solo(self, item: Any) -> Any:
+    def _solo(self, item: Any, call: _Call) -> Any:
         """One item's model call, made by its own request: on gevent, on the event
         loop's thread, which waits for it. The server is quiet, so the loop has
         nothing else to do meanwhile, and the two hand-offs a batched call takes
@@ -284,9 +303,9 @@ class Batcher:
         504s for good)."""
         p = _Pending(item)
         try:
-            self._score_batch([p], here=True)
+            self._score_batch([p], call)
         finally:
-            self._release()
+            self._release(call)
         if p.error is not None:
             p.error.index = 0
             raise p.error
@@ -304,7 +323,7 @@ class Batcher:
     # -- inference loop ----------------------------------------------------
     def _run(self) -> None:
         try:
-            timings = self._model_thread.call(self._warm_up)
+            timings = self._free[0].call(self._warm_up)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("warm-up failed; this worker will never be ready")
             self.failed = exc
@@ -312,19 +331,32 @@ class Batcher:
         self.policy.calibrate(timings or {})
         self.ready.set()
         while True:
-            batch = self._take()
-            if batch is None:
+            taken = self._take()
+            if taken is None:
                 return
-            self._score(batch)
+            batch, call = taken
+            if self._max_calls == 1:  # the loop has nothing to do until this call ends
+                self._score(batch, call)
+            else:
+                threading.Thread(target=self._score, args=(batch, call), name="model-call", daemon=True).start()
 
-    def _take(self) -> list[_Pending] | None:
+    def _may_call(self) -> bool:
+        """Whether the loop may start a call now: something is queued and no call
+        is out, or a full target batch is queued and a model thread is free."""
+        if not self._out:
+            return bool(self._queue)
+        return len(self._out) < self._max_calls and len(self._queue) >= self.policy.target
+
+    def _take(self) -> tuple[list[_Pending], _Call] | None:
         with self._cond:
-            backlog = bool(self._queue)
-            while (not self._queue or self._calling) and not self._stopped:
+            while not self._may_call() and not self._stopped:
                 self._cond.wait()
             if self._stopped:
                 return None
-            want = self.policy.want(backlog, time.monotonic() - self._last_end)
+            if self._out:  # beside a call that is out: a full target batch is queued
+                want = self.policy.target
+            else:
+                want = self.policy.want(self._backlog, time.monotonic() - self._last_end)
             end = time.monotonic() + self.policy.wait_s(want)
             while len(self._queue) < want and not self._stopped:
                 left = end - time.monotonic()
@@ -333,45 +365,57 @@ class Batcher:
                 self._cond.wait(left)
             batch = [self._queue.popleft()
                      for _ in range(self.policy.take(len(self._queue), want))]
-            self._calling = True
+            call = self._start_call(on_thread=True)
             self._observe("queue_depth", len(self._queue))
-        return batch
+        return batch, call
 
-    def _score(self, batch: list[_Pending]) -> None:
+    def _start_call(self, on_thread: bool) -> _Call:
+        """Mark a call out (the caller holds ``_cond``), on a free model thread or
+        on the caller's own. Calls it overlaps, and it, no longer run alone."""
+        for other in self._out:
+            other.alone = False
+        call = _Call(alone=not self._out, thread=self._free.pop() if on_thread else None)
+        self._out.append(call)
+        return call
+
+    def _score(self, batch: list[_Pending], call: _Call) -> None:
         try:
-            self._score_batch(batch)
+            self._score_batch(batch, call)
         finally:
-            self._release()
+            self._release(call)
 
-    def _release(self) -> None:
-        """The model call is over: the model is free for the next one. The
+    def _release(self, call: _Call) -> None:
+        """The model call is over: its thread is free for the next one. The
         inference loop waits for a queue and a free model: it is woken only if
         something queued meanwhile (a quiet server's lone request would
         otherwise wake it, on every request, to find nothing to do)."""
         with self._cond:
-            self._calling = False
+            self._out.remove(call)
+            if call.thread is not None:  # a batch: lone requests do not count as backlog
+                self._free.append(call.thread)
+                self._backlog = bool(self._queue)
             self._last_end = time.monotonic()
             if self._queue:
                 self._cond.notify()
 
-    def _score_batch(self, batch: list[_Pending], here: bool = False) -> None:
-        """One model call for ``batch`` (on the model's thread, or ``here``), each item
-        finished with its result or its error."""
+    def _score_batch(self, batch: list[_Pending], call: _Call) -> None:
+        """One model call for ``batch`` (on ``call``'s model thread, or here when it
+        has none), each item finished with its result or its error."""
         self._observe("batch_size", len(batch))
         started = time.perf_counter()
         items = [p.item for p in batch]
         try:
-            if here:
+            if call.thread is None:
                 results, elapsed = self._timed_predict(items)
             else:
-                results, elapsed = self._model_thread.call(self._timed_predict, items)
+                results, elapsed = call.thread.call(self._timed_predict, items)
         except ScoringError as exc:
             self._observe("model_call_seconds", time.perf_counter() - started)
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)
             else:  # find the bad item(s): only they get the error
                 for p in batch:
-                    self._score_batch([p], here)
+                    self._score_batch([p], call)
             return
         except Exception as exc:  # noqa: BLE001 - a worker must survive any input
             self._observe("model_call_seconds", time.perf_counter() - started)
@@ -380,7 +424,8 @@ class Batcher:
                 self._finish(p, error=ScoringError("the model failed on this request"))
             return
         self._observe("model_call_seconds", elapsed)
-        self.policy.observe(len(batch), elapsed)
+        if call.alone:  # calls side by side share the CPUs: neither's time is its batch size's own
+            self.policy.observe(len(batch), elapsed)
 
         for p, result in zip(batch, results):
             self._finish(p, result=result)

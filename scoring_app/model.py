@@ -4,7 +4,8 @@
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` one call at a time, from the batcher
 (its inference loop, or a quiet server's lone request: TensorFlow does not
-promise signatures are thread-safe), ``postprocess`` back in the request's.
+promise signatures are thread-safe; SCORING_MODEL_CALLS above 1 opts in to
+more), ``postprocess`` back in the request's.
 Under gevent, batched ``predict`` calls and image decodes run in native
 threads (``offload``). TensorFlow is imported in
 ``load``, never at module import, so the gunicorn master (which imports this
@@ -216,7 +217,7 @@ class ScoringModel:
             return pixels
         return images.preprocess(pixels, self.config.preprocess)
 
-    # -- predict (the batcher's model thread only) -------------------------
+    # -- predict (the batcher's model threads only) ------------------------
     def bucket(self, n: int) -> int:
         return next(size for size in self.sizes if size >= n)
 

@@ -12,7 +12,8 @@ that asked waits without blocking the loop:
   decodes, which may run side by side;
 - ``NativeThread.call``: one thread of its own, for the model. Every call runs
   on the same thread, one at a time, so TensorFlow's and oneDNN's per-thread
-  state stays warm (a pool hands successive calls to whichever thread is free).
+  state stays warm (a pool hands successive calls to whichever thread is free);
+  with SCORING_MODEL_CALLS above 1, each call that may be out has its own.
   (A quiet server's lone request skips it for a short call: ``Batcher._solo``.)
 
 Outside gevent (tests, a plain threaded server) both run the function where

@@ -30,7 +30,7 @@ class Service:
         self.batcher = Batcher(
             self.model.predict, config.max_batch_size, config.batch_timeout_ms / 1000,
             config.max_queue, observe=metrics.observe, warm_up=self._warm_up,
-            sizes=self.model.sizes)
+            sizes=self.model.sizes, max_calls=config.model_calls)
         self._draining = threading.Event()
 
     def start(self) -> None:
@@ -42,8 +42,9 @@ class Service:
         """Warm the model; its timings per batch size go to the batch policy."""
         metrics.WARMUP.set(self.model.warm_up())
         metrics.READY.inc()
-        log.info("model warmed and timed: %s; ready", ", ".join(
-            f"batch {size} {seconds * 1000:.1f} ms" for size, seconds in self.model.call_seconds.items()))
+        log.info("model warmed and timed: %s; up to %d model calls at once; ready", ", ".join(
+            f"batch {size} {seconds * 1000:.1f} ms" for size, seconds in self.model.call_seconds.items()),
+            self.config.model_calls)
         return self.model.call_seconds
 
     def drain(self) -> None:

@@ -115,6 +115,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest wait for a batch to fill while the server is busy (a lone "
             "request on a quiet server is sent at once). Within it, a wait is at "
             "most a tenth of the model's own time for that batch, timed at warm-up."),
+    Setting("SCORING_MODEL_CALLS", "1", _int_range(1, 8),
+            "Model calls out at once, per worker, each on a native thread of its own. "
+            "Above 1, a further call starts only while a full batch waits behind those "
+            "out; on a CPU it overlaps the model's one-core stretches (README, "
+            "Performance). Opt-in: TensorFlow does not promise a signature may be "
+            "called from several threads at once, and it is unmeasured on a GPU."),
     Setting("SCORING_MAX_QUEUE", "256", _int_range(1, 100000),
             "Images waiting for the model, per worker; past it, 503 + Retry-After."),
     Setting("SCORING_REQUEST_TIMEOUT_MS", "30000", _int_range(1, 3600000),
@@ -127,7 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
             "gunicorn worker processes (one model copy each; 1 per GPU)."),
     Setting("SCORING_THREADS", "4", _int_range(1, 1024),
             "Native threads per worker for image decodes (image-tensor models); "
-            "the model call has one thread of its own. Requests themselves are "
+            "model calls have threads of their own. Requests themselves are "
             "greenlets on gunicorn's gevent worker."),
     Setting("SCORING_WORKER_CONNECTIONS", "1000", _int_range(1, 100000),
             "Open client connections per worker (one greenlet each); past it, "

@@ -98,10 +98,9 @@ def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going(
     assert "Traceback" not in done.stderr, done.stderr
 
 
-# Eight requests arrive together at a quiet server whose model blocks its thread (as a
-# TensorFlow call does). The first may go alone, on the loop's thread; the others must
-# not each do the same in turn (eight calls of one): they are let run first, and queue.
-_ARRIVE_TOGETHER = textwrap.dedent("""
+# A script's start: gevent's patches, a Batcher, the native calls it needs
+# (``time.sleep`` blocking its thread, as a TensorFlow call does) and ``calls`` to record them.
+_BATCHER_ON_GEVENT = textwrap.dedent("""
     from gevent import monkey
     monkey.patch_all()
     import json, threading, time
@@ -112,6 +111,13 @@ _ARRIVE_TOGETHER = textwrap.dedent("""
     native_ident = monkey.get_original("threading", "get_ident")
     loop_thread = native_ident()
     calls = []
+""")
+
+
+# Eight requests arrive together at a quiet server whose model blocks its thread (as a
+# TensorFlow call does). The first may go alone, on the loop's thread; the others must
+# not each do the same in turn (eight calls of one): they are let run first, and queue.
+_ARRIVE_TOGETHER = _BATCHER_ON_GEVENT + textwrap.dedent("""
 
     def predict(items):
         calls.append((len(items), native_ident() == loop_thread))
@@ -136,6 +142,39 @@ def test_requests_that_arrive_together_are_batched_not_each_sent_alone():
     sizes = [size for size, _ in result["calls"]]
     assert sum(sizes) == 8 and len(sizes) <= 2, result["calls"]
     assert not any(on_loop for size, on_loop in result["calls"] if size > 1)  # batches: model thread
+
+
+# Under gevent, two batched calls are out at once on two native threads of their
+# own, neither the loop's: a full batch queued behind the first call does not wait for it.
+_SIDE_BY_SIDE = _BATCHER_ON_GEVENT + textwrap.dedent("""
+
+    def predict(items):
+        started = time.monotonic()
+        native_sleep(0.2)
+        calls.append({"size": len(items), "thread": native_ident(), "on_loop": native_ident() == loop_thread,
+                      "start": started, "end": time.monotonic()})
+        return list(items)
+
+    batcher = Batcher(predict, 4, 0.05, 16, warm_up=lambda: {1: 0.05, 2: 0.05, 4: 0.05},
+                      sizes=[1, 2, 4], max_calls=2)
+    batcher.start()
+    batcher.ready.wait(10)
+    batcher.policy.last = 4  # busy: no lone request goes alone
+    jobs = [gevent.spawn(batcher.submit_many, [i], time.monotonic() + 30) for i in range(8)]
+    gevent.joinall(jobs, timeout=30)
+    print(json.dumps({"results": [job.value for job in jobs], "calls": calls}))
+""")
+
+
+def test_two_batches_are_scored_side_by_side_on_native_threads_of_their_own():
+    done = subprocess.run([sys.executable, "-c", _SIDE_BY_SIDE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True)
+    result = json.loads(done.stdout)
+    assert result["results"] == [[i] for i in range(8)]
+    first, second = sorted(result["calls"], key=lambda call: call["start"])
+    assert (first["size"], second["size"]) == (4, 4)
+    assert second["start"] < first["end"], result["calls"]  # out at the same time
+    assert first["thread"] != second["thread"] and not first["on_loop"] and not second["on_loop"]
 
 
 _ALONE = textwrap.dedent("""

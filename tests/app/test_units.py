@@ -190,6 +190,31 @@ def test_stages_end_to_end_with_padding(kind, encoded_model_dir, tensor_model_di
     assert all(len(t) == 2 and t[0]["score"] >= t[1]["score"] for t in tops)
 
 
+def test_predict_called_from_threads_at_once_gives_each_call_its_own_scores(encoded_model_dir):
+    """What SCORING_MODEL_CALLS above 1 relies on, and TensorFlow does not promise:
+    calls of the signature side by side on this CPU return what each returns alone."""
+    model = _model(encoded_model_dir)
+    colours = (media.RED, media.GREEN, media.BLUE)
+    batches = [[model.preprocess(media.jpeg(colours[(i + j) % 3])) for j in range(1 + i % 4)] for i in range(6)]
+    alone = [model.predict(batch) for batch in batches]
+    start, wrong = threading.Barrier(len(batches)), []
+
+    def hammer(i):
+        start.wait()
+        for _ in range(25):
+            scores = model.predict(batches[i])
+            if not np.allclose(scores, alone[i], rtol=1e-5, atol=1e-6):
+                wrong.append((i, scores, alone[i]))
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong, wrong[:1]
+    assert [int(row.argmax()) for row in alone[2]] == [4, 2, 3]  # blue, red, green: a mix-up would show
+
+
 def test_softmax_option(encoded_model_dir):
     plain = _model(encoded_model_dir).predict([media.jpeg()])
     soft = _model(encoded_model_dir, apply_softmax=True).predict([media.jpeg()])
@@ -400,10 +425,10 @@ class Gate:
 
 
 def _batcher(gate, **kw):
-    args = dict(max_batch=4, batch_timeout_s=0.05, max_queue=6, sizes=None, timings=None)
+    args = dict(max_batch=4, batch_timeout_s=0.05, max_queue=6, sizes=None, timings=None, max_calls=1)
     args.update(kw)
     batcher = Batcher(gate.predict, args["max_batch"], args["batch_timeout_s"], args["max_queue"],
-                      warm_up=lambda: args["timings"], sizes=args["sizes"])
+                      warm_up=lambda: args["timings"], sizes=args["sizes"], max_calls=args["max_calls"])
     batcher.start()
     assert batcher.ready.wait(10)
     return batcher
@@ -429,14 +454,15 @@ def test_lone_request_on_quiet_server_is_sent_without_waiting():
 
 
 class ThreadGate(Gate):
-    """A Gate that also records which thread made each call."""
+    """A Gate that also records which thread made each call (the Thread itself: an
+    ended thread's ident may be reused by the next one started)."""
 
     def __init__(self):
         super().__init__()
-        self.threads: list[int] = []
+        self.threads: list[threading.Thread] = []
 
     def predict(self, items):
-        self.threads.append(threading.get_ident())
+        self.threads.append(threading.current_thread())
         return super().predict(items)
 
 
@@ -447,7 +473,7 @@ def test_a_quiet_servers_lone_request_calls_the_model_itself_and_others_queue_me
     gate = ThreadGate()
     batcher = _batcher(gate, timings=FAST)
     assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
-    assert gate.threads == [threading.get_ident()]  # no hand-off to the inference thread
+    assert gate.threads == [threading.current_thread()]  # no hand-off to the inference thread
     gate.open.clear()
     results = {}
     first = _submit_in_threads(batcher, ["b"], results)
@@ -461,7 +487,7 @@ def test_a_quiet_servers_lone_request_calls_the_model_itself_and_others_queue_me
         t.join(10)
     assert results == {i: [f"scored {i}"] for i in "bcd"}
     assert [len(c) for c in gate.calls] == [1, 1, 2]
-    assert gate.threads[1] == first[0].ident and gate.threads[2] not in (t.ident for t in first + rest)
+    assert gate.threads[1] is first[0] and gate.threads[2] not in first + rest
     batcher.stop()
 
 
@@ -483,7 +509,7 @@ def test_lone_requests_do_not_wake_the_inference_loop():
     batcher._cond.notified = 0  # warm-up's own wake-ups do not count
     for item in "abcde":
         assert batcher.submit_many([item], time.monotonic() + 60) == [f"scored {item}"]
-    assert gate.threads == [threading.get_ident()] * 5
+    assert gate.threads == [threading.current_thread()] * 5
     assert batcher._cond.notified == 0  # nothing was queued: nothing for the loop to do
     batcher.stop()
 
@@ -498,7 +524,7 @@ def test_a_lone_request_goes_through_the_inference_thread(timings, last):
     batcher = _batcher(gate, timings=timings)
     batcher.policy.last = last
     assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
-    assert gate.threads != [threading.get_ident()]  # the inference thread made the call
+    assert gate.threads != [threading.current_thread()]  # the inference thread made the call
     batcher.stop()
 
 
@@ -509,7 +535,7 @@ def test_a_lone_requests_bad_item_fails_with_its_own_error_and_frees_the_model()
         batcher.submit_many(["bad"], time.monotonic() + 60)
     assert bad.value.index == 0
     assert batcher.submit_many(["a"], time.monotonic() + 60) == ["scored a"]
-    assert gate.threads == [threading.get_ident()] * 2
+    assert gate.threads == [threading.current_thread()] * 2
     batcher.stop()
 
 
@@ -549,6 +575,72 @@ def test_a_busy_server_sends_the_batch_the_model_is_fastest_at():
     assert results == {i: [f"scored {i}"] for i in "abcdefg"}
     # 6 queued: 4 now, not 6 padded to 8; the other 2 when no more come
     assert [len(c) for c in gate.calls] == [1, 4, 2]
+    batcher.stop()
+
+
+@pytest.mark.parametrize("max_calls", [1, 2])
+def test_a_second_call_starts_only_while_a_full_target_batch_waits_behind_the_first(max_calls):
+    gate = Gate()
+    gate.open.clear()
+    batcher = _batcher(gate, max_queue=8, max_calls=max_calls)  # uncalibrated: target 4, the largest
+    results = {}
+    threads = _submit_in_threads(batcher, ["a"], results)
+    assert gate.entered.wait(10)
+    threads += _submit_in_threads(batcher, list("bcd"), results)
+    while batcher.depth < 3:
+        time.sleep(0.01)
+    time.sleep(0.2)  # 3 of 4: no second call, however long they wait
+    assert [len(c) for c in gate.calls] == [1]
+    threads += _submit_in_threads(batcher, ["e"], results)
+    deadline = time.monotonic() + 10
+    while len(gate.calls) < max_calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # ...and never a third
+    assert [len(c) for c in gate.calls] == [1, 4][:max_calls]
+    assert batcher.depth == (4 if max_calls == 1 else 0)
+    gate.open.set()
+    for t in threads:
+        t.join(10)
+    assert results == {i: [f"scored {i}"] for i in "abcde"}
+    assert [len(c) for c in gate.calls] == [1, 4]
+    batcher.stop()
+
+
+class StallGate(ThreadGate):
+    """Calls that hold a "stall" item block until ``release``; the others run at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def predict(self, items):
+        if "stall" in items:
+            self.entered.set()
+            self.release.wait()
+        return super().predict(items)
+
+
+def test_a_full_batch_is_scored_beside_a_stalled_call_which_neither_call_times():
+    gate = StallGate()
+    timings = {1: 0.01, 2: 0.01, 3: 0.01, 4: 0.01}  # target 4: 4 per call, as fast as 1
+    batcher = _batcher(gate, max_queue=8, max_calls=2, timings=timings)
+    batcher.policy.last = 4  # a busy server's: the lone "stall" goes through the queue, to a model thread
+    results = {}
+    stalled = _submit_in_threads(batcher, ["stall"], results)
+    assert gate.entered.wait(10)
+    beside = _submit_in_threads(batcher, list("abcd"), results)
+    for t in beside:
+        t.join(10)
+    assert results == {i: [f"scored {i}"] for i in "abcd"}  # while "stall" is still out
+    assert gate.threads[0] not in stalled + beside + [threading.current_thread()]
+    gate.release.set()
+    stalled[0].join(10)
+    assert results["stall"] == ["scored stall"]
+    assert gate.threads[1] not in stalled + beside + [gate.threads[0]]  # a model thread of its own
+    # the stall took far longer than 1's timing, 4 ran beside it: neither is its size's own time
+    assert batcher.policy.call_s == timings
+    assert batcher.submit_many(["z"], time.monotonic() + 10) == ["scored z"]
+    assert batcher.policy.call_s != timings  # a call that ran alone is timed
     batcher.stop()
 
 

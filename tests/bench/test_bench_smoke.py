@@ -16,6 +16,7 @@ SMOKE_SERVERS = ("baseline", "ours")
 CONCURRENCY = 2
 BATCH_SIZES = (1, 2)
 ROUNDS = 2  # turns each server takes, alternating
+OVERRIDE = ("SCORING_MODEL_CALLS", "2")  # a setting of ours away from its default
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,11 @@ def run(tmp_path_factory):
             "--batch-sizes", ",".join(map(str, BATCH_SIZES)), "--limit-seconds", "0.3",
             "--image-size", "64x48", "--out", str(out)]
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), pytest.MonkeyPatch.context() as env:
+        env.setenv(OVERRIDE[0], OVERRIDE[1])  # ours reads it; the run must record it
         assert cli.main(argv) == 0
     return {
+        "out": out,
         "results": json.loads((out / "results.json").read_text()),
         "png": (out / "results.png").read_bytes(),
         "printed": printed.getvalue(),
@@ -71,6 +74,14 @@ def test_each_server_answers_every_request(run, server):
     assert 0 < point["p50_ms"] <= point["p99_ms"]
     assert point["server_cpu_s"] > 0
     assert point["cpu_s_per_request"] == pytest.approx(point["server_cpu_s"] / point["ok"])
+
+
+@pytest.mark.slow
+def test_settings_given_to_ours_are_recorded_and_printed(run):
+    assert run["results"]["meta"]["ours_settings"] == dict([OVERRIDE])
+    assert f"ours ran with {OVERRIDE[0]}={OVERRIDE[1]} " in run["printed"]
+    log = (run["out"] / "logs" / "tiny-ours.log").read_text()
+    assert "up to 2 model calls at once" in log  # and ours did read it
 
 
 @pytest.mark.slow
