@@ -83,10 +83,16 @@ _UNDER_GEVENT = textwrap.dedent("""
 """)
 
 
-def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going():
-    done = subprocess.run([sys.executable, "-c", _UNDER_GEVENT], cwd=ROOT, capture_output=True,
+def _run_script(script: str) -> tuple[dict, str]:
+    """Run ``script`` in a fresh interpreter (gevent patches a whole process): the JSON
+    it printed, and its stderr."""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=True)
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout), done.stderr
+
+
+def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going():
+    result, stderr = _run_script(_UNDER_GEVENT)
     assert result["on_gevent"] and result["pool_size"] == 3
     assert result["other_thread"]
     # 0.3 s call, a tick every 0.02 s: a blocked loop would tick at most once.
@@ -95,7 +101,7 @@ def test_under_gevent_the_call_runs_in_a_native_thread_and_the_loop_keeps_going(
     assert result["model_threads"] == 1 and not result["model_thread_is_loop"]
     assert result["model_raised"] == "bad image"
     # gevent prints escaping exceptions itself; offload hands them back instead.
-    assert "Traceback" not in done.stderr, done.stderr
+    assert "Traceback" not in stderr, stderr
 
 
 # A script's start: gevent's patches, a Batcher, the native calls it needs
@@ -135,9 +141,7 @@ _ARRIVE_TOGETHER = _BATCHER_ON_GEVENT + textwrap.dedent("""
 
 
 def test_requests_that_arrive_together_are_batched_not_each_sent_alone():
-    done = subprocess.run([sys.executable, "-c", _ARRIVE_TOGETHER], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
-    result = json.loads(done.stdout)
+    result, _ = _run_script(_ARRIVE_TOGETHER)
     assert result["results"] == [[f"scored {i}"] for i in range(8)]
     sizes = [size for size, _ in result["calls"]]
     assert sum(sizes) == 8 and len(sizes) <= 2, result["calls"]
@@ -167,9 +171,7 @@ _SIDE_BY_SIDE = _BATCHER_ON_GEVENT + textwrap.dedent("""
 
 
 def test_two_batches_are_scored_side_by_side_on_native_threads_of_their_own():
-    done = subprocess.run([sys.executable, "-c", _SIDE_BY_SIDE], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
-    result = json.loads(done.stdout)
+    result, _ = _run_script(_SIDE_BY_SIDE)
     assert result["results"] == [[i] for i in range(8)]
     first, second = sorted(result["calls"], key=lambda call: call["start"])
     assert (first["size"], second["size"]) == (4, 4)
@@ -196,6 +198,4 @@ _ALONE = textwrap.dedent("""
 
 
 def test_a_lone_request_calls_the_model_on_the_loops_thread():
-    done = subprocess.run([sys.executable, "-c", _ALONE], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
-    assert json.loads(done.stdout) == {"results": [[0], [1], [2]], "on_loop": [True] * 3}
+    assert _run_script(_ALONE)[0] == {"results": [[0], [1], [2]], "on_loop": [True] * 3}
