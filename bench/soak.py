@@ -22,7 +22,6 @@ import argparse
 import collections
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +32,11 @@ from pathlib import Path
 import psutil
 import requests
 
+from scoring_tools.local import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {"red.jpg": "red", "green.png": "green", "yellow.jpg": "yellow"}
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(port: int, demo_dir: Path, workers: int) -> subprocess.Popen:
@@ -50,7 +45,7 @@ def start_server(port: int, demo_dir: Path, workers: int) -> subprocess.Popen:
     worker still warming up answers 503, so the gauge of ready workers is what counts."""
     metrics_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scoring_app.quickstart", "--port", str(port),
+        [sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
          "--demo-dir", str(demo_dir)], cwd=ROOT, start_new_session=True,
         env={**os.environ, "SCORING_WORKERS": str(workers), "SCORING_METRICS_PORT": str(metrics_port)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from scoring_app import openapi
+from scoring_app.http import openapi
 from scoring_app.app import create_app
 from tests.app import media
 from tests.app.openapi_check import check_response

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from scoring_app import quickstart
+from scoring_tools import quickstart
 from tests.app import media
 from tests.app.conftest import ROOT, Server, dockerfile_cmd
 from tests.app.openapi_check import SpecClient
@@ -30,7 +30,7 @@ def test_quickstart_runs_gunicorn_as_the_dockerfile_does():
 
 def test_demo_model_classifies_the_samples(tensor_model_dir):
     from scoring_app import settings
-    from scoring_app.model import ScoringModel
+    from scoring_app.model.savedmodel import ScoringModel
     model = ScoringModel(settings.load({}, model_dir=str(tensor_model_dir)))
     model.load()
     samples = ROOT / "scoring_app" / "samples"
@@ -42,11 +42,11 @@ def test_demo_model_classifies_the_samples(tensor_model_dir):
 
 @pytest.fixture(scope="module")
 def quick(tensor_model_dir, tmp_path_factory):
-    """``python -m scoring_app.quickstart --port P`` with the demo model already cached."""
+    """``python -m scoring_tools.quickstart --port P`` with the demo model already cached."""
     demo = tmp_path_factory.mktemp("demo")
     shutil.copytree(tensor_model_dir, demo / "model")
     srv = Server({"SCORING_DRAIN_SECONDS": "3", "TMPDIR": str(demo)},
-                 argv=lambda port: [sys.executable, "-m", "scoring_app.quickstart",
+                 argv=lambda port: [sys.executable, "-m", "scoring_tools.quickstart",
                                     "--port", str(port), "--demo-dir", str(demo)])
     try:
         yield srv.wait_ready(), demo

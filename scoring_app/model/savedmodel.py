@@ -24,8 +24,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from . import images, offload
-from .errors import BadImage, UnsupportedModel
+from .. import offload
+from ..errors import BadImage, UnsupportedModel
+from . import images
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def warmup_image() -> bytes:
 
 
 class ScoringModel:
-    """One SavedModel behind the four stages."""
+    """One SavedModel behind the stages of ``interface.Model``."""
 
     def __init__(self, config: Any):
         self.config = config
@@ -204,6 +205,10 @@ class ScoringModel:
         self._call = self._public
         log.info("model %s loaded: %s", model_dir, self.signature)
         return time.perf_counter() - started
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.signature is None else self.signature.num_classes
 
     # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:

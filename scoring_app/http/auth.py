@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import Unauthorized
+from ..errors import Unauthorized
 
 KEY_FILES = ("primary", "secondary")
 RECHECK_S = 1.0  # how long a look at the key files holds
