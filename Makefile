@@ -31,7 +31,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	touch $@
 
 serve: $(VENV)/.installed
-	$(VENV)/bin/python -m scoring_app.quickstart --port $(PORT)
+	$(VENV)/bin/python -m scoring_tools.quickstart --port $(PORT)
 
 test: setup
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(VENV)/bin/python -m pytest

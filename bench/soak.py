@@ -74,7 +74,7 @@ class Load:
 
     def __init__(self, url: str, key: str, concurrency: int):
         self.url, self.key = url + "/score", key
-        self.images = [((ROOT / "scoring_app" / "samples" / n).read_bytes(), label)
+        self.images = [((ROOT / "scoring_tools" / "samples" / n).read_bytes(), label)
                        for n, label in SAMPLES.items()]
         self.answers: collections.Counter = collections.Counter()
         self.stop = threading.Event()

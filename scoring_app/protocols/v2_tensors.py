@@ -122,6 +122,16 @@ def _split(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
         raise BadRequest("the inference request header is not valid JSON") from None
 
 
+def _parameters(owner: dict, what: str) -> dict:
+    """``owner``'s ``parameters`` object ({} when absent); 400 if it is not one."""
+    params = owner.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{what}parameters must be an object")
+    return params
+
+
 def _flatten(data: Any, shape: list[int]) -> list:
     """``data`` flat, or nested as ``shape`` (both are allowed): its elements,
     in order. 400 if it nests deeper than the shape or holds more elements
@@ -161,7 +171,7 @@ def _images(tensor: Any, raw: bytes, max_images: int) -> tuple[list[bytes], int]
         raise BadRequest(f"input {INPUT!r} holds no image")
     if count > max_images:
         raise BadRequest(f"at most {max_images} images per request")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"input {INPUT!r}: ").get("binary_data_size")
     if size is not None:
         if type(size) is not int or not 0 <= size <= len(raw):
             raise BadRequest(f"input {INPUT!r}: binary_data_size {size!r} does not fit "
@@ -195,7 +205,7 @@ def _output(doc: dict, default_binary: bool) -> RequestedOutput:
     if name != OUTPUT:
         raise BadRequest(f"this model has one output, {OUTPUT!r}: list it once in "
                          "outputs, or leave outputs out")
-    params = item.get("parameters") or {}
+    params = _parameters(item, f"output {OUTPUT!r}: ")
     binary = params.get("binary_data", default_binary)
     top_k = params.get("classification", 0)
     if type(binary) is not bool or type(top_k) is not int or top_k < 0:
@@ -216,7 +226,7 @@ def parse_request(body: bytes, header_length: str | None, max_images: int) -> In
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("id must be a string")
-    params = doc.get("parameters") or {}
+    params = _parameters(doc, "")
     default_binary = params.get("binary_data_output", False)
     if type(default_binary) is not bool:
         raise BadRequest("parameters.binary_data_output must be true or false")
