@@ -21,6 +21,7 @@ class HeldModel:
 
     sizes = [1, 2]
     call_seconds: dict = {}  # not timed: the batch policy stays uncalibrated
+    num_classes = 2
 
     def __init__(self):
         self.gate = threading.Event()
