@@ -190,8 +190,8 @@ class Batcher:
         call took one item. After a batch, the next lone request goes
         through the queue: with several clients, the rest of them are on their
         way, and are read while the model thread works instead of after a call
-        that holds the loop (8 clients of the tiny model: 0.95x the requests/s,
-        median of 8 alternating turns, when any lone request could go alone)."""
+        that holds the loop (letting any lone request go alone cost a tiny
+        model's 8 clients throughput: README, Performance)."""
         one_s = self.policy.call_s.get(self.policy.sizes[0], 0.0)
         return (not self._queue and not self._out and not self._looking
                 and self.ready.is_set() and self.policy.last == 1 and 0 < one_s <= SOLO_MAX_S)

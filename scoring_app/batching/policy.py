@@ -29,12 +29,11 @@ RECALL_WEIGHT = 0.1
 # arrivals overlap the next call instead of leaving the model idle.
 NEAR_TIE = 0.1
 # ...but only while the fastest size's call is shorter than this. Turning a
-# batch around (answers out, the next requests read) takes the event loop about
-# 0.3 ms a request on this project's CPUs: a few % of a call this long, so the
-# overlap is worth less than the fastest size's images/s (ResNet50 on a CPU:
-# the near tie made 4 the target, where 16 scores 6% more). A tiny model's 5 to
-# 10 ms calls gain more from the overlap (at c=32, taking the fastest size its
-# queue filled instead of its target cost it 0.95x the requests/s, 8 paired turns).
+# batch around (answers out, the next requests read) costs the event loop a
+# fraction of a millisecond a request: a few % of a call this long, so the
+# overlap is worth less than the fastest size's extra images/s; short calls
+# gain more from the overlap than from the bigger batch (README, Performance:
+# "Long calls target the fastest batch size").
 LONG_CALL_S = 0.05
 class BatchPolicy:
     """How many queued items the next model call takes, and how long to wait for them.
