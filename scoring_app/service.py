@@ -1,4 +1,4 @@
-"""The scoring service behind the routes: model + batcher + keys + readiness.
+"""The scoring service behind the protocols: model + batcher + keys + readiness.
 
 ``Service.start`` loads the model synchronously (an unsupported model stops the
 worker at boot, and gunicorn then stops: a broken image never serves) and warms

@@ -343,7 +343,7 @@ class Batcher:
                 for p in batch:
                     self._score_batch([p], call)
             return
-        except Exception as exc:  # noqa: BLE001 - a worker must survive any input
+        except Exception:  # noqa: BLE001 - a worker must survive any input
             self._observer.model_call(time.perf_counter() - started)
             log.exception("model call failed")
             for p in batch:

@@ -26,6 +26,7 @@ from PIL import Image
 
 from .. import offload
 from ..errors import BadImage, UnsupportedModel
+from ..settings import Config
 from . import images
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def warmup_image() -> bytes:
 class ScoringModel:
     """One SavedModel behind the stages of ``interface.Model``."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Config):
         self.config = config
         self.signature: Signature | None = None
         self.labels: list[str] | None = None
