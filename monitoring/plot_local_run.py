@@ -26,7 +26,6 @@ import csv
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from scoring_tools.local import free_port
+from scoring_tools.local import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "scoring_tools" / "samples").iterdir())
@@ -218,28 +217,19 @@ def demo_server(demo_dir: Path) -> Iterator[tuple[str, str, str]]:
     """The quick start's server on free ports: (url, metrics url, key)."""
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "SCORING_METRICS_PORT": str(metrics_port), "SCORING_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
-                             "--demo-dir", str(demo_dir)], cwd=ROOT, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL)
+    server = LocalServer(env, subprocess.DEVNULL, cwd=ROOT,
+                         argv=[sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
+                               "--demo-dir", str(demo_dir)])
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while not _ready(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the demo server did not come up (exit {proc.poll()})")
-            time.sleep(0.5)
+        try:
+            server.wait_ready(url + "/readyz", 300)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"the demo server did not come up: {exc}") from None
         key = (demo_dir / "keys" / "primary").read_text().strip()
         yield url, f"http://127.0.0.1:{metrics_port}/metrics", key
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url + "/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        server.stop(graceful_s=60)
 
 
 def _requests(url: str, key: str):
