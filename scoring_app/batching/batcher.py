@@ -66,14 +66,15 @@ class _Unobserved:
 
 
 class _Call:
-    """A model call that is out; ``alone`` until another call overlaps it.
-    ``ends``: when it is expected to end (time.monotonic()), for admission."""
-    __slots__ = ("alone", "thread", "ends")
+    """A model call of ``n`` items that is out since ``started``
+    (time.monotonic()); ``alone`` until another call overlaps it."""
+    __slots__ = ("alone", "thread", "n", "started")
 
-    def __init__(self, alone: bool, thread: offload.NativeThread | None):
+    def __init__(self, alone: bool, thread: offload.NativeThread | None, n: int):
         self.alone = alone
         self.thread = thread
-        self.ends = 0.0
+        self.n = n
+        self.started = time.monotonic()
 
 
 class _Pending:
@@ -177,7 +178,8 @@ class Batcher:
         now = time.monotonic()
         busy_s = 0.0
         if len(self._out) >= self._max_calls:  # the next call waits for one of these to end
-            busy_s = max(0.0, min(call.ends for call in self._out) - now)
+            ends = min(call.started + self.policy.call_estimate_s(call.n) for call in self._out)
+            busy_s = max(0.0, ends - now)
         wait_s = self.policy.predicted_wait_s(queued, n, busy_s, self._max_calls)
         if wait_s is not None and wait_s > self._max_queue_wait_s:
             raise Unavailable(f"the server is busy (a wait of about {wait_s:.1f} s in the "
@@ -297,8 +299,7 @@ class Batcher:
         longer run alone."""
         for other in self._out:
             other.alone = False
-        call = _Call(alone=not self._out, thread=self._free.pop() if on_thread else None)
-        call.ends = time.monotonic() + self.policy.call_estimate_s(n)
+        call = _Call(not self._out, self._free.pop() if on_thread else None, n)
         self._out.append(call)
         return call
 

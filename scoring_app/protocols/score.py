@@ -70,9 +70,8 @@ def _instances(data: bytes, max_items: int) -> list[bytes]:
     return images
 
 
-def _document(service: Any, request: Request, is_json: bool) -> dict[str, Any]:
+def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> dict[str, Any]:
     service.authenticate(request.headers.get("Authorization"))
-    mimetype = request.mimetype
     if not (is_json or mimetype in _RAW_TYPES or mimetype.startswith("image/")):
         raise UnsupportedMediaType(
             f"Content-Type {mimetype!r} is not supported; send image bytes "
@@ -88,9 +87,10 @@ def _document(service: Any, request: Request, is_json: bool) -> dict[str, Any]:
 def handle(service: Any, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``POST /score``'s status, JSON document and extra headers; never raises."""
     request = Request(environ)
-    is_json = request.mimetype == "application/json"
+    mimetype = request.mimetype
+    is_json = mimetype == "application/json"
     try:
-        return 200, _document(service, request, is_json), {}
+        return 200, _document(service, request, mimetype, is_json), {}
     except Exception as exc:  # noqa: BLE001 - every error is answered; bugs are logged
         error = errors.as_scoring_error(exc)
         return error.status, error_document(error, INSTANCES if is_json else None), error.headers
