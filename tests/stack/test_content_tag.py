@@ -50,3 +50,16 @@ def test_the_scoring_context_holds_the_service_and_none_of_the_laptop_tools():
     tools = ("client.py", "quickstart.py", "demo_model.py", "samples/")
     assert not [f for f in sent if any(f.endswith(t) or t in f for t in tools)]
     assert (APP_DIR.parent / "scoring_tools" / "client.py").is_file()  # they live outside it
+
+
+def test_dockerignore_patterns_are_anchored_at_the_context_root_as_dockers_are(tmp_path):
+    """Docker matches a bare ``__pycache__/`` at the top only: nested caches need
+    ``**/`` (what scoring_app/.dockerignore says), or they are sent and move the tag."""
+    context = tmp_path / "app"
+    (context / "pkg" / "__pycache__").mkdir(parents=True)
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"cache")
+    (context / ".dockerignore").write_text("__pycache__/\n")
+    assert "pkg/__pycache__/m.cpython-311.pyc" in context_files(context)
+    (context / ".dockerignore").write_text("**/__pycache__\n")
+    assert context_files(context) == [".dockerignore", "Dockerfile"]
