@@ -331,9 +331,10 @@ class Container:
 
     def processes(self) -> list[dict]:
         """uid, gid and command of every process in the container (`docker top`)."""
-        out = run([DOCKER, "top", self.name, "-eo", "uid,gid,args"], "docker top")
-        rows = [line.split(None, 2) for line in out.splitlines()[1:] if line.strip()]
-        return [{"uid": r[0], "gid": r[1], "args": r[2] if len(r) > 2 else ""} for r in rows]
+        out = run([DOCKER, "top", self.name, "-eo", "pid,uid,gid,args"], "docker top")
+        rows = [line.split(None, 3) for line in out.splitlines()[1:] if line.strip()]
+        return [{"pid": r[0], "uid": r[1], "gid": r[2], "args": r[3] if len(r) > 3 else ""}
+                for r in rows]
 
     def diff(self) -> list[str]:
         return run([DOCKER, "diff", self.name], "docker diff").splitlines()

@@ -38,12 +38,13 @@ def test_every_process_runs_as_the_deployments_user(baked, pod):
     procs = baked.processes()
     assert len(procs) >= 2, procs  # the gunicorn master and its workers
     assert {(p["uid"], p["gid"]) for p in procs} == {(str(user), str(group))}, procs
-    config = baked.inspect()["Config"]
-    assert config["User"] == str(user)  # the image's USER, not only docker run's --user
+    # the image's own USER too, not only docker run's --user
+    assert runtime.run([runtime.DOCKER, "image", "inspect", "--format", "{{.Config.User}}",
+                        baked.image], "docker image inspect").strip() == str(user)
     assert not baked.inspect()["HostConfig"]["Privileged"]
 
 
-def test_the_kernel_applies_the_security_context(baked):
+def test_the_kernel_applies_the_security_context(baked, pod):
     """What the kernel holds for the container's first process: the Deployment's
     capabilities (none), no-new-privileges, the RuntimeDefault seccomp filter (Docker's
     default profile), and the user and groups, fsGroup among them."""
@@ -54,8 +55,10 @@ def test_the_kernel_applies_the_security_context(baked):
     assert status["CapBnd"].strip() == "0" * 16
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # 2: a filter is installed
-    assert status["Uid"].split() == ["10001"] * 4 and status["Gid"].split() == ["10001"] * 4
-    assert "10001" in status["Groups"].split()
+    sc = pod["securityContext"]
+    assert status["Uid"].split() == [str(sc["runAsUser"])] * 4
+    assert status["Gid"].split() == [str(sc["runAsGroup"])] * 4
+    assert str(sc["fsGroup"]) in status["Groups"].split()
     mounts = Path(f"/proc/{pid}/mounts").read_text().splitlines()
     [root] = [m.split() for m in mounts if m.split()[1] == "/"]
     assert "ro" in root[3].split(","), root
