@@ -89,6 +89,11 @@ def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     raise BaseImageError(f"no apt source for Debian {SUITE} under {sources_dir}")
 
 
+#: What commands inside the chroot see: nothing of the caller's environment leaks into the base.
+CHROOT_ENV = {"PATH": ENV["PATH"], "HOME": "/root", "LANG": "C.UTF-8",
+              "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _run(argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True, **kw)
     if done.returncode != 0:
@@ -122,15 +127,16 @@ def build(image: str, tf_version: str, docker: str = "docker", log=print) -> Non
         root = Path(work) / "rootfs"
         log(f"base: debootstrap {SUITE} minbase + {', '.join(PACKAGES)}")
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-              SUITE, str(root), debian_mirror()], "debootstrap")
+              SUITE, str(root), debian_mirror()], "debootstrap", env=CHROOT_ENV)
         if _local_cas():
             for ca in _local_cas():
                 shutil.copy2(ca, root / ca.relative_to("/"))
-            _run(["chroot", str(root), "update-ca-certificates"], "update-ca-certificates")
+            _run(["chroot", str(root), "update-ca-certificates"], "update-ca-certificates",
+                 env=CHROOT_ENV)
         # pip (the Dockerfile's RUN) uses its own CA bundle unless told: use the system's, as here.
         (root / "etc" / "pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
         log(f"base: {VENV} with tensorflow-cpu=={tf_version}")
-        _run(["chroot", str(root), "python3", "-m", "venv", VENV], "python3 -m venv")
+        _run(["chroot", str(root), "python3", "-m", "venv", VENV], "python3 -m venv", env=CHROOT_ENV)
         shutil.copy2(_uv(), root / "tmp" / "uv")
         shutil.copy2("/etc/resolv.conf", root / "etc" / "resolv.conf")
         cache = root / "tmp" / "uv-cache"
@@ -138,14 +144,16 @@ def build(image: str, tf_version: str, docker: str = "docker", log=print) -> Non
         # The host's uv cache (filled by `make setup`, which installs the same TF) saves the download.
         _run(["mount", "--bind", str(uv_cache), str(cache)], "bind-mount the uv cache")
         try:
+            # --compile-bytecode: as pip does by default, and as the GPU image ships TF. On a
+            # read-only root nothing can write it later, and each worker would compile TF anew.
             _run(["chroot", str(root), "/tmp/uv", "pip", "install", "--python", f"{VENV}/bin/python",
                   "--cache-dir", "/tmp/uv-cache", "--link-mode", "copy", "--no-progress",
-                  f"tensorflow-cpu=={tf_version}"], "installing tensorflow-cpu",
-                 env={**os.environ, "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
+                  "--compile-bytecode", f"tensorflow-cpu=={tf_version}"], "installing tensorflow-cpu",
+                 env=CHROOT_ENV)
         finally:
             _run(["umount", str(cache)], "unmount the uv cache")
         _run(["chroot", str(root), f"{VENV}/bin/python", "-c", "import tensorflow"],
-             "importing tensorflow in the base")
+             "importing tensorflow in the base", env=CHROOT_ENV)
         for junk in ("tmp", "var/cache/apt/archives", "var/lib/apt/lists", "root/.cache"):
             for path in (root / junk).glob("*"):
                 if path.is_dir() and not path.is_symlink():
@@ -170,6 +178,11 @@ def ensure(docker: str = "docker", log=print) -> str:
     image = tag(tf_version)
     if not exists(image, docker):
         build(image, tf_version, docker, log)
+        stale = _run([docker, "images", REPOSITORY, "--format", "{{.Repository}}:{{.Tag}}"],
+                     "docker images").stdout.split()
+        for old in set(stale) - {image}:  # a base is 1.7 GB: keep only the current one
+            log(f"base: removing the stale {old}")
+            subprocess.run([docker, "rmi", old], capture_output=True)
     return image
 
 
