@@ -147,8 +147,11 @@ def build_image(spec: BuildSpec, base: str, tag: str, model_dir: Path | None = N
     if not buildah_has(base):  # buildah's own store gets the base once, from dockerd
         repository = base.rsplit(":", 1)[0]
         listed = run([BUILDAH, "images", "--format", "{{.Name}}:{{.Tag}}"], "buildah images")
-        for old in {n for n in listed.split() if n.rsplit(":", 1)[0].endswith(repository)}:
-            subprocess.run([BUILDAH, "rmi", "--force", old], capture_output=True)  # a stale base
+        stale = {n for n in listed.split() if n.rsplit(":", 1)[0].endswith(repository)}
+        for old in stale:
+            subprocess.run([BUILDAH, "rmi", "--force", old], capture_output=True)
+        if stale:  # the layers cached on a stale base are no use on the new one
+            subprocess.run([BUILDAH, "rmi", "--prune", "--force"], capture_output=True)
         run([BUILDAH, "pull", "--quiet", f"docker-daemon:{base}"], "buildah pull of the base")
     named = dict(spec.named)
     if model_dir is not None:
