@@ -225,10 +225,11 @@ def resource_args(container: dict) -> list[str]:
     args = []
     if "memory" in limits:
         args += ["--memory", str(quantity_bytes(limits["memory"]))]
-    if "cpu" in limits:  # docker refuses more CPUs than the machine has
-        cpus = min(float(str(limits["cpu"]).rstrip("m")) / (1000 if str(limits["cpu"]).endswith("m")
-                                                            else 1), os.cpu_count() or 1)
-        args += ["--cpus", f"{cpus:g}"]
+    if "cpu" in limits:
+        cpu = str(limits["cpu"])
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        # docker refuses more CPUs than the machine has (the GPU node has more than this one)
+        args += ["--cpus", f"{min(cores, os.cpu_count() or 1):g}"]
     return args
 
 

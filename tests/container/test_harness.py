@@ -2,6 +2,7 @@
 should, the base's tag follows its inputs, and a missing engine is an error that says why."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -89,3 +90,11 @@ def test_an_engine_that_will_not_start_is_an_error_with_its_log(monkeypatch, tmp
     monkeypatch.setattr(runtime, "DOCKERD_FLAGS", ("--no-such-flag",))
     with pytest.raises(runtime.EngineError, match="dockerd exited"):
         runtime.Engine.ensure(timeout=30)
+
+
+def test_the_deployments_limits_become_docker_limits(scoring):
+    args = runtime.resource_args(scoring)
+    limits = scoring["resources"]["limits"]
+    assert args[args.index("--memory") + 1] == str(runtime.quantity_bytes(limits["memory"]))
+    assert float(args[args.index("--cpus") + 1]) == min(float(limits["cpu"]), os.cpu_count())
+    assert runtime.resource_args({"resources": {"limits": {"cpu": "500m"}}}) == ["--cpus", "0.5"]
