@@ -44,7 +44,7 @@ def test_every_process_runs_as_the_deployments_user(baked, pod):
     assert not baked.inspect()["HostConfig"]["Privileged"]
 
 
-def test_the_kernel_applies_the_security_context(baked, pod):
+def test_the_kernel_applies_the_security_context(baked, pod, scoring):
     """What the kernel holds for the container's first process: the Deployment's
     capabilities (none), no-new-privileges, the RuntimeDefault seccomp filter (Docker's
     default profile), and the user and groups, fsGroup among them."""
@@ -62,6 +62,13 @@ def test_the_kernel_applies_the_security_context(baked, pod):
     mounts = Path(f"/proc/{pid}/mounts").read_text().splitlines()
     [root] = [m.split() for m in mounts if m.split()[1] == "/"]
     assert "ro" in root[3].split(","), root
+    # /tmp: the emptyDir, writable, no bigger than its sizeLimit
+    [tmp_mount] = [m for m in scoring["volumeMounts"] if m["mountPath"] == "/tmp"]
+    volume = next(v for v in pod["volumes"] if v["name"] == tmp_mount["name"])
+    [tmp] = [m.split() for m in mounts if m.split()[1] == "/tmp"]
+    limit = runtime.quantity_bytes(volume["emptyDir"]["sizeLimit"])
+    assert tmp[2] == "tmpfs" and "rw" in tmp[3].split(",")
+    assert f"size={limit // 1024}k" in tmp[3].split(","), tmp
 
 
 def test_writes_nothing_outside_tmp(baked_image, pod, scoring, keys):
