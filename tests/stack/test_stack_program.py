@@ -211,6 +211,9 @@ def test_device_plugin_is_least_privilege_on_gpu_nodes_only(stack_run):
     assert spec["nodeSelector"] == {"aks-gpu-scoring/pool": "gpu"}
     [c] = spec["containers"]
     assert re.fullmatch(r"nvcr\.io/nvidia/k8s-device-plugin:v\d+\.\d+\.\d+", c["image"])
+    assert c["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"  # NVIDIA's current release
+    # The read-only root filesystem holds only with the strategy that writes no CDI specs.
+    assert {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"} in c["env"]
     sc = c["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
