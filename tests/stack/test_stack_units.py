@@ -203,3 +203,15 @@ def test_crd_wait_waits_for_creation_then_established_then_objects(fake_kubectl)
         "-n kube-system wait --for=create --timeout=15m deployment/keda-operator"]
     failed, calls, _ = fake_kubectl(script, YES_AFTER="1", WAIT_RC="1")
     assert failed.returncode != 0  # a wait that times out fails the up
+
+
+def test_deploying_md_lists_every_system_pool_workload_with_its_figures():
+    """docs/deploying.md's table is the one a reader checks against a cluster: keep it true."""
+    from infra.system_pool import SYSTEM_WORKLOADS
+    from stack_harness import REPO
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
+            for line in (REPO / "docs" / "deploying.md").read_text().splitlines()
+            if line.startswith("| ") and line.count("|") >= 7}
+    for w in SYSTEM_WORKLOADS:
+        pods = "per node" if w.per_node else str(w.replicas)
+        assert rows.get(w.name) == [w.when, pods, f"{w.cpu_m}m", f"{w.memory_mi}Mi"], w.name
