@@ -118,8 +118,9 @@ class GpuCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        # AKS puts the spot taint and label on spot nodes itself; a later PUT that omits
-        # them has been refused (pulumi-azure-native#959, Azure/AKS#3152), so declare them.
+        # AKS puts the spot taint and label on a spot pool itself. Omitting them shows as
+        # drift on every run (cluster-api-provider-azure#3976), and an update that sends
+        # labels without the spot one drops it (Azure/AKS#3152): declare both.
         taints, labels = [GPU_TAINT], dict([GPU_NODE_LABEL])
         if gpu.spot:
             taints.append(SPOT_TAINT)
