@@ -22,13 +22,16 @@ registry = RegistryImage("registry", RegistryImageArgs(
     kubelet_object_id=cluster.kubelet_object_id, image=cfg.image))
 if cfg.gpu.driver == "aks":  # the GPU Operator route brings its own device plugin
     NvidiaDevicePlugin("nvidia", DevicePluginArgs(
-        image=cfg.image.device_plugin_image, provider=cluster.provider))
+        image=cfg.image.device_plugin_image, provider=cluster.provider, gpu_pool=cluster.gpu_pool))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     image_ref=registry.image_ref, service=cfg.service, provider=cluster.provider,
-    autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring))
+    autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,
+    max_replicas=cfg.max_scoring_pods,
+    gpu_pool=cluster.gpu_pool, podmonitor_crd=cluster.addon_crds.get("prometheus")))
 edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, location=cfg.cluster.location,
-    namespace=scoring.namespace, service_name=scoring.service_name, provider=cluster.provider))
+    namespace=scoring.namespace, service_name=scoring.service_name, provider=cluster.provider,
+    nginx_crd=cluster.addon_crds["approuting"]))
 if cfg.monitoring:
     prometheus = ManagedPrometheus("prometheus", ManagedPrometheusArgs(
         resource_group_name=group.name, location=cfg.cluster.location, cluster_id=cluster.id))
@@ -38,7 +41,8 @@ if cfg.monitoring:
             scaling=cfg.scaling, resource_group_name=group.name, location=cfg.cluster.location,
             oidc_issuer_url=cluster.oidc_issuer_url, workspace_id=prometheus.workspace_id,
             query_endpoint=prometheus.query_endpoint, namespace=scoring.namespace,
-            deployment_name=scoring.deployment_name, provider=cluster.provider))
+            deployment_name=scoring.deployment_name, provider=cluster.provider,
+            keda_crds=cluster.addon_crds["keda"]))
 
 pulumi.export("scoringUri", edge.scoring_uri)
 pulumi.export("swaggerUri", edge.swagger_uri)

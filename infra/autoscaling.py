@@ -18,6 +18,24 @@ and adds a GPU node (gpuMinCount..gpuMaxCount), minutes later.
 KEDA (the AKS add-on) reads Azure Monitor managed Prometheus as itself: a
 user-assigned identity, federated with the add-on's `kube-system/keda-operator`
 service account (workload identity) and allowed to read the workspace.
+What the AKS article "KEDA add-on and workload identity" has you do by hand
+after that, the stack declares, in order:
+1. wait until the add-on's CRDs are Established and its operator exists
+   (the cluster's `addon_crds["keda"]`);
+2. annotate the operator's service account with the identity's client id
+   (`azure.workload.identity/client-id`, where KEDA's azure-workload provider
+   looks by default; the TriggerAuthentication also names it in identityId);
+3. restart the operator, so that the workload identity webhook gives its new
+   pods the federated token: a server-side patch of the operator's pod
+   template, labelled for workload identity and annotated with the client id,
+   rolls it exactly once per identity (a later `up` changes nothing);
+4. only then the TriggerAuthentication and the ScaledObject.
+Without 2 and 3 every Prometheus query fails to authenticate and the HPA
+stays at minReplicaCount. The alternative, KEDA installed from its Helm chart
+with `podIdentity.azureWorkload.*` values, would make the stack own a second
+KEDA beside the add-on; patching the add-on's objects keeps AKS's patched
+KEDA. Whether the add-on manager later reverts the patch can only be seen on
+a real cluster (docs/deploying.md says how to check).
 A query that returns nothing is an error (ignoreNullValues false), so a lost
 scrape holds the current replicas instead of reading as zero load.
 """
@@ -32,7 +50,14 @@ from pulumi_azure_native import authorization, managedidentity
 from infra.config import ScalingConfig
 from infra.roles import MONITORING_DATA_READER, grant
 
-KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"
+KEDA_NAMESPACE, KEDA_OPERATOR = "kube-system", "keda-operator"
+KEDA_SUBJECT = f"system:serviceaccount:{KEDA_NAMESPACE}:{KEDA_OPERATOR}"
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+USE_LABEL = "azure.workload.identity/use"
+#: On the operator's pod template: a new client id rolls the operator once.
+RESTART_ANNOTATION = "aks-gpu-scoring/keda-identity"
+#: Server-side apply takes over fields another manager (the add-on) also set.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 #: The routes whose arrivals are scoring work (the open inference protocol's infer, too).
 SCORING_ROUTES = "/score|/v2/models/.+/infer"
 
@@ -57,6 +82,7 @@ class AutoscalerArgs:
     namespace: str
     deployment_name: pulumi.Input[str]
     provider: k8s.Provider
+    keda_crds: pulumi.Resource | None = None  # wait until the add-on's CRDs and operator exist
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -80,12 +106,27 @@ class Autoscaler(pulumi.ComponentResource):
                        args.workspace_id, deployer.subscription_id, azure,
                        principal_type="ServicePrincipal")
 
+        ready = [args.keda_crds] if args.keda_crds else []
+        account = k8s.core.v1.ServiceAccountPatch(
+            f"{name}-keda-sa", metadata={
+                "name": KEDA_OPERATOR, "namespace": KEDA_NAMESPACE,
+                "annotations": {**PATCH_FORCE, CLIENT_ID_ANNOTATION: identity.client_id}},
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+                depends_on=[*ready, federation, reader])))
+        restart = k8s.apps.v1.DeploymentPatch(
+            f"{name}-keda-restart",
+            metadata={"name": KEDA_OPERATOR, "namespace": KEDA_NAMESPACE,
+                      "annotations": PATCH_FORCE},
+            spec={"template": {"metadata": {
+                "labels": {USE_LABEL: "true"},
+                "annotations": {RESTART_ANNOTATION: identity.client_id}}}},
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[account])))
         auth = k8s.apiextensions.CustomResource(
             f"{name}-trigger-auth", api_version="keda.sh/v1alpha1", kind="TriggerAuthentication",
             metadata={"name": "scoring-prometheus", "namespace": args.namespace},
             spec={"podIdentity": {"provider": "azure-workload", "identityId": identity.client_id}},
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                depends_on=[federation, reader])))
+                depends_on=[*ready, federation, reader, restart])))
         thresholds = {"request-rate": f"{cfg.requests_per_replica:g}",
                       "queue-depth": str(cfg.queue_per_replica)}
         triggers = [{
@@ -113,5 +154,6 @@ class Autoscaler(pulumi.ComponentResource):
                 }}},
                 "triggers": triggers,
             },
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[auth])))
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+                depends_on=[*ready, auth])))
         self.register_outputs({"identityClientId": identity.client_id})

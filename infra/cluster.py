@@ -2,6 +2,14 @@
 
 The GPU pool is its own AgentPool resource so that scaling or resizing it
 never touches the cluster, and the system pool stays free of GPU workloads.
+Its name follows its VM size (infra/gpu_sizes.py), so a new size is a new
+pool, created before the old one goes; its node count belongs to the cluster
+autoscaler once it exists (ignore_changes on `count`).
+
+The cluster also owns the readiness of what its add-ons bring: the provider
+waits until Azure RBAC lets the deployer in, and `addon_crds` holds, per
+add-on, a wait until its CRDs are Established (infra/kube_wait.py), for the
+components whose custom resources need them.
 """
 from __future__ import annotations
 
@@ -11,10 +19,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, containerservice
 
+from infra import kube_wait
 from infra.config import ClusterConfig, GpuPoolConfig
+from infra.gpu_sizes import gpu_pool_name
 from infra.kubeconfig import unattended_kubeconfig
 from infra.roles import AKS_RBAC_CLUSTER_ADMIN, grant
-from infra.scheduling import GPU_NODE_LABEL, GPU_TAINT, SYSTEM_TAINT, taint_string
+from infra.scheduling import (GPU_NODE_LABEL, GPU_TAINT, SPOT_LABEL, SPOT_TAINT, SYSTEM_TAINT,
+                              taint_string)
+
+#: The CRDs each add-on installs that this stack's custom resources use, and the objects
+#: that must exist before the stack patches them.
+ADDON_CRDS = {
+    "approuting": (["nginxingresscontrollers.approuting.kubernetes.azure.com"], []),
+    "keda": (["scaledobjects.keda.sh", "triggerauthentications.keda.sh"],
+             [("kube-system", "deployment/keda-operator"),
+              ("kube-system", "serviceaccount/keda-operator")]),
+    "prometheus": (["podmonitors.azmonitoring.coreos.com"], []),
+}
 
 
 @dataclass
@@ -35,6 +56,8 @@ class GpuCluster(pulumi.ComponentResource):
     kubelet_object_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+    gpu_pool: containerservice.AgentPool
+    addon_crds: dict[str, pulumi.Resource]  # add-on -> wait until its CRDs are Established
 
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:GpuCluster", name, None, opts)
@@ -49,6 +72,7 @@ class GpuCluster(pulumi.ComponentResource):
             dns_prefix=name,
             kubernetes_version=cfg.kubernetes_version,
             sku={"name": "Base", "tier": cfg.tier},
+            support_plan=cfg.support_plan,
             identity={"type": "SystemAssigned"},
             agent_pool_profiles=[{
                 "name": "system",
@@ -76,8 +100,11 @@ class GpuCluster(pulumi.ComponentResource):
                 "node_os_upgrade_channel": cfg.node_os_upgrade_channel,
             },
             addon_profiles={"azurepolicy": {"enabled": True}},
-            # Managed NGINX (application routing): the public edge, patched by AKS.
-            ingress_profile={"web_app_routing": {"enabled": True}},
+            # Managed NGINX (application routing): the public edge, patched by AKS. Only the
+            # stack's own NginxIngressController (infra/edge.py): without "None" AKS also runs
+            # its default one, a second public IP and two more 500m NGINX pods.
+            ingress_profile={"web_app_routing": {
+                "enabled": True, "nginx": {"default_ingress_controller_type": "None"}}},
             workload_auto_scaler_profile={"keda": {"enabled": args.keda}},
             azure_monitor_profile={"metrics": {"enabled": args.managed_prometheus}},
             api_server_access_profile={"authorized_ip_ranges": list(cfg.authorized_ip_ranges)},
@@ -91,9 +118,16 @@ class GpuCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        containerservice.AgentPool(
+        # AKS puts the spot taint and label on a spot pool itself. Omitting them shows as
+        # drift on every run (cluster-api-provider-azure#3976), and an update that sends
+        # labels without the spot one drops it (Azure/AKS#3152): declare both.
+        taints, labels = [GPU_TAINT], dict([GPU_NODE_LABEL])
+        if gpu.spot:
+            taints.append(SPOT_TAINT)
+            labels.update([SPOT_LABEL])
+        self.gpu_pool = containerservice.AgentPool(
             f"{name}-gpu",
-            agent_pool_name="gpu",
+            agent_pool_name=gpu_pool_name(gpu.vm_size),
             resource_group_name=args.resource_group_name,
             resource_name_=managed.name,
             mode="User",
@@ -106,13 +140,14 @@ class GpuCluster(pulumi.ComponentResource):
             min_count=gpu.min_count,
             max_count=gpu.max_count,
             availability_zones=list(gpu.zones) or None,
-            node_taints=[taint_string(GPU_TAINT)],
-            node_labels=dict([GPU_NODE_LABEL]),
+            node_taints=[taint_string(t) for t in taints],
+            node_labels=labels,
             scale_set_priority="Spot" if gpu.spot else "Regular",
             scale_set_eviction_policy="Delete" if gpu.spot else None,
             spot_max_price=gpu.spot_max_price if gpu.spot else None,
             gpu_profile={"driver": "Install" if gpu.driver == "aks" else "None"},
-            opts=child,
+            # The autoscaler owns the node count: re-sending min_count would reset it.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
         )
 
         # Whoever runs `pulumi up` administers the cluster through Azure RBAC,
@@ -129,9 +164,19 @@ class GpuCluster(pulumi.ComponentResource):
                 format="exec")
         self.kubeconfig = pulumi.Output.secret(creds.kubeconfigs[0].value.apply(
             lambda encoded: unattended_kubeconfig(encoded, cfg.kubelogin_mode)))
+        # The first Kubernetes call waits until the role assignment has propagated.
+        rbac_ready = kube_wait.rbac_ready(
+            f"{name}-rbac-ready", self.kubeconfig, managed.id,
+            pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin]))
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin, rbac_ready]))
+        enabled = {"approuting": True, "keda": args.keda, "prometheus": args.managed_prometheus}
+        self.addon_crds = {
+            addon: kube_wait.crds_established(
+                f"{name}-{addon}-crds", self.kubeconfig, managed.id, crds,
+                pulumi.ResourceOptions(parent=self, depends_on=[rbac_ready]), objects=objects)
+            for addon, (crds, objects) in ADDON_CRDS.items() if enabled[addon]}
         self.name = managed.name
         self.id = managed.id
         self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url)

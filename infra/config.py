@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pulumi
 
+from infra import system_pool
 from infra.gpu_sizes import GPUS_PER_VM, gpu_size_problem
 from scoring_app import settings
 
@@ -58,6 +59,7 @@ class ClusterConfig:
     location: str
     kubernetes_version: str | None
     tier: str
+    support_plan: str  # AKSLongTermSupport with the Premium tier (AKS requires the pair)
     system_vm_size: str
     system_node_count: int
     zones: tuple[str, ...]
@@ -140,22 +142,32 @@ class StackConfig:
     scaling: ScalingConfig
     monitoring: bool
 
+    @property
+    def max_scoring_pods(self) -> int:
+        """The most scoring pods there can be: KEDA's maximum, or the fixed replicas."""
+        return self.scaling.max_replicas if self.scaling.enabled else self.service.replicas
+
 
 def load(cfg: pulumi.Config | None = None) -> StackConfig:
     """Read every key of this project's config, check it, and return it typed."""
     cfg = cfg or pulumi.Config()
     zones = _zones(cfg)
+    tier = _choice(cfg, "clusterTier", "Free", CLUSTER_TIERS)
     cluster = ClusterConfig(
         location=_required_str(cfg, "location"),
         kubernetes_version=cfg.get("kubernetesVersion") or None,
-        tier=_choice(cfg, "clusterTier", "Free", CLUSTER_TIERS),
-        system_vm_size=cfg.get("systemVmSize") or "Standard_D2s_v5",
+        tier=tier,
+        # AKS accepts the Premium tier only together with long-term support, and LTS only
+        # on Premium: the two are one choice, so the tier decides the plan.
+        support_plan="AKSLongTermSupport" if tier == "Premium" else "KubernetesOfficial",
+        system_vm_size=_choice(cfg, "systemVmSize", "Standard_D4s_v5",
+                               tuple(system_pool.VM_SIZES)),
         system_node_count=_int(cfg, "systemNodeCount", 1, minimum=1),
         zones=zones,
         upgrade_channel=_choice(cfg, "upgradeChannel", "patch", UPGRADE_CHANNELS),
         node_os_upgrade_channel=_choice(
             cfg, "nodeOsUpgradeChannel", "NodeImage", NODE_OS_UPGRADE_CHANNELS),
-        authorized_ip_ranges=_cidrs(cfg, "apiAuthorizedIpRanges", required=True),
+        authorized_ip_ranges=_api_ranges(cfg),
         local_accounts=bool(cfg.get_bool("localAccounts") or False),
         admin_group_object_ids=_str_list(cfg, "adminGroupObjectIds"),
         kubelogin_mode=_choice(cfg, "kubeloginMode", "azurecli", KUBELOGIN_MODES),
@@ -166,8 +178,35 @@ def load(cfg: pulumi.Config | None = None) -> StackConfig:
     edge = _edge(cfg, service)
     monitoring = bool(cfg.get_bool("monitoring") or False)
     scaling = _scaling(cfg, gpu, monitoring)
+    _system_pool_fits(cluster, edge, scaling, monitoring)
     return StackConfig(cluster=cluster, gpu=gpu, image=image, service=service, edge=edge,
                        scaling=scaling, monitoring=monitoring)
+
+
+def _system_pool_fits(cluster: ClusterConfig, edge: EdgeConfig, scaling: ScalingConfig,
+                      monitoring: bool) -> None:
+    """Everything that is not a scoring pod runs on the system pool: it must fit there."""
+    enabled = {name for name, on in (("monitoring", monitoring), ("autoscaling", scaling.enabled),
+                                     ("tls", edge.tls)) if on}
+    problem = system_pool.shortfall(cluster.system_vm_size, cluster.system_node_count, enabled)
+    if problem:
+        raise ConfigError("systemVmSize", problem)
+
+
+def _api_ranges(cfg: pulumi.Config) -> tuple[str, ...]:
+    """The API server's allowed ranges: public addresses only. A documentation range
+    (203.0.113.0/24, the old placeholder), a private or a shared one would lock everyone
+    out, since the API server is reached over the internet from the deployer's egress."""
+    ranges = _cidrs(cfg, "apiAuthorizedIpRanges", required=True)
+    for value in ranges:
+        network = ipaddress.ip_network(value)
+        if not network.is_global:
+            raise ConfigError("apiAuthorizedIpRanges", (
+                f"{value!r} is a documentation, private or otherwise non-public range, so "
+                "nothing could reach the Kubernetes API: put in your egress address, e.g. "
+                "`pulumi config set --path 'apiAuthorizedIpRanges[0]' "
+                "\"$(curl -s https://ifconfig.me)/32\"`"))
+    return ranges
 
 
 def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
@@ -248,7 +287,7 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
         if not (model_dir / "saved_model.pb").is_file():
             raise ConfigError("modelDir", f"{str(model_dir)!r} holds no saved_model.pb; point "
                               "it at a TensorFlow SavedModel directory, or set prebuiltImage")
-    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
     if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
         raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "
                           "(not latest) or a digest")
@@ -361,7 +400,7 @@ def _cidrs(cfg: pulumi.Config, key: str, required: bool = False) -> tuple[str, .
     raw = cfg.get_object(key)
     if raw is None and required:
         raise ConfigError(key, "is required: the CIDR ranges allowed to reach the Kubernetes API "
-                          "(your egress IP, e.g. '203.0.113.7/32'); [] leaves it open")
+                          "(your egress IP as a.b.c.d/32); [] leaves it open")
     ranges = _str_list(cfg, key) if raw is not None else ()
     out = []
     for value in ranges:

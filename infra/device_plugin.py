@@ -7,7 +7,13 @@ to root, it runs as root. Nothing else: no privileged mode, no capabilities,
 no privilege escalation, a read-only root filesystem, no API token. AKS's
 GPU nodes use the NVIDIA container runtime, which hands the plugin the GPU
 devices it enumerates, so `privileged` is not needed (as in NVIDIA's own
-static manifest). Its namespace therefore enforces the Pod Security level
+static manifest, deployments/static/nvidia-device-plugin.yml, which drops
+all capabilities too). The read-only root filesystem holds because, with the
+device-list strategy pinned to `envvar` (the plugin's default), the plugin
+writes nothing but its socket under the hostPath: CDI specs (/var/run/cdi)
+are written only for the cdi-* strategies, and the MPS daemon's files only
+with MPS sharing, neither of which this stack configures (v0.20.0 source:
+internal/plugin/server.go, internal/cdi/cdi.go). Its namespace therefore enforces the Pod Security level
 `privileged` (baseline forbids hostPath); keeping it in a namespace of its
 own confines that exception to this one DaemonSet, while the scoring
 namespace enforces `restricted`.
@@ -31,6 +37,7 @@ ROOT_REASON = ("the kubelet's device-plugin socket directory is a root-owned hos
 class DevicePluginArgs:
     image: str
     provider: k8s.Provider
+    gpu_pool: pulumi.Resource | None = None  # its pods go before their nodes on destroy
 
 
 def _skip_annotations(image: str) -> dict:
@@ -83,8 +90,13 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                             "name": "nvidia-device-plugin",
                             "image": args.image,
                             "imagePullPolicy": "Always",
-                            # Keep running on a node whose driver is still installing.
-                            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                            "env": [
+                                # Keep running on a node whose driver is still installing.
+                                {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
+                                # The one strategy that writes nothing outside the socket
+                                # directory, which the read-only root filesystem relies on.
+                                {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"},
+                            ],
                             "securityContext": locked_down_container(),
                             "resources": {
                                 "requests": {"cpu": "10m", "memory": "32Mi"},
@@ -97,7 +109,8 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                depends_on=[args.gpu_pool] if args.gpu_pool else None)),
         )
         # The plugin needs no network at all (its only peer is the kubelet's Unix socket).
         k8s.networking.v1.NetworkPolicy(

@@ -13,7 +13,12 @@ Why this shape (the README's "Production edge" section has the longer story):
 - With a TLS block on the Ingress, NGINX answers plain HTTP with a 308 to
   https (method and body kept), except the ACME challenge path.
 - cert-manager and its solver pods run on the system pool (see
-  infra/scheduling.py); the GPU pool is for scoring only.
+  infra/scheduling.py); the GPU pool is for scoring only. So does NGINX, at a
+  fixed EDGE_REPLICAS: config checks that all of it fits there
+  (infra/system_pool.py), with the requests set here.
+- The NginxIngressController waits until the add-on's CRD is Established
+  (the cluster's `addon_crds`); cert-manager's objects wait for its release,
+  which installs cert-manager's CRDs first.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import pulumi_random as random
 from infra.config import EdgeConfig, ServiceConfig
 from scoring_app import settings
 from infra.scheduling import system_pool_placement
+from infra.system_pool import CERT_MANAGER_REQUESTS, EDGE_REPLICAS
 
 APP_ROUTING_NAMESPACE = "app-routing-system"  # where the add-on runs every NGINX it manages
 INGRESS_CLASS = "scoring-nginx"
@@ -46,6 +52,7 @@ class EdgeArgs:
     namespace: pulumi.Input[str]
     service_name: pulumi.Input[str]
     provider: k8s.Provider
+    nginx_crd: pulumi.Resource | None = None  # wait until NginxIngressController's CRD exists
 
 
 def proxy_annotations(service: ServiceConfig, tls: bool) -> dict[str, str]:
@@ -80,7 +87,7 @@ class Edge(pulumi.ComponentResource):
         dns_label = self._dns_label(name, args.service)
         self.fqdn = pulumi.Output.concat(dns_label, f".{args.location}.cloudapp.azure.com")
 
-        self._controller(name, dns_label, args.service)
+        self._controller(name, dns_label, args.service, args.nginx_crd)
         tls_block = None
         if cfg.tls:
             issuer = self._issuer(name, cfg)
@@ -126,7 +133,7 @@ class Edge(pulumi.ComponentResource):
         return pulumi.Output.concat(
             f"{pulumi.get_project()}-{pulumi.get_stack()}-"[:56], suffix.result)
 
-    def _controller(self, name, dns_label, service: ServiceConfig) -> None:
+    def _controller(self, name, dns_label, service: ServiceConfig, crd) -> None:
         """An NGINX of the add-on's, whose public LoadBalancer carries the DNS label."""
         annotations = {DNS_LABEL_ANNOTATION: dns_label}
         if service.source_ranges:
@@ -136,8 +143,12 @@ class Edge(pulumi.ComponentResource):
             kind="NginxIngressController",
             metadata={"name": INGRESS_CLASS},
             spec={"ingressClassName": INGRESS_CLASS, "controllerNamePrefix": "scoring",
-                  "loadBalancerAnnotations": annotations},
-            opts=self._child)
+                  "loadBalancerAnnotations": annotations,
+                  # Fixed, so the system pool's capacity check counts what really runs
+                  # (the add-on's HPA would otherwise go from 2 up to 100 pods).
+                  "scaling": {"minReplicas": EDGE_REPLICAS, "maxReplicas": EDGE_REPLICAS}},
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
+                depends_on=[crd] if crd else None)))
 
     def _issuer(self, name, cfg: EdgeConfig) -> k8s.apiextensions.CustomResource:
         """cert-manager, pinned, and a Let's Encrypt issuer answering HTTP-01 through NGINX."""
@@ -150,6 +161,10 @@ class Edge(pulumi.ComponentResource):
             opts=self._child)
         pods = {"nodeSelector": placement["nodeSelector"],
                 "tolerations": placement["tolerations"]}
+
+        def sized(part: str) -> dict:
+            cpu, memory = CERT_MANAGER_REQUESTS[part]
+            return {**pods, "resources": {"requests": {"cpu": cpu, "memory": memory}}}
         release = k8s.helm.v3.Release(
             f"{name}-cert-manager",
             chart="cert-manager", version=cfg.cert_manager_version,
@@ -158,8 +173,9 @@ class Edge(pulumi.ComponentResource):
             atomic=True, cleanup_on_fail=True,
             values={
                 "crds": {"enabled": True, "keep": True},
-                **pods,
-                "webhook": pods, "cainjector": pods, "startupapicheck": pods,
+                **sized("controller"),
+                "webhook": sized("webhook"), "cainjector": sized("cainjector"),
+                "startupapicheck": pods,
                 "prometheus": {"enabled": False},
             },
             opts=self._child)

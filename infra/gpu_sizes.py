@@ -47,3 +47,21 @@ def gpu_size_problem(vm_size: str) -> str | None:
         return f"{vm_size!r} is not an NC-family GPU size; {SUGGESTION}"
     return (f"{vm_size!r} is not a known NC-family GPU size; "
             f"choose one of {', '.join(GPUS_PER_VM)}")
+
+
+#: AKS's rule for Linux agent pool names: a lowercase letter, then up to 11 more of a-z, 0-9.
+_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+def gpu_pool_name(vm_size: str) -> str:
+    """The GPU pool's AKS name, derived from its VM size (Standard_NC4as_T4_v3 -> nc4ast4v3).
+
+    The name is part of the pool's Azure resource id. A new size therefore makes a new
+    pool under a new name, which Pulumi creates before it deletes the old one, instead of
+    a replacement under the same name that would collide with itself."""
+    compact = re.sub(r"[^a-z0-9]", "", vm_size.lower().removeprefix("standard_"))
+    if len(compact) > 12:
+        compact = re.sub(r"v\d+$", "", compact)  # the size's generation suffix goes first
+    if not _POOL_NAME.match(compact):
+        raise ValueError(f"{vm_size!r} gives no valid AKS pool name ({compact!r})")
+    return compact

@@ -5,6 +5,16 @@ Dockerfile `scoring_app/Dockerfile`, the SavedModel directory passed as the
 named build context `model` (it can live anywhere on the build machine), and
 the build arg MODEL_DIR naming where the Dockerfile copies it in the image;
 the Deployment points SCORING_MODEL_DIR at the same path.
+
+Push credentials: none in the program or its state. The image is pushed with
+the builder host's own registry login, which `az acr login --name <registry>`
+(a pulumi-command step right before the build) writes to Docker's credential
+store from your `az login`; in CI a Docker credential helper for ACR does the
+same. Both renew from the Entra ID session, so nothing expiring is kept in
+state (the refresh token the program used to exchange for itself lived about
+three hours), and no HTTP call runs inside an apply. The login re-runs whenever
+the image tag changes, i.e. whenever there is something new to push. Pushing
+needs AcrPush, which the component grants the deployer.
 """
 from __future__ import annotations
 
@@ -16,8 +26,8 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry
+from pulumi_command import local
 
-from infra import acr_auth
 from infra.config import REPO_ROOT, ImageConfig
 from infra.content_tag import content_tag
 from infra.roles import ACR_PULL, ACR_PUSH, grant
@@ -74,11 +84,12 @@ class RegistryImage(pulumi.ComponentResource):
     def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
         push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
                           deployer.subscription_id, child)
-        aad_token = authorization.get_client_token_output().token
-        password = pulumi.Output.secret(
-            pulumi.Output.all(registry.login_server, deployer.tenant_id, aad_token).apply(
-                lambda values: acr_auth.exchange_token(*values)))
         tag = content_tag(APP_DIR, image.model_dir)
+        login = local.Command(
+            f"{name}-login",
+            create=pulumi.Output.concat("az acr login --name ", registry.name),
+            triggers=[registry.login_server, tag],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[push_role]))
         built = docker_build.Image(
             f"{name}-image",
             push=True,
@@ -92,8 +103,7 @@ class RegistryImage(pulumi.ComponentResource):
                 location=os.path.relpath(APP_DIR / "Dockerfile", REPO_ROOT)),
             build_args={"MODEL_DIR": MODEL_PATH_IN_IMAGE},
             platforms=[docker_build.Platform.LINUX_AMD64],
-            registries=[docker_build.RegistryArgs(
-                address=registry.login_server, username=acr_auth.TOKEN_USER, password=password)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[push_role]),
+            # No `registries`: the push uses the host's Docker credentials (see above).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[push_role, login]),
         )
         return pulumi.Output.concat(registry.login_server, f"/{REPOSITORY}@", built.digest)

@@ -8,6 +8,8 @@ GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 #: AKS puts this taint on every spot node; tolerating it costs nothing on regular nodes.
 SPOT_TAINT = {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot",
               "effect": "NoSchedule"}
+#: ... and labels them so; the stack declares both on a spot pool (infra/cluster.py).
+SPOT_LABEL = ("kubernetes.azure.com/scalesetpriority", "spot")
 GPU_NODE_LABEL = ("aks-gpu-scoring/pool", "gpu")
 #: The system pool's taint: AKS add-ons tolerate it; so must the few small cluster services
 #: this stack adds (cert-manager and its ACME solver), as no other untainted pool exists.

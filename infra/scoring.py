@@ -16,9 +16,16 @@ The Service is ClusterIP: clients come in through the edge's NGINX
 controller's namespace only, the metrics port from the Prometheus scraper's
 (kube-system) only. When the stack autoscales, the Deployment leaves
 `replicas` unset so that `pulumi up` never fights KEDA over it.
+
+How long `pulumi up` waits for the rollout is derived from the same budgets
+the probes allow (rollout_timeouts): a GPU node from zero with its driver, the
+image pull, then the startup probe's whole allowance; an update replaces the
+pods one at a time, so it gets that per pod. The Deployment depends on the
+GPU pool, so a destroy removes the pods before their nodes.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pulumi
@@ -39,6 +46,13 @@ IMDS = "169.254.169.254/32"
 KEY_NAMES = ("primary", "secondary")
 SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
 SCRAPE_INTERVAL = "15s"
+#: Probe budgets (seconds x failures): model load and warm-up may take up to 10 minutes.
+STARTUP_PERIOD_S, STARTUP_FAILURES = 10, 60
+READINESS_PERIOD_S, READINESS_FAILURES = 5, 2
+#: A spot T4 scaling from zero: VM, node bootstrap and AKS's NVIDIA driver install.
+NODE_READY_BUDGET_S = 20 * 60
+#: A multi-GB TensorFlow GPU image pulled onto a fresh node.
+IMAGE_PULL_BUDGET_S = 10 * 60
 
 
 @dataclass
@@ -48,6 +62,9 @@ class ScoringServiceArgs:
     provider: k8s.Provider
     autoscaled: bool = False  # KEDA owns the replica count
     scraped: bool = False  # managed Prometheus is on: declare the PodMonitor
+    max_replicas: int | None = None  # the most pods a rollout replaces (default: replicas)
+    gpu_pool: pulumi.Resource | None = None  # the pods' nodes: deleted only after the pods
+    podmonitor_crd: pulumi.Resource | None = None  # wait until PodMonitor's CRD is Established
 
 
 def container_env(cfg: ServiceConfig) -> list[dict]:
@@ -64,6 +81,22 @@ def container_env(cfg: ServiceConfig) -> list[dict]:
         **dict(cfg.extra_env),
     }
     return [{"name": key, "value": value} for key, value in env.items()]
+
+
+def rollout_timeouts(cfg: ServiceConfig, max_replicas: int) -> pulumi.CustomTimeouts:
+    """What `pulumi up` allows the Deployment: the probes' budgets, not the provider's 10 minutes.
+
+    create: one node from zero + one image pull + the startup and readiness allowance (the
+    pods start side by side); update: one node, then per pod a pull and the allowance
+    (maxSurge 0: one pod at a time, each on the node its predecessor freed);
+    delete: the grace period plus five minutes."""
+    start_s = (IMAGE_PULL_BUDGET_S + STARTUP_PERIOD_S * STARTUP_FAILURES
+               + READINESS_PERIOD_S * READINESS_FAILURES)
+    minutes = lambda s: f"{math.ceil(s / 60)}m"  # noqa: E731
+    return pulumi.CustomTimeouts(
+        create=minutes(NODE_READY_BUDGET_S + start_s),
+        update=minutes(NODE_READY_BUDGET_S + max(max_replicas, 1) * start_s),
+        delete=minutes(grace_period_s(cfg) + 300))
 
 
 def grace_period_s(cfg: ServiceConfig) -> int:
@@ -108,7 +141,7 @@ class ScoringService(pulumi.ComponentResource):
                              "protocol": "TCP"}]},
             opts=self._child)
         if args.scraped:
-            self._pod_monitor(name, ns, labels)
+            self._pod_monitor(name, ns, labels, args.podmonitor_crd)
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb", metadata={"name": "scoring", "namespace": ns},
             spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=self._child)
@@ -151,8 +184,10 @@ class ScoringService(pulumi.ComponentResource):
                            "nvidia.com/gpu": "1"},
             },
             # Model load and warm-up may take minutes: up to 10 before liveness starts.
-            "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 60},
-            "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 2},
+            "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_S,
+                             "failureThreshold": STARTUP_FAILURES},
+            "readinessProbe": {**probe, "periodSeconds": READINESS_PERIOD_S,
+                               "failureThreshold": READINESS_FAILURES},
             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
                               "timeoutSeconds": 3, "periodSeconds": 10, "failureThreshold": 3},
             # Lets the load balancer and endpoints drop the pod before SIGTERM arrives.
@@ -195,10 +230,13 @@ class ScoringService(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=self._child,
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
+                custom_timeouts=rollout_timeouts(
+                    cfg, args.max_replicas if args.max_replicas is not None else cfg.replicas),
+                depends_on=[args.gpu_pool] if args.gpu_pool else None)),
         )
 
-    def _pod_monitor(self, name, ns, labels) -> None:
+    def _pod_monitor(self, name, ns, labels, crd) -> None:
         """Managed Prometheus scrapes the metrics port of every scoring pod (its own CRD group,
         azmonitoring.coreos.com: the add-on ignores monitoring.coreos.com objects)."""
         k8s.apiextensions.CustomResource(
@@ -211,7 +249,8 @@ class ScoringService(pulumi.ComponentResource):
                 # The limits Azure's templates ask for, so no series is dropped unseen.
                 "labelLimit": 63, "labelNameLengthLimit": 511, "labelValueLengthLimit": 1023,
             },
-            opts=self._child)
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
+                depends_on=[crd] if crd else None)))
 
     def _network_policy(self, name, ns, labels):
         """In: the scoring port from the edge's NGINX only, the metrics port from the scraper's

@@ -38,6 +38,20 @@ def runs(model_dir, tmp_path_factory):
     return run_programs(plan, tmp_path_factory.mktemp("runs"))
 
 
+#: A second `pulumi up` with nothing changed, years later and with another hash seed: any
+#: timestamp, fresh token, random value or set ordering in an input would show as a change.
+LATER = {"MOCK_RUN_CLOCK": "2031-06-15T03:04:05+00:00", "PYTHONHASHSEED": "1"}
+
+
+@pytest.fixture(scope="session")
+def reruns(model_dir, tmp_path_factory):
+    """stack name -> the same program and config run again under LATER; "resized" -> dev
+    with another GPU size (what changing gpuVmSize declares)."""
+    plan = {stack: (stack, {"modelDir": str(model_dir)}, LATER) for stack in STACKS}
+    plan["resized"] = ("dev", {"modelDir": str(model_dir), "gpuVmSize": "Standard_NC8as_T4_v3"})
+    return run_programs(plan, tmp_path_factory.mktemp("reruns"))
+
+
 @pytest.fixture(params=STACKS)
 def stack_run(request, runs):
     return runs[request.param]

@@ -86,5 +86,9 @@ CRD_SCHEMAS = {
         metadata=CLUSTER_META, spec=obj(
             ["ingressClassName", "controllerNamePrefix"], ingressClassName=NAME,
             controllerNamePrefix=string(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength=60),
-            loadBalancerAnnotations=STR_MAP)),
+            loadBalancerAnnotations=STR_MAP,
+            # Azure/aks-app-routing-operator api/v1alpha1 Scaling: minReplicas/maxReplicas >= 1.
+            scaling=obj(minReplicas={"type": "integer", "minimum": 1},
+                        maxReplicas={"type": "integer", "minimum": 1},
+                        threshold={"enum": ["rapid", "balanced", "steady"]}))),
 }

@@ -5,7 +5,14 @@ module state (usage: mock_run.py STACK OVERRIDES_JSON OUT_JSON). Config is
 what `pulumi up` would see: Pulumi.yaml defaults, then stacks/Pulumi.STACK.yaml,
 then the overrides. The mocks return camelCase outputs the way Azure would
 (kubelet identity, login server, digest); secrets stay marked as secrets in
-the dump, as {"__secret__": value}.
+the dump, as {"__secret__": value}. Each resource's options (parent,
+provider, dependencies, custom timeouts, ignore_changes, delete-before-replace)
+are recorded too, since the mocks' new_resource does not see them.
+
+Environment: MOCK_RUN_CLOCK (an ISO date) runs the program with the clock
+moved there (time-machine), so that a test can run it twice at different
+times and see whether any input changes with the clock. Azure's
+getClientToken answers a fresh token on every call, as Azure does.
 """
 import base64
 import hashlib
@@ -13,6 +20,7 @@ import json
 import os
 import runpy
 import sys
+import uuid
 from pathlib import Path
 
 import yaml
@@ -27,8 +35,10 @@ OIDC_ISSUER = "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/"
 PROM_ENDPOINT = "https://prometheus-a1b2.westeurope.prometheus.monitor.azure.com"
 KEDA_CLIENT_ID = "cccccccc-0000-0000-0000-000000000003"
 KEDA_OID = "eeeeeeee-0000-0000-0000-000000000004"
-ACR_TOKEN = "acr-refresh-token-from-exchange"
-AAD_TOKEN = "aad-access-token-for-arm"
+#: AKS's own public client, which its exec kubeconfig names in --client-id.
+AKS_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+#: What listManagedClusterUserCredentials(format=exec) returns, in AKS's shape.
 AKS_EXEC_KUBECONFIG = {
     "apiVersion": "v1", "kind": "Config",
     "clusters": [{"name": "c", "cluster": {"server": "https://c.hcp.westeurope.azmk8s.io:443"}}],
@@ -36,14 +46,23 @@ AKS_EXEC_KUBECONFIG = {
     "current-context": "c",
     "users": [{"name": "u", "user": {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",
-        "args": ["get-token", "--login", "devicecode", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630"]}}}],
+        "args": ["get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_ID,
+                 "--client-id", AKS_CLIENT_ID, "--tenant-id", TENANT, "--login", "devicecode"],
+        "installHint": "kubelogin is not installed"}}}],
 }
 
 
+#: What the README's `pulumi config set --path 'apiAuthorizedIpRanges[0]' ...` adds to a
+#: user's stack (the stack files ship without it): a public address, as config demands.
+DEPLOYER_EGRESS = ["20.61.17.5/32"]
+
+
 def stack_config(stack: str, overrides: dict) -> dict:
-    """Pulumi.yaml defaults < stack file < overrides, as the engine hands them to the program."""
+    """Pulumi.yaml defaults < the deployer's egress range < stack file < overrides, as the
+    engine hands them to the program."""
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     values = {f"{PROJECT}:{k}": v["default"] for k, v in project["config"].items() if "default" in v}
+    values[f"{PROJECT}:apiAuthorizedIpRanges"] = DEPLOYER_EGRESS
     stack_file = REPO / project["stackConfigDir"] / f"Pulumi.{stack}.yaml"
     values.update(yaml.safe_load(stack_file.read_text())["config"])
     values.update({f"{PROJECT}:{k}": v for k, v in overrides.items()})
@@ -98,6 +117,8 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                         "loginServer": f"{inputs['registryName']}.azurecr.io"}
             if t == "docker-build:index:Image":
                 return {"digest": "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()}
+            if t == "command:local:Command":
+                return {"stdout": "", "stderr": ""}
             if t.startswith("random:index/random"):
                 result = hashlib.sha256(args.name.encode()).hexdigest()[: int(inputs["length"])]
                 return {"result": rpc.wrap_rpc_secret(result) if "Password" in t else result}
@@ -109,7 +130,7 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                 return {"clientId": "cli", "objectId": DEPLOYER_OID,
                         "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
             if args.token == "azure-native:authorization:getClientToken":
-                return {"token": AAD_TOKEN}
+                return {"token": f"aad-access-token-{uuid.uuid4()}"}  # fresh every call
             if args.token.startswith("azure-native:containerservice:listManagedCluster"):
                 encoded = base64.b64encode(yaml.safe_dump(AKS_EXEC_KUBECONFIG).encode()).decode()
                 return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}
@@ -122,24 +143,22 @@ def main(stack: str, overrides: dict, out: Path) -> None:
         """Also records the resource options the mocks' new_resource does not see."""
 
         def RegisterResource(self, request):
+            timeouts = request.customTimeouts
             options[request.name] = {
                 "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
                 "protect": request.protect, "retainOnDelete": request.retainOnDelete,
                 "provider": request.provider or None,  # "<urn>::<id>" of the provider
+                "dependsOn": sorted(urn.rsplit("::", 1)[-1] for urn in request.dependencies),
+                "customTimeouts": {k: getattr(timeouts, k) for k in ("create", "update", "delete")
+                                   if getattr(timeouts, k)},
+                "ignoreChanges": list(request.ignoreChanges),
+                "deleteBeforeReplace": request.deleteBeforeReplace,
             }
             return super().RegisterResource(request)
 
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
                              monitor=Monitor(mocks))
-
-    from infra import acr_auth
-    exchanges = []
-
-    def fake_exchange(login_server, tenant, aad_token):
-        exchanges.append([login_server, tenant, aad_token])
-        return ACR_TOKEN
-    acr_auth.exchange_token = fake_exchange  # the only network call the program makes
 
     exports = {}
     pulumi.export = lambda name, value: exports.__setitem__(name, pulumi.Output.from_input(value))
@@ -156,8 +175,14 @@ def main(stack: str, overrides: dict, out: Path) -> None:
     for resource in declared:
         resource["options"] = options.get(resource["name"], {})
     out.write_text(json.dumps({"error": error, "resources": declared, "calls": calls,
-                               "exchanges": exchanges, "outputs": outputs}, indent=1))
+                               "outputs": outputs}, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]))
+    clock = os.environ.get("MOCK_RUN_CLOCK")
+    if clock:
+        import time_machine
+        with time_machine.travel(clock, tick=True):
+            main(sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ class Run:
         are not objects: the provider renders their charts at deploy time)."""
         objects = []
         for r in self.resources:
-            if r["type"].startswith("kubernetes:") and r["type"] != HELM_RELEASE:
+            if (r["type"].startswith("kubernetes:") and r["type"] != HELM_RELEASE
+                    and not r["type"].endswith("Patch")):  # patches are partial objects
                 body = unwrap(r["inputs"])
                 assert body.get("apiVersion") and body.get("kind"), r["name"]
                 objects.append(body)
@@ -89,17 +91,19 @@ class Run:
         return self.inputs(f"kubernetes:apps/v1:{kind}")["spec"]["template"]["spec"]
 
 
-def run_programs(runs: dict[str, tuple[str, dict]], workdir: Path) -> dict[str, Run]:
-    """Run each (stack, overrides) in its own process, two at a time, and load the results."""
+def run_programs(runs: dict[str, tuple], workdir: Path) -> dict[str, Run]:
+    """Run each (stack, overrides[, extra environment]) in its own process, two at a time,
+    and load the results."""
     pending, results = list(runs.items()), {}
     while pending:
         batch, pending = pending[:2], pending[2:]
         procs = []
-        for key, (stack, overrides) in batch:
+        for key, (stack, overrides, *env) in batch:
             out = workdir / f"{key}.json"
             procs.append((key, stack, out, subprocess.Popen(
                 [sys.executable, str(RUNNER), stack, json.dumps(overrides), str(out)],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, **(env[0] if env else {})})))
         for key, stack, out, proc in procs:
             log, _ = proc.communicate(timeout=240)
             assert proc.returncode == 0 and out.exists(), f"{key}: runner failed\n{log}"

@@ -45,6 +45,15 @@ BAD = [
     ({"apiAuthorizedIpRanges": '["10.0.0.300/32"]'}, "apiAuthorizedIpRanges", r"not an IP range"),
     ({"apiAuthorizedIpRanges": '["10.0.0.1/24"]'}, "apiAuthorizedIpRanges", r"host bits"),
     ({"apiAuthorizedIpRanges": None}, "apiAuthorizedIpRanges", r"is required"),
+    # The old shipped placeholder, a private and a shared range: nothing could reach the API.
+    ({"apiAuthorizedIpRanges": '["203.0.113.0/24"]'}, "apiAuthorizedIpRanges",
+     r"documentation.*put in your egress address"),
+    ({"apiAuthorizedIpRanges": '["20.61.17.5/32", "10.1.0.0/16"]'}, "apiAuthorizedIpRanges",
+     r"'10\.1\.0\.0/16'.*egress"),
+    ({"apiAuthorizedIpRanges": '["100.64.0.0/10"]'}, "apiAuthorizedIpRanges", r"non-public"),
+    ({"systemVmSize": "Standard_B2s"}, "systemVmSize", r"not one of Standard_D2s_v5"),
+    ({"systemVmSize": "Standard_D2s_v5"}, "systemVmSize",
+     r"1 x Standard_D2s_v5 cannot hold.*CPU.*systemVmSize.*systemNodeCount"),
     ({"loadBalancerSourceRanges": '["anywhere"]'}, "loadBalancerSourceRanges", r"not an IP range"),
     ({"location": None}, "location", r"is required"),
     ({"upgradeChannel": "weekly"}, "upgradeChannel", r"not one of rapid"),
@@ -106,7 +115,7 @@ def test_tls_is_the_default():
 
 def test_code_defaults_match_pulumi_yaml(model_dir):
     """Without Pulumi.yaml's defaults the code must arrive at the same config."""
-    required = {"location": "westeurope", "apiAuthorizedIpRanges": '["203.0.113.0/24"]',
+    required = {"location": "westeurope", "apiAuthorizedIpRanges": json.dumps(mock_run.DEPLOYER_EGRESS),
                 "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com"}
     declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
     with_defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
@@ -129,3 +138,23 @@ def test_every_acme_server_is_lets_encrypt_over_https():
     from infra.config import ACME_SERVERS
     assert all(url.startswith("https://acme-") and url.endswith("letsencrypt.org/directory")
                for url in ACME_SERVERS.values())
+
+
+def test_premium_tier_comes_with_long_term_support(dev_values):
+    """AKS takes Premium only with supportPlan AKSLongTermSupport; the tier decides both."""
+    assert load({**dev_values, "clusterTier": "Premium"}).cluster.support_plan == "AKSLongTermSupport"
+    for tier in ("Free", "Standard"):
+        assert load({**dev_values, "clusterTier": tier}).cluster.support_plan == "KubernetesOfficial"
+
+
+def test_two_small_system_nodes_hold_dev_and_the_default_is_one_that_fits(dev_values):
+    two = {**dev_values, "systemVmSize": "Standard_D2s_v5", "systemNodeCount": "2"}
+    assert load(two).cluster.system_node_count == 2
+    assert load({**dev_values, "systemNodeCount": "1"}).cluster.system_vm_size == "Standard_D4s_v5"
+
+
+def test_stack_files_ship_no_api_range_placeholder():
+    for stack in ("dev", "prod"):
+        text = (REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()
+        assert "aks-gpu-scoring:apiAuthorizedIpRanges:" not in text
+        assert "203.0.113" not in text

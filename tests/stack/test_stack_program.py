@@ -73,7 +73,8 @@ def test_cluster_is_hardened(stack_run):
     mc = stack_run.inputs(MC)
     assert mc["identity"] == {"type": "SystemAssigned"} and "servicePrincipalProfile" not in mc
     [system] = mc["agentPoolProfiles"]
-    assert system["mode"] == "System" and system["vmSize"] == "Standard_D2s_v5"
+    assert system["mode"] == "System" and system["vmSize"] == "Standard_D4s_v5"
+    assert mc["sku"]["tier"] == cfg["clusterTier"] and mc["supportPlan"] == "KubernetesOfficial"
     assert mc["oidcIssuerProfile"] == {"enabled": True}
     assert mc["securityProfile"] == {"workloadIdentity": {"enabled": True}}
     net = mc["networkProfile"]
@@ -82,7 +83,7 @@ def test_cluster_is_hardened(stack_run):
     assert mc["autoUpgradeProfile"] == {"upgradeChannel": "patch",
                                         "nodeOSUpgradeChannel": "NodeImage"}
     assert mc["addonProfiles"] == {"azurepolicy": {"enabled": True}}
-    assert mc["apiServerAccessProfile"]["authorizedIPRanges"] == cfg["apiAuthorizedIpRanges"]
+    assert mc["apiServerAccessProfile"]["authorizedIPRanges"] == mock_run.DEPLOYER_EGRESS
     assert mc["aadProfile"]["managed"] and mc["aadProfile"]["enableAzureRBAC"]
     assert mc["disableLocalAccounts"] is (not cfg["localAccounts"])
 
@@ -101,7 +102,8 @@ def test_kubeconfig_credentials_follow_local_accounts(stack_run):
         assert "listManagedClusterAdminCredentials" not in tokens
     kubeconfig = yaml.safe_load(stack_run.outputs["kubeconfig"]["value"])
     args = kubeconfig["users"][0]["user"]["exec"]["args"]
-    assert args[args.index("--login") + 1] == "azurecli"  # never an interactive device code
+    # never an interactive device code, and none of AKS's own client id (convert-kubeconfig)
+    assert args == ["get-token", "--login", "azurecli", "--server-id", mock_run.AKS_SERVER_ID]
 
 
 def test_deployer_gets_aks_rbac_admin_on_the_cluster(stack_run):
@@ -115,10 +117,15 @@ def test_gpu_pool(stack_run):
     cfg = stack_file_config(stack_run.stack)
     pool = stack_run.inputs(POOL)
     assert pool["mode"] == "User" and pool["osType"] == "Linux" and pool["osSKU"] == "Ubuntu"
-    assert pool["vmSize"] == "Standard_NC4as_T4_v3"
-    assert pool["nodeTaints"] == ["sku=gpu:NoSchedule"]
-    assert pool["nodeLabels"] == {"aks-gpu-scoring/pool": "gpu"}
+    assert pool["vmSize"] == "Standard_NC4as_T4_v3" and pool["agentPoolName"] == "nc4ast4v3"
+    spot = ["kubernetes.azure.com/scalesetpriority=spot:NoSchedule"] if cfg["gpuSpot"] else []
+    assert pool["nodeTaints"] == ["sku=gpu:NoSchedule", *spot]
+    assert pool["nodeLabels"] == {"aks-gpu-scoring/pool": "gpu", **(
+        {"kubernetes.azure.com/scalesetpriority": "spot"} if cfg["gpuSpot"] else {})}
     assert pool["enableAutoScaling"] is True
+    # The autoscaler owns the count once the pool exists; an update must not re-send it.
+    options = stack_run.one(POOL)["options"]
+    assert options["ignoreChanges"] == ["count"] and not options["deleteBeforeReplace"]
     assert (pool["minCount"], pool["maxCount"]) == (cfg["gpuMinCount"], cfg["gpuMaxCount"])
     assert pool["gpuProfile"] == {"driver": "Install"}
     assert pool["resourceName"] == stack_run.outputs["clusterName"]["value"]
@@ -173,13 +180,6 @@ def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_diges
     assert set(image["context"]["named"]) == {"model"}
     assert image["dockerfile"]["location"] == "scoring_app/Dockerfile"
     assert image["buildArgs"] == {"MODEL_DIR": "/opt/scoring/model"}
-    [registry] = image["registries"]
-    assert registry["address"] == login
-    assert registry["username"] == "00000000-0000-0000-0000-000000000000"
-    assert registry["password"] == mock_run.ACR_TOKEN
-    raw = stack_run.one("docker-build:index:Image")["inputs"]["registries"]
-    assert mock_run.ACR_TOKEN not in plain_strings(raw)  # sent as a secret
-    assert stack_run.data["exchanges"] == [[login, mock_run.TENANT, mock_run.AAD_TOKEN]]
     push = stack_run.inputs(ROLE, "registry-deployer-push")
     assert push["principalId"] == mock_run.DEPLOYER_OID
     ref = stack_run.outputs["image"]["value"]
@@ -190,7 +190,8 @@ def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_diges
 
 def test_prebuilt_image_skips_the_build(runs):
     variant = runs["variant"]
-    assert not variant.all_of("docker-build:index:Image") and not variant.data["exchanges"]
+    assert not variant.all_of("docker-build:index:Image")
+    assert "registry-login" not in {r["name"] for r in variant.all_of("command:local:Command")}
     assert variant.outputs["image"]["value"] == PREBUILT
     assert variant.pod_spec("Deployment")["containers"][0]["image"] == PREBUILT
     variant.one(ROLE, "registry-kubelet-pull")
@@ -209,6 +210,9 @@ def test_device_plugin_is_least_privilege_on_gpu_nodes_only(stack_run):
     assert spec["nodeSelector"] == {"aks-gpu-scoring/pool": "gpu"}
     [c] = spec["containers"]
     assert re.fullmatch(r"nvcr\.io/nvidia/k8s-device-plugin:v\d+\.\d+\.\d+", c["image"])
+    assert c["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"  # NVIDIA's current release
+    # The read-only root filesystem holds only with the strategy that writes no CDI specs.
+    assert {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"} in c["env"]
     sc = c["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
@@ -334,7 +338,9 @@ NGINX = "kubernetes:approuting.kubernetes.azure.com/v1alpha1:NginxIngressControl
 
 
 def test_the_dns_label_and_source_ranges_sit_on_the_controllers_load_balancer(stack_run, runs):
-    assert stack_run.inputs(MC)["ingressProfile"] == {"webAppRouting": {"enabled": True}}
+    # Only the stack's own controller: AKS's default one would add a second public IP.
+    assert stack_run.inputs(MC)["ingressProfile"] == {"webAppRouting": {
+        "enabled": True, "nginx": {"defaultIngressControllerType": "None"}}}
     nginx = stack_run.inputs(NGINX)
     annotations = nginx["spec"]["loadBalancerAnnotations"]
     label = annotations["service.beta.kubernetes.io/azure-dns-label-name"]
@@ -482,7 +488,6 @@ def test_outputs(stack_run, runs):
 def test_secrets_appear_in_no_plain_text_input(stack_run):
     out = stack_run.outputs
     secrets = {out[k]["value"] for k in ("primaryKey", "secondaryKey", "kubeconfig")}
-    secrets.add(mock_run.ACR_TOKEN)
     # The kubeconfig as AKS returned it (base64) must not leak either.
     secrets |= {base64.b64encode(yaml.safe_dump(mock_run.AKS_EXEC_KUBECONFIG).encode()).decode()}
     assert all(len(s) > 20 for s in secrets)
