@@ -20,7 +20,13 @@ CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 .PHONY: setup container-tools serve test bench clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed
+
+# Azurite, the Azure Storage emulator the model-fetch tests run (tests/model_store), at the
+# version package-lock.json pins, from the npm registry.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Installed from Debian's archive when one is missing (needs root; the tests start dockerd).
 container-tools:
@@ -55,4 +61,4 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .demo .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache

@@ -1,0 +1,288 @@
+"""The init container's command: pull a published model into the pod, verified.
+
+    python3 -m scoring_app.model_store.fetch
+
+Reads (docs/contract.md, "Models as data"):
+  SCORING_MODEL_URI     https://<account>.blob.core.windows.net/<container>/<prefix>
+  SCORING_MODEL_SHA256  the manifest's sha256, written into the Deployment by the stack
+  SCORING_MODEL_DIR     where the verified model appears (inside the emptyDir)
+  SCORING_FETCH_CONCURRENCY  files and chunks in flight (default 8)
+  SCORING_FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
+  AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
+  identity webhook; azure-identity's WorkloadIdentityCredential reads them.
+
+Order: the manifest is downloaded and its sha256 checked against SCORING_MODEL_SHA256
+before anything in it is read; every listed file is downloaded (files in parallel,
+large files in parallel chunks, each request retried with exponential backoff by the
+SDK's ExponentialRetry on 408, 5xx and connection errors) into a staging directory
+next to SCORING_MODEL_DIR, then each file's size and sha256 are checked from disk.
+Only when all match is the staging directory renamed to SCORING_MODEL_DIR (one
+rename(2) on the same filesystem): the model path either holds the whole verified
+model or does not exist, so a partial model is never loaded. Any failure prints one
+line naming the file or the permission and exits 1, which stops the pod.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from scoring_app.model_store import manifest as mf
+
+LOG = logging.getLogger("scoring.model_fetch")
+READER_ROLE = "Storage Blob Data Reader"
+READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+#: Written next to the model after a fetch; the server reports it as metrics.
+STATS_NAME = "fetch-stats.json"
+_CHUNK = 8 << 20
+
+
+class FetchError(RuntimeError):
+    """One line that says what failed: the file, or the permission."""
+
+
+@dataclass(frozen=True)
+class Location:
+    account_url: str  # https://<account>.blob.core.windows.net, or emulator's .../<account>
+    container: str
+    prefix: str
+
+    def describe(self, blob: str = "") -> str:
+        return f"{self.account_url}/{self.container}/{blob or self.prefix}"
+
+
+def parse_uri(uri: str) -> Location:
+    """``https://<account>.blob.core.windows.net/<container>/<prefix>``; an IP or localhost
+    host is the emulator's path style, ``https://127.0.0.1:10000/<account>/<container>/<prefix>``."""
+    parts = urlsplit(uri or "")
+    if parts.scheme != "https" or not parts.hostname:
+        raise FetchError(f"SCORING_MODEL_URI must be an https:// blob URL, got {uri!r}")
+    if parts.query or parts.fragment:
+        raise FetchError("SCORING_MODEL_URI must not carry a query (no SAS tokens: the pod uses its identity)")
+    segments = [s for s in parts.path.split("/") if s]
+    host = parts.hostname
+    try:
+        path_style = host == "localhost" or bool(ipaddress.ip_address(host))
+    except ValueError:
+        path_style = False
+    base = f"https://{parts.netloc}"
+    if path_style:
+        if len(segments) < 3:
+            raise FetchError(f"SCORING_MODEL_URI {uri!r}: expected /<account>/<container>/<prefix>")
+        base, segments = f"{base}/{segments[0]}", segments[1:]
+    if len(segments) < 2:
+        raise FetchError(f"SCORING_MODEL_URI {uri!r}: expected /<container>/<prefix>")
+    return Location(base, segments[0], "/".join(segments[1:]))
+
+
+class _Progress:
+    """Bytes so far across all files; a log line at most every `every_s` seconds."""
+
+    def __init__(self, total: int, every_s: float = 2.0):
+        self.total, self.every_s = total, every_s
+        self.done: dict[str, int] = {}
+        self.started = self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def hook(self, path: str):
+        def update(current: int, _total: int | None) -> None:
+            with self.lock:
+                self.done[path] = current
+                now = time.monotonic()
+                if now - self.last >= self.every_s:
+                    self.last = now
+                    self.log(now)
+        return update
+
+    def log(self, now: float | None = None) -> None:
+        got = sum(self.done.values())
+        seconds = max((now or time.monotonic()) - self.started, 1e-6)
+        LOG.info("model fetch: %.1f of %.1f MB (%.0f%%), %.1f MB/s", got / 1e6, self.total / 1e6,
+                 100 * got / max(self.total, 1), got / 1e6 / seconds)
+
+
+def _explain(exc: Exception, loc: Location, blob: str) -> FetchError:
+    """One line for an SDK error: a 403 names the role and action the identity lacks."""
+    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
+                                       ResourceNotFoundError, ServiceRequestError,
+                                       ServiceResponseError)
+    where = loc.describe(blob)
+    if isinstance(exc, ResourceNotFoundError):
+        return FetchError(f"missing in blob storage: {where}")
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, HttpResponseError) and status in (401, 403):
+        code = _code(exc) or status
+        return FetchError(
+            f"{status} {code} reading {where}: the pod's identity needs '{READER_ROLE}' "
+            f"({READ_ACTION}) on container {loc.container}, and a token the account accepts")
+    if isinstance(exc, ClientAuthenticationError):  # no token at all (identity not set up)
+        return FetchError(f"no token for {loc.account_url}: {_first_line(exc)} "
+                          "(is the pod labelled azure.workload.identity/use and its "
+                          "ServiceAccount annotated with the identity's client id?)")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return FetchError(f"cannot download {where} after retries: {_first_line(exc)}")
+    if isinstance(exc, HttpResponseError):
+        return FetchError(f"{status} {_code(exc)} reading {where}: {_first_line(exc)}")
+    return FetchError(f"reading {where}: {type(exc).__name__}: {_first_line(exc)}")
+
+
+def _code(exc: Exception) -> str:
+    code = getattr(exc, "error_code", None) or ""
+    return str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def container_client(loc: Location, credential, *, retries: int = 6, connection_verify=None,
+                     initial_backoff: float = 1, increment_base: float = 2):
+    """A ContainerClient with a bearer-token credential only (no key, no SAS) and the SDK's
+    own exponential retry for what it deems transient."""
+    from azure.storage.blob import ContainerClient, ExponentialRetry
+    extra = {} if connection_verify is None else {"connection_verify": connection_verify}
+    return ContainerClient(
+        loc.account_url, loc.container, credential=credential,
+        retry_policy=ExponentialRetry(initial_backoff=initial_backoff, increment_base=increment_base,
+                                      retry_total=retries, random_jitter_range=1),
+        max_chunk_get_size=_CHUNK, max_single_get_size=_CHUNK, **extra)
+
+
+def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *,
+          concurrency: int = 8, retries: int = 6, connection_verify=None,
+          initial_backoff: float = 1, increment_base: float = 2, progress_every_s: float = 2.0,
+          on_progress=None) -> dict:
+    """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}``. Raises
+    FetchError (or ManifestError) with one line; then ``dest`` does not exist."""
+    mf.check_digest(expected_digest, "SCORING_MODEL_SHA256")
+    if concurrency < 1:
+        raise FetchError(f"SCORING_FETCH_CONCURRENCY must be at least 1, got {concurrency}")
+    loc = parse_uri(uri)
+    dest = Path(dest)
+    staging = dest.with_name(f".{dest.name}.partial")
+    started = time.monotonic()
+    for old in (staging, dest):  # an init container rerun starts from nothing
+        if old.exists():
+            shutil.rmtree(old)
+    client = container_client(loc, credential, retries=retries, connection_verify=connection_verify,
+                              initial_backoff=initial_backoff, increment_base=increment_base)
+    try:
+        blob_of = lambda path: f"{loc.prefix.rstrip('/')}/{path}"  # noqa: E731
+        manifest_blob = blob_of(mf.MANIFEST_NAME)
+        try:
+            raw = client.download_blob(manifest_blob).readall()
+        except Exception as exc:  # noqa: BLE001 - every SDK error becomes one line
+            raise _explain(exc, loc, manifest_blob) from None
+        entries = mf.decode(raw, expected_digest)
+        total = sum(e.size for e in entries)
+        LOG.info("model fetch: %s, %d files, %.1f MB, digest %s", loc.describe(), len(entries),
+                 total / 1e6, expected_digest)
+        progress = _Progress(total, progress_every_s)
+        staging.mkdir(parents=True)
+
+        def one(entry: mf.Entry) -> int:
+            target = staging / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob = blob_of(entry.path)
+            hook = progress.hook(entry.path)
+            if on_progress is not None:
+                inner = hook
+                hook = lambda cur, tot: (inner(cur, tot), on_progress(entry.path, cur, tot))  # noqa: E731
+            try:
+                downloader = client.download_blob(blob, max_concurrency=concurrency,
+                                                  progress_hook=hook)
+                if downloader.size != entry.size:
+                    raise FetchError(f"{entry.path}: size {downloader.size} in blob storage, "
+                                     f"{entry.size} in the manifest ({loc.describe(blob)})")
+                with open(target, "wb") as handle:
+                    downloader.readinto(handle)
+            except (FetchError, mf.ManifestError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise _explain(exc, loc, blob) from None
+            size = target.stat().st_size
+            if size != entry.size:
+                raise FetchError(f"{entry.path}: {size} bytes downloaded, manifest says {entry.size}")
+            actual = mf.file_sha256(target)
+            if actual != entry.sha256:
+                raise FetchError(f"{entry.path}: sha256 {actual} does not match the manifest's "
+                                 f"{entry.sha256} ({loc.describe(blob)})")
+            return size
+
+        got = 0
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(entries))) as pool:
+            futures = [pool.submit(one, e) for e in entries]
+            try:
+                for future in as_completed(futures):
+                    got += future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        progress.log()
+        seconds = time.monotonic() - started
+        stats = {"bytes": got, "seconds": round(seconds, 3), "files": len(entries),
+                 "digest": expected_digest}
+        (staging.parent / STATS_NAME).write_text(json.dumps(stats))
+        os.rename(staging, dest)
+        LOG.info("model fetch: verified %d files, %.1f MB in %.1f s (%.1f MB/s) -> %s",
+                 len(entries), got / 1e6, seconds, got / 1e6 / max(seconds, 1e-6), dest)
+        return stats
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        client.close()
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise FetchError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise FetchError(f"{name} is not set (the stack sets it on the init container)")
+    return value
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    try:
+        uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_SHA256")
+        dest = _required("SCORING_MODEL_DIR")
+        concurrency = _int_env("SCORING_FETCH_CONCURRENCY", 8)
+        retries = _int_env("SCORING_FETCH_RETRIES", 6)
+        parse_uri(uri)  # bad input is named before any identity is asked for
+        mf.check_digest(digest, "SCORING_MODEL_SHA256")
+        from azure.identity import WorkloadIdentityCredential
+        try:
+            credential = WorkloadIdentityCredential()
+        except ValueError as exc:  # the webhook's variables are missing
+            raise FetchError(f"workload identity is not configured: {exc}") from None
+        fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries)
+    except (FetchError, mf.ManifestError) as exc:
+        print(f"model fetch failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

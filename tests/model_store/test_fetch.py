@@ -1,0 +1,237 @@
+"""The init container's fetch against Azurite over HTTPS with bearer tokens: the real
+SDK, the real emulator, the demo SavedModel served by the real server afterwards."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from scoring_app.model_store import fetch as fetch_mod
+from scoring_app.model_store import manifest as mf
+from scoring_tools.local import ROOT
+from scoring_tools.publish_model import publish
+from tests.app import media
+from tests.app.conftest import Server
+from tests.model_store.azurite import Token
+
+pytestmark = pytest.mark.slow
+
+
+def _fetch(azurite, container, prefix, digest, dest, credential=None, **kw):
+    uri = f"{azurite.account_url}/{container.container_name}/{prefix}"
+    return fetch_mod.fetch(uri, digest, dest, credential or Token(),
+                           connection_verify=str(azurite.cert), **kw)
+
+
+def _nothing_left(dest):
+    """Neither the model path nor its staging directory: nothing partial to load."""
+    return not dest.exists() and not dest.with_name(f".{dest.name}.partial").exists()
+
+
+@pytest.fixture()
+def published(container, encoded_model_dir):
+    prefix, digest = publish(encoded_model_dir, container, "colours")
+    return prefix, digest
+
+
+def test_fetched_model_is_served_and_scores(azurite, container, published, encoded_model_dir,
+                                            secret_dir, tmp_path):
+    prefix, digest = published
+    assert prefix == f"colours/{digest}"
+    token = Token()
+    dest = tmp_path / "models" / "model"
+    stats = _fetch(azurite, container, prefix, digest, dest, token)
+    assert token.calls >= 1  # the bearer-token path, not a key
+    assert stats["files"] == len(mf.build(encoded_model_dir))
+    assert mf.build(dest) == mf.build(encoded_model_dir)  # byte for byte
+    assert stats["bytes"] == sum(e.size for e in mf.build(dest))
+    server = Server({"SCORING_MODEL_DIR": str(dest), "SCORING_MODEL_NAME": "colours",
+                     "SCORING_MODEL_VERSION": "1", "SCORING_API_KEYS_DIR": str(secret_dir.path),
+                     "SCORING_WORKERS": "1", "TMPDIR": str(tmp_path)})
+    try:
+        server.wait_ready()
+        answer = requests.post(server.url + "/score", data=media.jpeg(media.RED), timeout=30,
+                               headers={"Authorization": "Bearer primary-key-1"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] == "red"
+    finally:
+        server.stop()
+
+
+def test_tampered_file_is_refused_by_name(azurite, container, published, tmp_path):
+    prefix, digest = published
+    container.upload_blob(f"{prefix}/saved_model.pb", b"evil graph", overwrite=True)
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=r"saved_model\.pb: size 10 in blob storage"):
+        _fetch(azurite, container, prefix, digest, dest)
+    assert _nothing_left(dest)
+
+
+def test_same_size_tamper_is_caught_by_hash(azurite, container, published, encoded_model_dir, tmp_path):
+    prefix, digest = published
+    original = (encoded_model_dir / "saved_model.pb").read_bytes()
+    flipped = bytes([original[0] ^ 1]) + original[1:]
+    container.upload_blob(f"{prefix}/saved_model.pb", flipped, overwrite=True)
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=r"saved_model\.pb: sha256 [0-9a-f]{64} does not match"):
+        _fetch(azurite, container, prefix, digest, dest)
+    assert _nothing_left(dest)
+
+
+def test_missing_file_is_named(azurite, container, published, tmp_path):
+    prefix, digest = published
+    victim = next(e.path for e in mf.decode(
+        container.download_blob(f"{prefix}/manifest.json").readall(), digest)
+        if e.path.startswith("variables/"))
+    container.delete_blob(f"{prefix}/{victim}")
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=f"missing in blob storage: .*/{prefix}/{victim}$"):
+        _fetch(azurite, container, prefix, digest, dest)
+    assert _nothing_left(dest)
+
+
+def test_missing_manifest_is_named(azurite, container, published, tmp_path):
+    prefix, digest = published
+    container.delete_blob(f"{prefix}/manifest.json")
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=f"missing in blob storage: .*/{prefix}/manifest.json$"):
+        _fetch(azurite, container, prefix, digest, dest)
+    assert _nothing_left(dest)
+
+
+def test_manifest_swapped_with_its_files_is_refused(azurite, container, published, tensor_model_dir,
+                                                    tmp_path):
+    """Someone who can write to the account swaps in another model, manifest and files
+    consistent with each other: the digest in the spec no longer matches."""
+    prefix, digest = published
+    other = mf.build(tensor_model_dir)
+    for entry in other:
+        container.upload_blob(f"{prefix}/{entry.path}", (tensor_model_dir / entry.path).read_bytes(),
+                              overwrite=True)
+    container.upload_blob(f"{prefix}/manifest.json", mf.encode(other), overwrite=True)
+    dest = tmp_path / "model"
+    with pytest.raises(mf.ManifestError, match=f"manifest.json has sha256 {mf.digest(mf.encode(other))}, "
+                                               f"but the deployment expects {digest}"):
+        _fetch(azurite, container, prefix, digest, dest)
+    assert _nothing_left(dest)
+
+
+def test_rejected_token_names_the_permission(azurite, container, published, tmp_path):
+    prefix, digest = published
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError) as caught:
+        _fetch(azurite, container, prefix, digest, dest, Token(audience="https://vault.azure.net"),
+               retries=0)
+    line = str(caught.value)
+    assert line.startswith("403 AuthenticationFailed reading ")
+    assert "'Storage Blob Data Reader'" in line and fetch_mod.READ_ACTION in line
+    assert "\n" not in line
+    assert _nothing_left(dest)
+
+
+def test_a_stale_model_dir_is_replaced(azurite, container, published, encoded_model_dir, tmp_path):
+    """An init container that runs again (pod restart, same emptyDir) starts clean."""
+    prefix, digest = published
+    dest = tmp_path / "model"
+    (dest / "variables").mkdir(parents=True)
+    (dest / "leftover.bin").write_bytes(b"old")
+    dest.with_name(".model.partial").mkdir()
+    _fetch(azurite, container, prefix, digest, dest)
+    assert mf.build(dest) == mf.build(encoded_model_dir)
+
+
+BIG = 48 << 20  # six 8 MiB chunks: the kill lands between chunks of one file
+
+
+@pytest.fixture()
+def big_model(container, azurite, tmp_path):
+    model = tmp_path / "big"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(os.urandom(1 << 20))
+    (model / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(BIG))
+    prefix, digest = publish(model, container, "big")
+    azurite.persist()  # on Azurite's disk before it is killed
+    return model, prefix, digest
+
+
+def _kill_when_started(azurite, restart_after_s=None):
+    """A progress hook that SIGKILLs the emulator once bytes have started to arrive, and
+    (optionally) starts it again from another thread, while the fetch retries."""
+    fired = threading.Event()
+    restarted = threading.Event()
+
+    def hook(path, current, total):
+        if current > 0 and current < BIG and path.startswith("variables/") and not fired.is_set():
+            fired.set()
+            azurite.stop()
+            if restart_after_s is not None:
+                def later():
+                    time.sleep(restart_after_s)
+                    azurite.start()
+                    restarted.set()
+                threading.Thread(target=later, daemon=True).start()
+    return hook, fired, restarted
+
+
+def test_interrupted_transfer_recovers_when_the_emulator_returns(azurite, container, big_model, tmp_path):
+    model, prefix, digest = big_model
+    hook, fired, restarted = _kill_when_started(azurite, restart_after_s=1.0)
+    dest = tmp_path / "model"
+    try:
+        stats = _fetch(azurite, container, prefix, digest, dest, on_progress=hook, concurrency=2,
+                       retries=6, initial_backoff=1, increment_base=2)
+    finally:
+        if fired.is_set():
+            restarted.wait(60)
+    assert fired.is_set() and restarted.is_set()
+    assert mf.build(dest) == mf.build(model)
+    assert stats["bytes"] == BIG + (1 << 20)
+
+
+def test_interrupted_transfer_fails_cleanly_when_it_does_not(azurite, container, big_model, tmp_path):
+    _model, prefix, digest = big_model
+    hook, fired, _ = _kill_when_started(azurite)
+    dest = tmp_path / "model"
+    try:
+        with pytest.raises(fetch_mod.FetchError, match=r"^cannot download .*variables/variables\.data"
+                                                       r"|^cannot download .*saved_model\.pb"):
+            _fetch(azurite, container, prefix, digest, dest, on_progress=hook, concurrency=2,
+                   retries=1, initial_backoff=0.2, increment_base=1)
+        assert fired.is_set()
+        assert _nothing_left(dest)
+    finally:
+        azurite.start()
+
+
+def _cli(env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "AZURE_"))}
+    return subprocess.run([sys.executable, "-m", "scoring_app.model_store.fetch"], cwd=ROOT,
+                          env={**clean, **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "model fetch failed: SCORING_MODEL_URI is not set (the stack sets it on the init container)"),
+    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x/y",
+      "SCORING_MODEL_SHA256": "abc", "SCORING_MODEL_DIR": "/tmp/m"},
+     "model fetch failed: SCORING_MODEL_SHA256 must be 64 lowercase hex characters (a sha256), got 'abc'"),
+    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x?sv=2024&sig=abc",
+      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
+     "model fetch failed: SCORING_MODEL_URI must not carry a query (no SAS tokens: the pod uses its identity)"),
+    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
+      "SCORING_FETCH_CONCURRENCY": "many"},
+     "model fetch failed: SCORING_FETCH_CONCURRENCY must be an integer, got 'many'"),
+    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
+     "model fetch failed: workload identity is not configured: "),
+])
+def test_cli_bad_input_is_one_line_and_exit_1(env, message):
+    done = _cli(env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), done.stderr
