@@ -6,10 +6,11 @@ from infra import config
 from infra.autoscaling import Autoscaler, AutoscalerArgs
 from infra.cluster import GpuCluster, GpuClusterArgs
 from infra.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
+from infra.model_store import ModelStore, ModelStoreArgs, describe
 from infra.edge import Edge, EdgeArgs
 from infra.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from infra.registry import RegistryImage, RegistryImageArgs
-from infra.scoring import ScoringService, ScoringServiceArgs
+from infra.scoring import NAMESPACE, SERVICE_ACCOUNT, ScoringService, ScoringServiceArgs
 
 cfg = config.load()
 
@@ -23,11 +24,19 @@ registry = RegistryImage("registry", RegistryImageArgs(
 if cfg.gpu.driver == "aks":  # the GPU Operator route brings its own device plugin
     NvidiaDevicePlugin("nvidia", DevicePluginArgs(
         image=cfg.image.device_plugin_image, provider=cluster.provider, gpu_pool=cluster.gpu_pool))
+model_store = None
+if cfg.image.model_store == "blob":  # the model is data: published, then fetched at pod start
+    model_store = ModelStore("models", ModelStoreArgs(
+        resource_group_name=group.name, location=cfg.cluster.location,
+        oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
+        service_account=SERVICE_ACCOUNT,
+        model=describe(cfg.service.model_name, cfg.image.model_dir)))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     image_ref=registry.image_ref, service=cfg.service, provider=cluster.provider,
     autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,
     max_replicas=cfg.max_scoring_pods,
-    gpu_pool=cluster.gpu_pool, podmonitor_crd=cluster.addon_crds.get("prometheus")))
+    gpu_pool=cluster.gpu_pool, podmonitor_crd=cluster.addon_crds.get("prometheus"),
+    model=model_store.pod_model if model_store else None))
 edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, location=cfg.cluster.location,
     namespace=scoring.namespace, service_name=scoring.service_name, provider=cluster.provider,
@@ -53,3 +62,5 @@ pulumi.export("resourceGroupName", group.name)
 pulumi.export("clusterName", cluster.name)
 pulumi.export("registryLoginServer", registry.login_server)
 pulumi.export("image", registry.image_ref)
+if model_store:
+    pulumi.export("modelUri", model_store.model_uri)

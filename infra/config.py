@@ -26,6 +26,7 @@ NODE_OS_UPGRADE_CHANNELS = ("None", "Unmanaged", "NodeImage", "SecurityPatch")
 CLUSTER_TIERS = ("Free", "Standard", "Premium")
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 GPU_DRIVERS = ("aks", "gpu-operator")
+MODEL_STORES = ("blob", "image")
 KUBELOGIN_MODES = ("azurecli", "devicecode", "interactive", "spn", "workloadidentity", "msi")
 ZONES = ("1", "2", "3")
 #: Variables the Deployment sets itself; scoringEnv may not override them.
@@ -90,8 +91,9 @@ class GpuPoolConfig:
 class ImageConfig:
     registry_sku: str
     prebuilt_image: str | None
-    model_dir: Path | None  # None when prebuilt_image is set
+    model_dir: Path | None  # None when prebuilt_image is set and the model is in the image
     device_plugin_image: str
+    model_store: str = "blob"  # blob: pulled at pod start (infra/model_store.py); image: baked in
 
 
 @dataclass(frozen=True)
@@ -276,12 +278,12 @@ def _gpu_pool(cfg: pulumi.Config, zones: tuple[str, ...]) -> GpuPoolConfig:
 
 def _image(cfg: pulumi.Config) -> ImageConfig:
     prebuilt = cfg.get("prebuiltImage") or None
+    model_store = _choice(cfg, "modelStore", "blob", MODEL_STORES)
     model_dir = None
-    if prebuilt:
-        if not _DIGEST_REF.match(prebuilt):
-            raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
-                              "<registry>/<repo>@sha256:<64 hex>")
-    else:
+    if prebuilt and not _DIGEST_REF.match(prebuilt):
+        raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
+                          "<registry>/<repo>@sha256:<64 hex>")
+    if model_store == "blob" or not prebuilt:  # blob: the stack publishes modelDir
         raw = cfg.get("modelDir") or "models/resnet50"
         model_dir = (REPO_ROOT / raw).resolve()
         if not (model_dir / "saved_model.pb").is_file():
@@ -293,7 +295,7 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
                           "(not latest) or a digest")
     return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
                        prebuilt_image=prebuilt, model_dir=model_dir,
-                       device_plugin_image=plugin)
+                       device_plugin_image=plugin, model_store=model_store)
 
 
 def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:

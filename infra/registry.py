@@ -36,6 +36,8 @@ APP_DIR = REPO_ROOT / "scoring_app"
 #: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
 MODEL_PATH_IN_IMAGE = "/opt/scoring/model"
 REPOSITORY = "scoring"
+#: The `model` build context when the model is not baked in (a README, no SavedModel).
+NO_MODEL_DIR = REPO_ROOT / "infra" / "no_model"
 
 
 @dataclass
@@ -84,7 +86,10 @@ class RegistryImage(pulumi.ComponentResource):
     def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
         push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
                           deployer.subscription_id, child)
-        tag = content_tag(APP_DIR, image.model_dir)
+        # modelStore blob: the image holds the app alone (its tag changes only with the app);
+        # the model is data (infra/model_store.py).
+        model_context = image.model_dir if image.model_store == "image" else NO_MODEL_DIR
+        tag = content_tag(APP_DIR, model_context)
         login = local.Command(
             f"{name}-login",
             create=pulumi.Output.concat("az acr login --name ", registry.name),
@@ -98,7 +103,7 @@ class RegistryImage(pulumi.ComponentResource):
             context=docker_build.BuildContextArgs(
                 location=os.path.relpath(APP_DIR, REPO_ROOT),
                 named={"model": docker_build.ContextArgs(
-                    location=os.path.relpath(image.model_dir, REPO_ROOT))}),
+                    location=os.path.relpath(model_context, REPO_ROOT))}),
             dockerfile=docker_build.DockerfileArgs(
                 location=os.path.relpath(APP_DIR / "Dockerfile", REPO_ROOT)),
             build_args={"MODEL_DIR": MODEL_PATH_IN_IMAGE},

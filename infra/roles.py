@@ -26,3 +26,7 @@ def grant(name: str, principal_id: pulumi.Input[str], role: str, scope: pulumi.I
     return authorization.RoleAssignment(
         name, principal_id=principal_id, principal_type=principal_type,
         role_definition_id=role_definition_id(subscription_id, role), scope=scope, opts=opts)
+#: Read blobs (the scoring pods' identity, on the models container only).
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+#: Write blobs (the deployer, to publish the model; the models container only).
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

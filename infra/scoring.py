@@ -34,6 +34,7 @@ import pulumi_random as random
 
 from infra.config import ServiceConfig
 from infra.edge import APP_ROUTING_NAMESPACE
+from infra.model_store import PodModel
 from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
 
@@ -44,6 +45,7 @@ KEYS_DIR = "/etc/scoring/keys"
 APP_UID = 10001
 IMDS = "169.254.169.254/32"
 KEY_NAMES = ("primary", "secondary")
+SERVICE_ACCOUNT = "scoring"
 SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
 SCRAPE_INTERVAL = "15s"
 #: Probe budgets (seconds x failures): model load and warm-up may take up to 10 minutes.
@@ -65,6 +67,7 @@ class ScoringServiceArgs:
     max_replicas: int | None = None  # the most pods a rollout replaces (default: replicas)
     gpu_pool: pulumi.Resource | None = None  # the pods' nodes: deleted only after the pods
     podmonitor_crd: pulumi.Resource | None = None  # wait until PodMonitor's CRD is Established
+    model: PodModel | None = None  # modelStore blob: the init container that fetches the model
 
 
 def container_env(cfg: ServiceConfig) -> list[dict]:
@@ -83,14 +86,17 @@ def container_env(cfg: ServiceConfig) -> list[dict]:
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
-def rollout_timeouts(cfg: ServiceConfig, max_replicas: int) -> pulumi.CustomTimeouts:
+def rollout_timeouts(cfg: ServiceConfig, max_replicas: int,
+                     fetch_budget_s: int = 0) -> pulumi.CustomTimeouts:
     """What `pulumi up` allows the Deployment: the probes' budgets, not the provider's 10 minutes.
 
     create: one node from zero + one image pull + the startup and readiness allowance (the
     pods start side by side); update: one node, then per pod a pull and the allowance
     (maxSurge 0: one pod at a time, each on the node its predecessor freed);
-    delete: the grace period plus five minutes."""
-    start_s = (IMAGE_PULL_BUDGET_S + STARTUP_PERIOD_S * STARTUP_FAILURES
+    delete: the grace period plus five minutes. With the model in Blob Storage the init
+    container's fetch comes before the startup probe starts (probes do not run on init
+    containers), so its budget (infra/model_store.py) is added to each pod's start."""
+    start_s = (IMAGE_PULL_BUDGET_S + fetch_budget_s + STARTUP_PERIOD_S * STARTUP_FAILURES
                + READINESS_PERIOD_S * READINESS_FAILURES)
     minutes = lambda s: f"{math.ceil(s / 60)}m"  # noqa: E731
     return pulumi.CustomTimeouts(
@@ -130,7 +136,8 @@ class ScoringService(pulumi.ComponentResource):
         ns = namespace.metadata.name
         keys = self._keys(name, cfg, ns)
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata={"name": "scoring", "namespace": ns},
+            f"{name}-sa", metadata={"name": SERVICE_ACCOUNT, "namespace": ns, **(
+                {"annotations": args.model.service_account_annotations} if args.model else {})},
             automount_service_account_token=False, opts=self._child)
         deployment = self._deployment(name, args, ns, labels, keys, account)
         service = k8s.core.v1.Service(
@@ -197,6 +204,30 @@ class ScoringService(pulumi.ComponentResource):
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                              {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
         }
+        template_metadata = {"labels": dict(labels)}
+        pod_spec = {
+            "serviceAccountName": account.metadata.name,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": grace_period_s(cfg),
+            "nodeSelector": gpu_node_selector(),
+            "tolerations": gpu_tolerations(),
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": {"matchLabels": labels}}
+                for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")],
+            "securityContext": {
+                "runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID,
+                "fsGroup": APP_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "api-keys", "secret": {
+                    "secretName": keys.metadata.name, "defaultMode": 0o440,
+                    "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
+            ],
+        }
+        if args.model:  # modelStore blob: infra/model_store.py
+            args.model.apply(template_metadata, pod_spec, container, APP_UID)
         return k8s.apps.v1.Deployment(
             f"{name}-deploy",
             metadata={"name": "scoring", "namespace": ns, "labels": labels},
@@ -205,35 +236,14 @@ class ScoringService(pulumi.ComponentResource):
                 "selector": {"matchLabels": labels},
                 "strategy": {"type": "RollingUpdate",
                              "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": account.metadata.name,
-                        "automountServiceAccountToken": False,
-                        "terminationGracePeriodSeconds": grace_period_s(cfg),
-                        "nodeSelector": gpu_node_selector(),
-                        "tolerations": gpu_tolerations(),
-                        "topologySpreadConstraints": [
-                            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
-                             "labelSelector": {"matchLabels": labels}}
-                            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")],
-                        "securityContext": {
-                            "runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID,
-                            "fsGroup": APP_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-                            {"name": "api-keys", "secret": {
-                                "secretName": keys.metadata.name, "defaultMode": 0o440,
-                                "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
-                        ],
-                    },
-                },
+                "template": {"metadata": template_metadata, "spec": pod_spec},
             },
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 custom_timeouts=rollout_timeouts(
-                    cfg, args.max_replicas if args.max_replicas is not None else cfg.replicas),
-                depends_on=[args.gpu_pool] if args.gpu_pool else None)),
+                    cfg, args.max_replicas if args.max_replicas is not None else cfg.replicas,
+                    args.model.fetch_budget_s if args.model else 0),
+                depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
+                            *(args.model.depends_on if args.model else [])] or None)),
         )
 
     def _pod_monitor(self, name, ns, labels, crd) -> None:

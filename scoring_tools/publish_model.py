@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from scoring_app.model_store import manifest as mf
@@ -41,14 +42,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account-url", required=True)
     parser.add_argument("--container", default="models")
     parser.add_argument("--name", required=True, help="model name: the prefix's first part")
+    parser.add_argument("--expect-sha256", help="refuse unless the directory still has this "
+                        "digest (the stack passes what it planned with)")
+    parser.add_argument("--wait-for-role-s", type=float, default=600,
+                        help="retry a 403 this long: a new role assignment takes minutes to apply")
     args = parser.parse_args(argv)
+    from azure.core.exceptions import HttpResponseError
     from azure.identity import DefaultAzureCredential
     from azure.storage.blob import ContainerClient
-    client = ContainerClient(args.account_url, args.container, credential=DefaultAzureCredential())
     try:
-        prefix, digest = publish(args.model_dir, client, args.name)
+        if args.expect_sha256:
+            actual = mf.digest(mf.encode(mf.build(args.model_dir)))
+            if actual != args.expect_sha256:
+                raise mf.ManifestError(f"{args.model_dir} changed since the plan: sha256 {actual}, "
+                                       f"planned {args.expect_sha256}; run `pulumi up` again")
+        client = ContainerClient(args.account_url, args.container,
+                                 credential=DefaultAzureCredential())
+        deadline = time.monotonic() + args.wait_for_role_s
+        while True:
+            try:
+                prefix, digest = publish(args.model_dir, client, args.name)
+                break
+            except HttpResponseError as exc:
+                if exc.status_code != 403 or time.monotonic() > deadline:
+                    raise
+                print("403 from the account: waiting for the role assignment to apply",
+                      file=sys.stderr)
+                time.sleep(15)
     except mf.ManifestError as exc:
         print(f"publish failed: {exc}", file=sys.stderr)
+        return 1
+    except HttpResponseError as exc:
+        print(f"publish failed: {exc.status_code} {exc.reason}: needs Storage Blob Data "
+              f"Contributor on {args.container}", file=sys.stderr)
         return 1
     print(f"modelUri: {args.account_url.rstrip('/')}/{args.container}/{prefix}")
     print(f"sha256:   {digest}")

@@ -31,10 +31,23 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def runs(model_dir, tmp_path_factory):
-    """stack name -> Run for each stack file, and "variant" -> dev with VARIANT_OVERRIDES."""
+def other_model_dir(tmp_path_factory):
+    """Another model version: one file changed."""
+    path = tmp_path_factory.mktemp("model2")
+    (path / "saved_model.pb").write_bytes(b"another graph")
+    (path / "variables").mkdir()
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runs(model_dir, other_model_dir, tmp_path_factory):
+    """stack name -> Run for each stack file, "variant" -> dev with VARIANT_OVERRIDES,
+    "baked" -> dev with the model in the image, "remodelled" -> dev with another model."""
     plan = {stack: (stack, {"modelDir": str(model_dir)}) for stack in STACKS}
     plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
+    plan["baked"] = ("dev", {"modelDir": str(model_dir), "modelStore": "image"})
+    plan["remodelled"] = ("dev", {"modelDir": str(other_model_dir)})
     return run_programs(plan, tmp_path_factory.mktemp("runs"))
 
 

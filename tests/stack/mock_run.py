@@ -35,6 +35,8 @@ OIDC_ISSUER = "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/"
 PROM_ENDPOINT = "https://prometheus-a1b2.westeurope.prometheus.monitor.azure.com"
 KEDA_CLIENT_ID = "cccccccc-0000-0000-0000-000000000003"
 KEDA_OID = "eeeeeeee-0000-0000-0000-000000000004"
+MODELS_CLIENT_ID = "cccccccc-0000-0000-0000-000000000005"
+MODELS_OID = "eeeeeeee-0000-0000-0000-000000000006"
 #: AKS's own public client, which its exec kubeconfig names in --client-id.
 AKS_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
 AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
@@ -110,8 +112,15 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                 return {"name": args.name, "metrics": {"prometheusQueryEndpoint": PROM_ENDPOINT,
                                                        "internalId": "mock"}}
             if t == "azure-native:managedidentity:UserAssignedIdentity":
+                if "keda" not in args.name:  # the model store's: its own ids
+                    return {"name": args.name, "clientId": MODELS_CLIENT_ID,
+                            "principalId": MODELS_OID, "tenantId": TENANT}
                 return {"name": args.name, "clientId": KEDA_CLIENT_ID, "principalId": KEDA_OID,
                         "tenantId": TENANT}
+            if t == "azure-native:storage:StorageAccount":
+                return {"name": inputs["accountName"]}
+            if t == "azure-native:storage:BlobContainer":
+                return {"name": inputs["containerName"]}
             if t == "azure-native:containerregistry:Registry":
                 return {"name": inputs["registryName"],
                         "loginServer": f"{inputs['registryName']}.azurecr.io"}

@@ -14,6 +14,7 @@ COMPONENTS = {
     "aks-gpu-scoring:infra:NvidiaDevicePlugin": "nvidia",
     "aks-gpu-scoring:infra:ScoringService": "scoring",
     "aks-gpu-scoring:infra:Edge": "edge",
+    "aks-gpu-scoring:infra:ModelStore": "models",
 }
 #: Components only a stack with monitoring (and autoscaling) has.
 OBSERVED = {
@@ -179,7 +180,7 @@ def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_diges
     assert image["context"]["location"] == "scoring_app"
     assert set(image["context"]["named"]) == {"model"}
     assert image["dockerfile"]["location"] == "scoring_app/Dockerfile"
-    assert image["buildArgs"] == {"MODEL_DIR": "/opt/scoring/model"}
+    assert image["buildArgs"] == {"MODEL_DIR": "/opt/scoring/model"}  # empty under modelStore blob
     push = stack_run.inputs(ROLE, "registry-deployer-push")
     assert push["principalId"] == mock_run.DEPLOYER_OID
     ref = stack_run.outputs["image"]["value"]
@@ -284,7 +285,7 @@ def test_deployment_follows_the_contract(stack_run):
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["SCORING_PORT"] == "5001" and env["SCORING_METRICS_PORT"] == "9090"
-    assert env["SCORING_MODEL_DIR"] == "/opt/scoring/model"
+    assert env["SCORING_MODEL_DIR"] == "/var/lib/scoring/model"  # the init container's emptyDir
     assert {"SCORING_MODEL_NAME", "SCORING_MODEL_VERSION"} <= set(env)
 
 
@@ -438,7 +439,8 @@ def test_keda_scales_the_deployment_on_load_as_its_own_identity(runs):
     assert prod.inputs(MC)["workloadAutoScalerProfile"] == {"keda": {"enabled": True}}
     assert dev.inputs(MC)["workloadAutoScalerProfile"] == {"keda": {"enabled": False}}
     assert not [r for r in dev.resources if "keda" in r["type"]]
-    federation = prod.inputs("azure-native:managedidentity:FederatedIdentityCredential")
+    federation = prod.inputs("azure-native:managedidentity:FederatedIdentityCredential",
+                             "autoscaler-keda-federation")
     assert federation["issuer"] == mock_run.OIDC_ISSUER
     assert federation["subject"] == "system:serviceaccount:kube-system:keda-operator"
     reader = prod.inputs(ROLE, "autoscaler-keda-reader")
@@ -473,6 +475,7 @@ def test_outputs(stack_run, runs):
     cfg = stack_file_config(stack_run.stack)
     assert set(out) == {"scoringUri", "swaggerUri", "primaryKey", "secondaryKey", "kubeconfig",
                         "resourceGroupName", "clusterName", "registryLoginServer", "image",
+                        "modelUri",  # modelStore blob, the default
                         *(["prometheusQueryEndpoint"] if cfg["monitoring"] else [])}
     location = cfg["location"]
     scheme = "https" if cfg["tls"] else "http"

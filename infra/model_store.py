@@ -1,0 +1,212 @@
+"""Models as data (issue 18): the model in Blob Storage, pulled at pod start with workload identity.
+
+Declared here, away from the Deployment (infra/scoring.py calls one hook, `PodModel.apply`):
+- a Storage Account with shared-key access off (Entra ID only), no public blob access,
+  HTTPS only, TLS 1.2 minimum, OAuth the portal default; blob and container soft delete;
+- a private `models` container;
+- the model directory published under its content-addressed prefix
+  `<model name>/<sha256 of its manifest>/` (scoring_app/model_store/manifest.py, the code
+  the fetch checks with), by `scoring_tools.publish_model` run as a pulumi-command step
+  with the deployer's `az login`. Not with azure-native's `storage.Blob`: that resource
+  authenticates with the account key, which this account refuses
+  (pulumi/pulumi-azure-native#2015, #2948, both open). A changed model is a new prefix and
+  a new step; the old prefix stays (README, "Models as data", says how it is removed);
+- a user-assigned identity, federated with the scoring ServiceAccount
+  (`system:serviceaccount:<namespace>:<sa>`, the cluster's OIDC issuer), holding
+  Storage Blob Data Reader on the models container and nothing wider.
+
+The pod: an init container (the same image, `python3 -m scoring_app.model_store.fetch`)
+downloads the prefix into an emptyDir sized from the manifest, checks every file, and
+only then renames it into place; the expected digest is in its env, so the Deployment
+names exactly what `pulumi up` published. No key, SAS or connection string exists in
+state or in the cluster.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import authorization, managedidentity, storage
+from pulumi_command import local
+
+from infra.config import REPO_ROOT
+from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
+from infra.scheduling import locked_down_container
+from scoring_app.model_store import manifest as mf
+
+CONTAINER = "models"
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+USE_LABEL = "azure.workload.identity/use"
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+#: The emptyDir the init container fills; the model appears at MODEL_PATH inside it.
+VOLUME = "model"
+MOUNT = "/var/lib/scoring"
+MODEL_PATH = f"{MOUNT}/model"
+FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
+SOFT_DELETE_DAYS = 7
+#: Room for the staging directory's metadata and the stats file on top of the model.
+VOLUME_HEADROOM_BYTES = 64 << 20
+#: A fetch budget for rollout timeouts: the slowest throughput we plan for (bytes/s) plus a
+#: fixed allowance for token exchange and retries. Measured figures: README, "Models as data".
+PLANNED_FETCH_BYTES_PER_S = 25e6
+FETCH_FIXED_BUDGET_S = 120
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """What the plan knows of the model before any upload: its files and digest."""
+    name: str
+    model_dir: str
+    digest: str
+    total_bytes: int
+
+    @property
+    def prefix(self) -> str:
+        return mf.prefix(self.name, self.digest)
+
+    @property
+    def volume_size_limit(self) -> str:
+        mib = math.ceil((self.total_bytes + VOLUME_HEADROOM_BYTES) / (1 << 20))
+        return f"{mib}Mi"
+
+    @property
+    def fetch_budget_s(self) -> int:
+        return FETCH_FIXED_BUDGET_S + math.ceil(self.total_bytes / PLANNED_FETCH_BYTES_PER_S)
+
+
+def describe(model_name: str, model_dir) -> PublishedModel:
+    entries = mf.build(model_dir)
+    return PublishedModel(model_name, str(model_dir), mf.digest(mf.encode(entries)),
+                          sum(e.size for e in entries))
+
+
+@dataclass
+class PodModel:
+    """What the Deployment needs to fetch the model: one hook for infra/scoring.py."""
+    model_uri: pulumi.Input[str]
+    digest: str
+    size_limit: str
+    fetch_budget_s: int
+    client_id: pulumi.Input[str]
+    depends_on: list = field(default_factory=list)  # the upload, the federation, the grant
+
+    @property
+    def service_account_annotations(self) -> dict:
+        return {CLIENT_ID_ANNOTATION: self.client_id}
+
+    def init_container(self, image: pulumi.Input[str], uid: int) -> dict:
+        return {
+            "name": "fetch-model",
+            "image": image,
+            "imagePullPolicy": "Always",
+            "command": FETCH_COMMAND,
+            "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
+                    {"name": "SCORING_MODEL_SHA256", "value": self.digest},
+                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}],
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                          "limits": {"cpu": "2", "memory": "1Gi"}},
+            "securityContext": {**locked_down_container(), "runAsNonRoot": True,
+                                "runAsUser": uid, "runAsGroup": uid},
+            "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT},
+                             {"name": "tmp", "mountPath": "/tmp"}],
+        }
+
+    def apply(self, template_metadata: dict, pod_spec: dict, container: dict, uid: int) -> None:
+        """The init container first, the emptyDir, the label that has AKS's webhook inject
+        the identity's token, and the scoring container reading the fetched model read-only."""
+        template_metadata.setdefault("labels", {})[USE_LABEL] = "true"
+        template_metadata.setdefault("annotations", {})["scoring/model-sha256"] = self.digest
+        pod_spec["initContainers"] = [self.init_container(container["image"], uid)]
+        pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
+        container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
+        container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
+            {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}]
+
+
+@dataclass
+class ModelStoreArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    oidc_issuer_url: pulumi.Input[str]
+    namespace: str
+    service_account: str
+    model: PublishedModel
+
+
+class ModelStore(pulumi.ComponentResource):
+    """The account, container, published prefix and the pods' identity."""
+
+    account_name: pulumi.Output[str]
+    model_uri: pulumi.Output[str]
+    client_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aks-gpu-scoring:infra:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        deployer = authorization.get_client_config_output()
+        # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
+        stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
+        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
+                                     opts=child)
+        account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=pulumi.Output.concat(stem, suffix.result),
+            resource_group_name=args.resource_group_name, location=args.location,
+            kind="StorageV2", sku={"name": "Standard_LRS"}, access_tier="Hot",
+            allow_shared_key_access=False,  # Entra ID only: no key can read a model
+            allow_blob_public_access=False,
+            allow_cross_tenant_replication=False,
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            default_to_o_auth_authentication=True,
+            opts=child)
+        storage.BlobServiceProperties(
+            f"{name}-blob-service", account_name=account.name,
+            resource_group_name=args.resource_group_name, blob_services_name="default",
+            delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
+            container_delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
+            opts=child)
+        container = storage.BlobContainer(
+            f"{name}-container", account_name=account.name,
+            resource_group_name=args.resource_group_name, container_name=CONTAINER,
+            public_access="None", opts=child)
+
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity", resource_group_name=args.resource_group_name,
+            location=args.location, opts=child)
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-federation", resource_group_name=args.resource_group_name,
+            resource_name_=identity.name, issuer=args.oidc_issuer_url,
+            subject=f"system:serviceaccount:{args.namespace}:{args.service_account}",
+            audiences=[TOKEN_AUDIENCE], opts=child)
+        reader = grant(f"{name}-pods-read", identity.principal_id, STORAGE_BLOB_DATA_READER,
+                       container.id, deployer.subscription_id, child,
+                       principal_type="ServicePrincipal")
+        writer = grant(f"{name}-deployer-write", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR,
+                       container.id, deployer.subscription_id, child)
+
+        model = args.model
+        account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
+        publish = local.Command(
+            f"{name}-publish",
+            create=pulumi.Output.concat(
+                ".venv/bin/python -m scoring_tools.publish_model ",
+                os.path.relpath(model.model_dir, REPO_ROOT),
+                " --account-url ", account_url, f" --container {CONTAINER}",
+                f" --name {model.name} --expect-sha256 {model.digest}"),
+            triggers=[account.name, model.digest],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
+
+        self.account_name = account.name
+        self.model_uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
+        self.client_id = identity.client_id
+        self.pod_model = PodModel(
+            model_uri=self.model_uri, digest=model.digest, size_limit=model.volume_size_limit,
+            fetch_budget_s=model.fetch_budget_s, client_id=identity.client_id,
+            depends_on=[publish, federation, reader])
+        self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
+                               "identityClientId": self.client_id})
