@@ -32,10 +32,16 @@ MODEL_LOAD = Gauge("scoring_model_load_seconds", "Time to load the SavedModel (s
                    multiprocess_mode="max")
 WARMUP = Gauge("scoring_model_warmup_seconds", "Time to warm every batch size (slowest worker).",
                multiprocess_mode="max")
+FETCH_SECONDS = Gauge("scoring_model_fetch_seconds",
+                      "Time the init container took to download and verify the model (0: baked in).",
+                      multiprocess_mode="max")
+FETCH_BYTES = Gauge("scoring_model_fetch_bytes", "Bytes the init container downloaded and verified.",
+                    multiprocess_mode="max")
 READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
               multiprocess_mode="livesum")
 
-FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP, READY)
+FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
+            FETCH_SECONDS, FETCH_BYTES, READY)
 #: Each family's name and help text (the README lists them), from the
 #: collectors' public ``describe()``.
 DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}

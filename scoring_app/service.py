@@ -19,6 +19,7 @@ from .errors import ScoringError, Unavailable
 from .http.auth import KeyStore
 from .model.interface import Model
 from .model.savedmodel import ScoringModel
+from .model_store.fetch import read_stats
 from .settings import Config
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class Service:
 
     def start(self) -> None:
         offload.configure(self.config.threads)
+        fetched = read_stats(self.config.model_dir)  # modelStore blob: the init container's figures
+        metrics.FETCH_SECONDS.set(fetched["seconds"])
+        metrics.FETCH_BYTES.set(fetched["bytes"])
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.start()
 

@@ -245,6 +245,16 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
         client.close()
 
 
+def read_stats(model_dir: str | os.PathLike) -> dict:
+    """What the fetch wrote next to ``model_dir``: ``{"seconds", "bytes"}``, zeros when the
+    model was not fetched (baked into the image) or the file is unreadable."""
+    try:
+        doc = json.loads((Path(model_dir).parent / STATS_NAME).read_text())
+        return {"seconds": float(doc["seconds"]), "bytes": int(doc["bytes"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"seconds": 0.0, "bytes": 0}
+
+
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:

@@ -59,6 +59,9 @@ def test_fetched_model_is_served_and_scores(azurite, container, published, encod
                                headers={"Authorization": "Bearer primary-key-1"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"][0]["label"] == "red"
+        metrics = server.metrics()
+        assert f"scoring_model_fetch_bytes {float(stats['bytes'])}" in metrics
+        assert f"scoring_model_fetch_seconds {float(stats['seconds'])}" in metrics
     finally:
         server.stop()
 
