@@ -17,7 +17,8 @@ from scoring_tools.local import ROOT
 from scoring_tools.publish_model import publish
 from tests.app import media
 from tests.app.conftest import Server
-from tests.model_store.azurite import Token
+from tests.model_store.azurite import TENANT, Token
+from tests.model_store.fake_entra import FakeEntra
 
 pytestmark = pytest.mark.slow
 
@@ -238,3 +239,45 @@ def test_cli_bad_input_is_one_line_and_exit_1(env, message):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), done.stderr
+
+
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+
+
+def _workload_env(azurite, entra, token_file, uri, digest, dest):
+    """What AKS's webhook and the stack give the init container, plus the CA of this
+    test's self-signed certificate (requests reads REQUESTS_CA_BUNDLE)."""
+    return {"AZURE_AUTHORITY_HOST": entra.authority, "AZURE_TENANT_ID": TENANT,
+            "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "REQUESTS_CA_BUNDLE": str(azurite.cert),
+            "SCORING_MODEL_URI": uri, "SCORING_MODEL_SHA256": digest, "SCORING_MODEL_DIR": str(dest)}
+
+
+def test_the_command_fetches_with_its_workload_identity_credential(azurite, container, published,
+                                                                   encoded_model_dir, tmp_path):
+    """The init container's command as it runs in the pod: WorkloadIdentityCredential
+    exchanges the projected token for a storage token, then the fetch runs."""
+    prefix, digest = published
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("projected-service-account-token")
+    uri = f"{azurite.account_url}/{container.container_name}/{prefix}"
+    dest = tmp_path / "models" / "model"
+    with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
+        done = _cli(_workload_env(azurite, entra, token_file, uri, digest, dest))
+        assert done.returncode == 0, done.stderr
+        assert [path for path, _ in entra.requests] == [f"/{TENANT}/oauth2/v2.0/token"]
+    assert mf.build(dest) == mf.build(encoded_model_dir)
+    assert "model fetch: verified" in done.stderr and "MB/s" in done.stderr
+
+    # a token the federation does not know: one line, nothing on disk (the SDK's retry policy
+    # retries a failed token request too; one retry keeps this test short)
+    token_file.write_text("someone-elses-token")
+    dest2 = tmp_path / "models2" / "model"
+    with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
+        failed = _cli({**_workload_env(azurite, entra, token_file, uri, digest, dest2),
+                       "SCORING_FETCH_RETRIES": "1"})
+        assert len(entra.requests) == 2
+    assert failed.returncode == 1
+    [line] = failed.stderr.strip().splitlines()[-1:]
+    assert line.startswith("model fetch failed: no token for ") and "AADSTS700211" in line
+    assert _nothing_left(dest2)
