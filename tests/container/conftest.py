@@ -52,11 +52,22 @@ def base(engine):
 
 
 @pytest.fixture(scope="session")
-def stack(encoded_model_dir, tmp_path_factory):
-    """The dev stack under mocks, with the test SavedModel as its modelDir."""
-    runs = run_programs({"dev": ("dev", {"modelDir": str(encoded_model_dir)})},
-                        tmp_path_factory.mktemp("stack"))
-    return runs["dev"]
+def stacks(encoded_model_dir, tmp_path_factory):
+    """The dev stack under mocks, with the test SavedModel as its modelDir: "baked" with
+    modelStore image, "blob" with the default (the init container fetches it)."""
+    return run_programs({
+        "baked": ("dev", {"modelDir": str(encoded_model_dir), "modelStore": "image"}),
+        "blob": ("dev", {"modelDir": str(encoded_model_dir)})}, tmp_path_factory.mktemp("stack"))
+
+
+@pytest.fixture(scope="session")
+def stack(stacks):
+    return stacks["baked"]
+
+
+@pytest.fixture(scope="session")
+def blob_stack(stacks):
+    return stacks["blob"]
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +93,12 @@ def baked_image(engine, base, build_spec):
 
 
 @pytest.fixture(scope="session")
-def blob_image(engine, base, build_spec, tmp_path_factory):
-    """The Blob path: the same build with an empty `model` context, so no model in the image.
-    (The stack has no modelStore switch yet: the model-store issue adds it and the fetch step.)"""
-    empty = tmp_path_factory.mktemp("no-model")
-    return runtime.build_image(build_spec, base, "aks-gpu-scoring/scoring:test-blob", empty)
+def blob_image(engine, base, blob_stack):
+    """modelStore blob: the build the stack declares then, the app alone (infra/no_model as
+    the `model` context)."""
+    spec = runtime.BuildSpec.from_stack(blob_stack.inputs("docker-build:index:Image"))
+    assert spec.named == {"model": "infra/no_model"}
+    return runtime.build_image(spec, base, "aks-gpu-scoring/scoring:test-blob")
 
 
 class KubeletSecret(SecretDir):

@@ -220,6 +220,15 @@ def env_args(container: dict) -> list[str]:
     return args
 
 
+def command_args(container: dict, image: str) -> list[str]:
+    """The image and what runs: Kubernetes' `command` replaces the image's ENTRYPOINT and,
+    with no `args`, its CMD too (docker: --entrypoint, then the rest after the image)."""
+    command, args = container.get("command"), container.get("args")
+    if not command:
+        return [image, *(args or [])]
+    return ["--entrypoint", command[0], image, *command[1:], *(args or [])]
+
+
 def resource_args(container: dict) -> list[str]:
     limits = container.get("resources", {}).get("limits", {})
     args = []
@@ -235,12 +244,18 @@ def resource_args(container: dict) -> list[str]:
 
 def mount_args(pod: dict, container: dict, host_dirs: dict[str, Path]) -> list[str]:
     """Each volumeMount: an emptyDir becomes a tmpfs of its sizeLimit, a Secret the host
-    directory `host_dirs[volume name]` (laid out as the kubelet lays out a Secret volume)."""
+    directory `host_dirs[volume name]` (laid out as the kubelet lays out a Secret volume).
+    An emptyDir named in `host_dirs` is that host directory instead: one the pod's init
+    container and its main container share, as they share the kubelet's emptyDir."""
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     args = []
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
-        if "emptyDir" in volume:
+        if "emptyDir" in volume and mount["name"] in host_dirs:
+            ro = ",readonly" if mount.get("readOnly") else ""
+            args += ["--mount", f"type=bind,source={host_dirs[mount['name']]},"
+                                f"target={mount['mountPath']}{ro}"]
+        elif "emptyDir" in volume:
             size = volume["emptyDir"].get("sizeLimit")
             opts = "rw,exec,nosuid,nodev,mode=0777" + (f",size={quantity_bytes(size)}" if size else "")
             args += ["--tmpfs", f"{mount['mountPath']}:{opts}"]
@@ -275,6 +290,7 @@ class Container:
     host_dirs: dict[str, Path]
     read_only: bool = True
     extra_args: list[str] = field(default_factory=list)  # e.g. the model dir, for the Blob path
+    network: str = "none"  # "host": the init container reaching Azurite on 127.0.0.1
     name: str = field(default_factory=lambda: f"scoring-test-{uuid.uuid4().hex[:8]}")
     ports: dict[str, int] = field(default_factory=dict)  # port name -> host port
     _forwarders: list[subprocess.Popen] = field(default_factory=list)
@@ -284,8 +300,16 @@ class Container:
         if not self.read_only:
             security.remove("--read-only")
         return [DOCKER, "run", "--detach", "--name", self.name, "--label", f"{LABEL}=1",
-                "--network", "none", *security, *env_args(self.spec), *resource_args(self.spec),
-                *mount_args(self.pod, self.spec, self.host_dirs), *self.extra_args, self.image]
+                "--network", self.network, *security, *env_args(self.spec), *resource_args(self.spec),
+                *mount_args(self.pod, self.spec, self.host_dirs), *self.extra_args,
+                *command_args(self.spec, self.image)]
+
+    def run_to_end(self, timeout: float = 300) -> int:
+        """Run it as the kubelet runs an init container: to its end; returns the exit code."""
+        run(self.argv(), f"docker run {self.name}")
+        done = subprocess.run([DOCKER, "wait", self.name], capture_output=True, text=True,
+                              timeout=timeout)
+        return int(done.stdout.strip())
 
     def start(self) -> "Container":
         run(self.argv(), f"docker run {self.name}")
