@@ -8,6 +8,10 @@ Reads (docs/contract.md, "Models as data"):
   SCORING_MODEL_DIR     where the verified model appears (inside the emptyDir)
   SCORING_FETCH_CONCURRENCY  files and chunks in flight (default 8)
   SCORING_FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
+  SCORING_MODEL_PUBLIC_KEY   optional: a PEM public key (OpenSSF model signing, key method)
+  SCORING_MODEL_CERTIFICATE_CHAIN  optional: PEM files, ':'-separated (certificate method)
+      Either one makes a valid `model.sig` (the model-signing library's signature, in the
+      prefix and its manifest) a condition: a missing or bad signature stops the pod.
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
@@ -43,6 +47,8 @@ READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 #: Written next to the model after a fetch; the server reports it as metrics.
 STATS_NAME = "fetch-stats.json"
+#: The OpenSSF model-signing signature, at the model's root (README, "Models as data").
+SIGNATURE_NAME = "model.sig"
 _CHUNK = 8 << 20
 
 
@@ -158,10 +164,45 @@ def container_client(loc: Location, credential, *, retries: int = 6, connection_
         max_chunk_get_size=_CHUNK, max_single_get_size=_CHUNK, **extra)
 
 
+@dataclass(frozen=True)
+class Signer:
+    """Whose signature the model must carry: a public key, or a certificate chain."""
+    public_key: str | None = None
+    certificate_chain: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if bool(self.public_key) == bool(self.certificate_chain):
+            raise FetchError("name exactly one of SCORING_MODEL_PUBLIC_KEY and "
+                             "SCORING_MODEL_CERTIFICATE_CHAIN")
+        for path in (self.public_key, *self.certificate_chain):
+            if path and not Path(path).is_file():
+                raise FetchError(f"model signature: {path} is not a readable file")
+
+    def verify(self, model_dir: Path) -> None:
+        """Fail closed: no signature, a signature by another key, or a file that differs from
+        what was signed, each stops here with one line."""
+        signature = model_dir / SIGNATURE_NAME
+        if not signature.is_file():
+            raise FetchError(f"the model is unsigned ({SIGNATURE_NAME} is not in its manifest), "
+                             "but the deployment names a signer")
+        from model_signing import hashing, verifying  # only when a signer is named
+        config = verifying.Config()
+        if self.public_key:
+            config = config.use_elliptic_key_verifier(public_key=self.public_key)
+        else:
+            config = config.use_certificate_verifier(certificate_chain=self.certificate_chain)
+        config = config.set_hashing_config(
+            hashing.Config().set_ignored_paths(paths=[signature]))
+        try:
+            config.verify(model_dir, signature)
+        except Exception as exc:  # noqa: BLE001 - the library raises ValueError and others
+            raise FetchError(f"{SIGNATURE_NAME}: signature check failed: {_first_line(exc)[:300]}") from None
+
+
 def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *,
           concurrency: int = 8, retries: int = 6, connection_verify=None,
           initial_backoff: float = 1, increment_base: float = 2, progress_every_s: float = 2.0,
-          on_progress=None) -> dict:
+          on_progress=None, signer: Signer | None = None) -> dict:
     """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}``. Raises
     FetchError (or ManifestError) with one line; then ``dest`` does not exist."""
     mf.check_digest(expected_digest, "SCORING_MODEL_SHA256")
@@ -230,6 +271,9 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
                     future.cancel()
                 raise
         progress.log()
+        if signer is not None:
+            signer.verify(staging)
+            LOG.info("model fetch: %s verified against the named signer", SIGNATURE_NAME)
         seconds = time.monotonic() - started
         stats = {"bytes": got, "seconds": round(seconds, 3), "files": len(entries),
                  "digest": expected_digest}
@@ -282,12 +326,15 @@ def main() -> int:
         retries = _int_env("SCORING_FETCH_RETRIES", 6)
         parse_uri(uri)  # bad input is named before any identity is asked for
         mf.check_digest(digest, "SCORING_MODEL_SHA256")
+        key = os.environ.get("SCORING_MODEL_PUBLIC_KEY", "").strip()
+        chain = tuple(p for p in os.environ.get("SCORING_MODEL_CERTIFICATE_CHAIN", "").split(":") if p)
+        signer = Signer(key or None, chain) if (key or chain) else None
         from azure.identity import WorkloadIdentityCredential
         try:
             credential = WorkloadIdentityCredential()
         except ValueError as exc:  # the webhook's variables are missing
             raise FetchError(f"workload identity is not configured: {exc}") from None
-        fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries)
+        fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries, signer=signer)
     except (FetchError, mf.ManifestError) as exc:
         print(f"model fetch failed: {exc}", file=sys.stderr)
         return 1

@@ -281,3 +281,80 @@ def test_the_command_fetches_with_its_workload_identity_credential(azurite, cont
     [line] = failed.stderr.strip().splitlines()[-1:]
     assert line.startswith("model fetch failed: no token for ") and "AADSTS700211" in line
     assert _nothing_left(dest2)
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory):
+    """Two EC P-256 key pairs as PEM files: the publisher's and someone else's."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    folder = tmp_path_factory.mktemp("signing-keys")
+    for who in ("publisher", "other"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        (folder / f"{who}.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (folder / f"{who}.pub").write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return folder
+
+
+@pytest.fixture()
+def signed(container, encoded_model_dir, keys_dir, tmp_path):
+    """The demo model signed with OpenSSF model signing (key method), then published."""
+    import shutil
+
+    from model_signing import signing
+    model = tmp_path / "signed"
+    shutil.copytree(encoded_model_dir, model)
+    signing.Config().use_elliptic_key_signer(private_key=keys_dir / "publisher.key").sign(
+        model, model / fetch_mod.SIGNATURE_NAME)
+    prefix, digest = publish(model, container, "signed")
+    return model, prefix, digest
+
+
+def test_a_signed_model_verifies_with_its_key(azurite, container, signed, keys_dir, tmp_path):
+    model, prefix, digest = signed
+    dest = tmp_path / "model"
+    _fetch(azurite, container, prefix, digest, dest,
+           signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
+    assert mf.build(dest) == mf.build(model)
+
+
+def test_a_signature_by_another_key_is_refused(azurite, container, signed, keys_dir, tmp_path):
+    _model, prefix, digest = signed
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: "):
+        _fetch(azurite, container, prefix, digest, dest,
+               signer=fetch_mod.Signer(public_key=str(keys_dir / "other.pub")))
+    assert _nothing_left(dest)
+
+
+def test_an_unsigned_model_is_refused_when_a_key_is_named(azurite, container, published, keys_dir,
+                                                          tmp_path):
+    prefix, digest = published
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match="the model is unsigned"):
+        _fetch(azurite, container, prefix, digest, dest,
+               signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
+    assert _nothing_left(dest)
+
+
+def test_a_model_changed_and_republished_by_its_own_publisher_fails_the_signature(
+        azurite, container, signed, keys_dir, encoded_model_dir, tmp_path):
+    """A modelUri publisher who can rewrite the prefix and its manifest (and so a digest the
+    deployment is then given) still cannot change a signed file without the key."""
+    model, _, _ = signed
+    (model / "saved_model.pb").write_bytes((encoded_model_dir / "saved_model.pb").read_bytes() + b"\0")
+    prefix, digest = publish(model, container, "signed")
+    dest = tmp_path / "model"
+    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: .*saved_model\.pb"):
+        _fetch(azurite, container, prefix, digest, dest,
+               signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
+    assert _nothing_left(dest)
+
+
+def test_a_signer_must_be_one_readable_thing(tmp_path):
+    with pytest.raises(fetch_mod.FetchError, match="exactly one of"):
+        fetch_mod.Signer()
+    with pytest.raises(fetch_mod.FetchError, match="is not a readable file"):
+        fetch_mod.Signer(public_key=str(tmp_path / "nope.pem"))
