@@ -30,7 +30,10 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
         service_account=SERVICE_ACCOUNT,
-        model=describe(cfg.service.model_name, cfg.image.model_dir)))
+        model=None if cfg.image.model_uri else describe(cfg.service.model_name, cfg.image.model_dir),
+        model_uri=cfg.image.model_uri, model_sha256=cfg.image.model_sha256,
+        model_uri_scope=cfg.image.model_uri_scope, model_size_limit=cfg.image.model_size_limit,
+        public_key_pem=cfg.image.model_public_key))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     image_ref=registry.image_ref, service=cfg.service, provider=cluster.provider,
     autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,

@@ -94,6 +94,11 @@ class ImageConfig:
     model_dir: Path | None  # None when prebuilt_image is set and the model is in the image
     device_plugin_image: str
     model_store: str = "blob"  # blob: pulled at pod start (infra/model_store.py); image: baked in
+    model_uri: str | None = None  # a model already published elsewhere (its own manifest)
+    model_sha256: str | None = None  # that manifest's sha256: what the pods must get
+    model_uri_scope: str | None = None  # ARM id of its container: where the stack grants read
+    model_size_limit: str = "4Gi"  # the emptyDir for a modelUri model (its size is not known here)
+    model_public_key: str | None = None  # PEM: the OpenSSF model signature the pods require
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,9 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
     if prebuilt and not _DIGEST_REF.match(prebuilt):
         raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
                           "<registry>/<repo>@sha256:<64 hex>")
+    uri = cfg.get("modelUri") or None
+    if uri:
+        return _model_uri_image(cfg, prebuilt, model_store, uri)
     if model_store == "blob" or not prebuilt:  # blob: the stack publishes modelDir
         raw = cfg.get("modelDir") or "models/resnet50"
         model_dir = (REPO_ROOT / raw).resolve()
@@ -295,7 +303,54 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
                           "(not latest) or a digest")
     return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
                        prebuilt_image=prebuilt, model_dir=model_dir,
-                       device_plugin_image=plugin, model_store=model_store)
+                       device_plugin_image=plugin, model_store=model_store,
+                       model_public_key=_public_key(cfg, model_store))
+
+
+_MODEL_URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/([^?#]+)$")
+_CONTAINER_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/"
+                           r"Microsoft\.Storage/storageAccounts/([a-z0-9]{3,24})/blobServices/default/"
+                           r"containers/([a-z0-9-]{3,63})$")
+
+
+def _public_key(cfg: pulumi.Config, model_store: str) -> str | None:
+    key = (cfg.get("modelPublicKey") or "").strip() or None
+    if key and model_store != "blob":
+        raise ConfigError("modelPublicKey", "needs modelStore blob (the fetch checks the signature)")
+    if key and not (key.startswith("-----BEGIN PUBLIC KEY-----")
+                    and key.endswith("-----END PUBLIC KEY-----")):
+        raise ConfigError("modelPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+    return key
+
+
+def _model_uri_image(cfg: pulumi.Config, prebuilt, model_store: str, uri: str) -> ImageConfig:
+    """modelUri: a model someone published under a prefix of their own storage account."""
+    if model_store != "blob":
+        raise ConfigError("modelUri", "needs modelStore blob (the pods fetch it)")
+    match = _MODEL_URI.match(uri)
+    if not match:
+        raise ConfigError("modelUri", f"{uri!r} must be https://<account>.blob.core.windows.net/"
+                          "<container>/<prefix>, with no query (no SAS: the pods use their identity)")
+    digest = cfg.get("modelDigest") or ""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ConfigError("modelDigest", "with modelUri, the sha256 of its manifest.json "
+                          "(64 lowercase hex; scoring_tools.publish_model prints it)")
+    scope = cfg.get("modelUriScope") or ""
+    scope_match = _CONTAINER_ID.match(scope)
+    if not scope_match or scope_match.groups() != match.groups()[:2]:
+        raise ConfigError("modelUriScope", f"with modelUri, the resource id of its container "
+                          f"(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/"
+                          f"storageAccounts/{match.group(1)}/blobServices/default/containers/"
+                          f"{match.group(2)}): the stack grants read there and nowhere wider")
+    size = cfg.get("modelSizeLimit") or "4Gi"
+    if not _QUANTITY.match(size):
+        raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
+    key = _public_key(cfg, model_store)
+    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
+                       prebuilt_image=prebuilt, model_dir=None, device_plugin_image=plugin,
+                       model_store=model_store, model_uri=uri, model_sha256=digest,
+                       model_uri_scope=scope, model_size_limit=size, model_public_key=key)
 
 
 def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:

@@ -47,6 +47,10 @@ VOLUME = "model"
 MOUNT = "/var/lib/scoring"
 MODEL_PATH = f"{MOUNT}/model"
 FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
+#: modelPublicKey: a ConfigMap (a public key is no secret) mounted into the init container.
+SIGNER_CONFIG_MAP = "scoring-model-signer"
+SIGNER_MOUNT = "/etc/scoring/model-signer"
+SIGNER_KEY = "public.pem"
 SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
@@ -78,6 +82,15 @@ class PublishedModel:
         return FETCH_FIXED_BUDGET_S + math.ceil(self.total_bytes / PLANNED_FETCH_BYTES_PER_S)
 
 
+def quantity_bytes(text: str) -> int:
+    units = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", text)
+    if not match:
+        raise ValueError(f"not a byte quantity: {text!r}")
+    return math.ceil(float(match.group(1)) * units[match.group(2) or ""])
+
+
 def describe(model_name: str, model_dir) -> PublishedModel:
     entries = mf.build(model_dir)
     return PublishedModel(model_name, str(model_dir), mf.digest(mf.encode(entries)),
@@ -93,12 +106,24 @@ class PodModel:
     fetch_budget_s: int
     client_id: pulumi.Input[str]
     depends_on: list = field(default_factory=list)  # the upload, the federation, the grant
+    public_key_pem: str | None = None  # modelPublicKey: the signature the fetch requires
+
+    def signer_config_map(self, namespace) -> dict | None:
+        """The ConfigMap infra/scoring.py declares for the public key (None: no signer)."""
+        if not self.public_key_pem:
+            return None
+        return {"metadata": {"name": SIGNER_CONFIG_MAP, "namespace": namespace},
+                "data": {SIGNER_KEY: self.public_key_pem.strip() + "\n"}}
 
     @property
     def service_account_annotations(self) -> dict:
         return {CLIENT_ID_ANNOTATION: self.client_id}
 
     def init_container(self, image: pulumi.Input[str], uid: int) -> dict:
+        signer_env, signer_mount = [], []
+        if self.public_key_pem:
+            signer_env = [{"name": "SCORING_MODEL_PUBLIC_KEY", "value": f"{SIGNER_MOUNT}/{SIGNER_KEY}"}]
+            signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
         return {
             "name": "fetch-model",
             "image": image,
@@ -106,13 +131,13 @@ class PodModel:
             "command": FETCH_COMMAND,
             "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
                     {"name": "SCORING_MODEL_SHA256", "value": self.digest},
-                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}],
+                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env],
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                           "limits": {"cpu": "2", "memory": "1Gi"}},
             "securityContext": {**locked_down_container(), "runAsNonRoot": True,
                                 "runAsUser": uid, "runAsGroup": uid},
             "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT},
-                             {"name": "tmp", "mountPath": "/tmp"}],
+                             {"name": "tmp", "mountPath": "/tmp"}, *signer_mount],
         }
 
     def apply(self, template_metadata: dict, pod_spec: dict, container: dict, uid: int) -> None:
@@ -122,6 +147,9 @@ class PodModel:
         template_metadata.setdefault("annotations", {})["scoring/model-sha256"] = self.digest
         pod_spec["initContainers"] = [self.init_container(container["image"], uid)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
+        if self.public_key_pem:
+            pod_spec["volumes"].append({"name": "model-signer", "configMap": {
+                "name": SIGNER_CONFIG_MAP, "items": [{"key": SIGNER_KEY, "path": SIGNER_KEY}]}})
         container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
         container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
             {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}]
@@ -134,7 +162,12 @@ class ModelStoreArgs:
     oidc_issuer_url: pulumi.Input[str]
     namespace: str
     service_account: str
-    model: PublishedModel
+    model: PublishedModel | None  # modelDir, published by the stack
+    model_uri: str | None = None  # or a model published elsewhere (config modelUri)
+    model_sha256: str | None = None
+    model_uri_scope: str | None = None  # its container's ARM id: the one place read is granted
+    model_size_limit: str = "4Gi"
+    public_key_pem: str | None = None
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -148,6 +181,34 @@ class ModelStore(pulumi.ComponentResource):
         super().__init__("aks-gpu-scoring:infra:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         deployer = authorization.get_client_config_output()
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity", resource_group_name=args.resource_group_name,
+            location=args.location, opts=child)
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-federation", resource_group_name=args.resource_group_name,
+            resource_name_=identity.name, issuer=args.oidc_issuer_url,
+            subject=f"system:serviceaccount:{args.namespace}:{args.service_account}",
+            audiences=[TOKEN_AUDIENCE], opts=child)
+        self.client_id = identity.client_id
+        if args.model_uri:  # published elsewhere: read on that container, nothing declared there
+            reader = grant(f"{name}-pods-read", identity.principal_id, STORAGE_BLOB_DATA_READER,
+                           args.model_uri_scope, deployer.subscription_id, child,
+                           principal_type="ServicePrincipal")
+            self.account_name = pulumi.Output.from_input(args.model_uri.split("/")[2].split(".")[0])
+            self.model_uri = pulumi.Output.from_input(args.model_uri)
+            self.pod_model = PodModel(
+                model_uri=self.model_uri, digest=args.model_sha256, size_limit=args.model_size_limit,
+                fetch_budget_s=FETCH_FIXED_BUDGET_S + math.ceil(
+                    quantity_bytes(args.model_size_limit) / PLANNED_FETCH_BYTES_PER_S),
+                client_id=identity.client_id, depends_on=[federation, reader],
+                public_key_pem=args.public_key_pem)
+        else:
+            self._publish(name, args, child, deployer, identity, federation)
+        self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
+                               "identityClientId": self.client_id})
+
+    def _publish(self, name, args: ModelStoreArgs, child, deployer, identity, federation) -> None:
+        """The stack's own account and container, and modelDir uploaded to its prefix."""
         # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
         stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
         suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
@@ -175,14 +236,6 @@ class ModelStore(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name, container_name=CONTAINER,
             public_access="None", opts=child)
 
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity", resource_group_name=args.resource_group_name,
-            location=args.location, opts=child)
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-federation", resource_group_name=args.resource_group_name,
-            resource_name_=identity.name, issuer=args.oidc_issuer_url,
-            subject=f"system:serviceaccount:{args.namespace}:{args.service_account}",
-            audiences=[TOKEN_AUDIENCE], opts=child)
         reader = grant(f"{name}-pods-read", identity.principal_id, STORAGE_BLOB_DATA_READER,
                        container.id, deployer.subscription_id, child,
                        principal_type="ServicePrincipal")
@@ -203,10 +256,7 @@ class ModelStore(pulumi.ComponentResource):
 
         self.account_name = account.name
         self.model_uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
-        self.client_id = identity.client_id
         self.pod_model = PodModel(
             model_uri=self.model_uri, digest=model.digest, size_limit=model.volume_size_limit,
             fetch_budget_s=model.fetch_budget_s, client_id=identity.client_id,
-            depends_on=[publish, federation, reader])
-        self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
-                               "identityClientId": self.client_id})
+            depends_on=[publish, federation, reader], public_key_pem=args.public_key_pem)

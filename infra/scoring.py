@@ -139,6 +139,9 @@ class ScoringService(pulumi.ComponentResource):
             f"{name}-sa", metadata={"name": SERVICE_ACCOUNT, "namespace": ns, **(
                 {"annotations": args.model.service_account_annotations} if args.model else {})},
             automount_service_account_token=False, opts=self._child)
+        signer = args.model.signer_config_map(ns) if args.model else None
+        if signer:  # modelPublicKey: the public key the fetch checks signatures with
+            k8s.core.v1.ConfigMap(f"{name}-model-signer", **signer, opts=self._child)
         deployment = self._deployment(name, args, ns, labels, keys, account)
         service = k8s.core.v1.Service(
             f"{name}-svc",

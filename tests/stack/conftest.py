@@ -20,6 +20,17 @@ VARIANT_OVERRIDES = {
 }
 
 
+#: A model published by someone else (modelUri), signed with a key the stack names.
+EXTERNAL_MODEL = {
+    "modelUri": "https://theirmodels.blob.core.windows.net/published/resnet50/" + "c" * 64,
+    "modelDigest": "c" * 64,
+    "modelUriScope": ("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/theirs/"
+                      "providers/Microsoft.Storage/storageAccounts/theirmodels/blobServices/"
+                      "default/containers/published"),
+    "modelPublicKey": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+}
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A stand-in SavedModel directory: the build only hashes it here, nothing loads it."""
@@ -48,6 +59,7 @@ def runs(model_dir, other_model_dir, tmp_path_factory):
     plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
     plan["baked"] = ("dev", {"modelDir": str(model_dir), "modelStore": "image"})
     plan["remodelled"] = ("dev", {"modelDir": str(other_model_dir)})
+    plan["external"] = ("dev", {"modelDir": str(model_dir), **EXTERNAL_MODEL})
     return run_programs(plan, tmp_path_factory.mktemp("runs"))
 
 

@@ -161,3 +161,35 @@ def test_no_storage_key_in_any_input_output_or_call(stack_run, runs):
                        for c in run.data["calls"])
         for obj in run.kubernetes_objects():  # nothing in the cluster names the account's keys
             assert "AccountKey" not in json.dumps(obj)
+
+
+def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
+    from conftest import EXTERNAL_MODEL
+    run = runs["external"]
+    assert not run.all_of(ACCOUNT) and not run.all_of(COMMAND + "x")  # nothing of theirs declared
+    assert not [r for r in run.all_of(COMMAND) if r["name"] == "models-publish"]
+    [grant] = [unwrap(r["inputs"]) for r in run.all_of(ROLE)
+               if unwrap(r["inputs"])["principalId"] == mock_run.MODELS_OID]
+    assert grant["scope"] == EXTERNAL_MODEL["modelUriScope"]
+    assert grant["roleDefinitionId"].endswith(READER)
+    spec = run.pod_spec("Deployment")
+    [init] = spec["initContainers"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env["SCORING_MODEL_URI"] == EXTERNAL_MODEL["modelUri"]
+    assert env["SCORING_MODEL_SHA256"] == EXTERNAL_MODEL["modelDigest"]
+    assert env["SCORING_MODEL_PUBLIC_KEY"] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"
+    assert {"name": "model-signer", "mountPath": ms.SIGNER_MOUNT, "readOnly": True} in init["volumeMounts"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "model-signer"]
+    assert volume["configMap"]["name"] == ms.SIGNER_CONFIG_MAP
+    [config_map] = [o for o in run.kubernetes_objects() if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == ms.SIGNER_CONFIG_MAP]
+    assert config_map["data"][ms.SIGNER_KEY].strip() == EXTERNAL_MODEL["modelPublicKey"]
+    assert [v for v in spec["volumes"] if v["name"] == "model"][0]["emptyDir"] == {"sizeLimit": "4Gi"}
+    assert run.outputs["modelUri"]["value"] == EXTERNAL_MODEL["modelUri"]
+    # the stack's own image is still the app alone
+    assert run.inputs("docker-build:index:Image")["tags"] == runs["dev"].inputs("docker-build:index:Image")["tags"]
+
+
+def test_no_signer_no_signature_check(stack_run):
+    [init] = stack_run.pod_spec("Deployment")["initContainers"]
+    assert "SCORING_MODEL_PUBLIC_KEY" not in {e["name"] for e in init["env"]}
