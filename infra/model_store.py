@@ -41,6 +41,10 @@ from scoring_app.model_store import manifest as mf
 CONTAINER = "models"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
 USE_LABEL = "azure.workload.identity/use"
+#: The webhook injects the token into every container, init containers included, except those
+#: this pod annotation names (Azure/azure-workload-identity pkg/webhook/webhook.go,
+#: getSkipContainers): the scoring container serves the internet and needs no storage token.
+SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 #: The emptyDir the init container fills; the model appears at MODEL_PATH inside it.
 VOLUME = "model"
@@ -144,7 +148,9 @@ class PodModel:
         """The init container first, the emptyDir, the label that has AKS's webhook inject
         the identity's token, and the scoring container reading the fetched model read-only."""
         template_metadata.setdefault("labels", {})[USE_LABEL] = "true"
-        template_metadata.setdefault("annotations", {})["scoring/model-sha256"] = self.digest
+        annotations = template_metadata.setdefault("annotations", {})
+        annotations["scoring/model-sha256"] = self.digest
+        annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
         pod_spec["initContainers"] = [self.init_container(container["image"], uid)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
         if self.public_key_pem:

@@ -110,6 +110,8 @@ def test_the_init_container_fetches_the_digest_the_stack_published(stack_run, mo
         "resnet50", str(model_dir), _digest(model_dir), total).volume_size_limit}}
     annotations = stack_run.inputs("kubernetes:apps/v1:Deployment")["spec"]["template"]["metadata"]
     assert annotations["annotations"]["scoring/model-sha256"] == _digest(model_dir)
+    # the token reaches the init container only, not the container that serves the internet
+    assert annotations["annotations"]["azure.workload.identity/skip-containers"] == "scoring"
     # the pod waits for the upload, the federation and the grant
     depends = stack_run.one("kubernetes:apps/v1:Deployment", "scoring-deploy")["options"]["dependsOn"]
     assert {"models-publish", "models-federation", "models-pods-read"} <= set(depends)
