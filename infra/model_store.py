@@ -134,7 +134,7 @@ class PodModel:
             "imagePullPolicy": "Always",
             "command": FETCH_COMMAND,
             "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
-                    {"name": "SCORING_MODEL_SHA256", "value": self.digest},
+                    {"name": "SCORING_MODEL_DIGEST", "value": self.digest},
                     {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env],
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                           "limits": {"cpu": "2", "memory": "1Gi"}},

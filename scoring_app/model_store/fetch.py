@@ -4,7 +4,7 @@
 
 Reads (docs/contract.md, "Models as data"):
   SCORING_MODEL_URI     https://<account>.blob.core.windows.net/<container>/<prefix>
-  SCORING_MODEL_SHA256  the manifest's sha256, written into the Deployment by the stack
+  SCORING_MODEL_DIGEST  the manifest's sha256, written into the Deployment by the stack
   SCORING_MODEL_DIR     where the verified model appears (inside the emptyDir)
   SCORING_FETCH_CONCURRENCY  files and chunks in flight (default 8)
   SCORING_FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
@@ -15,7 +15,7 @@ Reads (docs/contract.md, "Models as data"):
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
-Order: the manifest is downloaded and its sha256 checked against SCORING_MODEL_SHA256
+Order: the manifest is downloaded and its sha256 checked against SCORING_MODEL_DIGEST
 before anything in it is read; every listed file is downloaded (files in parallel,
 large files in parallel chunks, each request retried with exponential backoff by the
 SDK's ExponentialRetry on 408, 5xx and connection errors) into a staging directory
@@ -43,6 +43,10 @@ from urllib.parse import urlsplit
 from scoring_app.model_store import manifest as mf
 
 LOG = logging.getLogger("scoring.model_fetch")
+#: What the fetch command reads (the server's own variables are scoring_app/settings.py's).
+VARIABLES = ("SCORING_MODEL_URI", "SCORING_MODEL_DIGEST", "SCORING_MODEL_DIR",
+             "SCORING_FETCH_CONCURRENCY", "SCORING_FETCH_RETRIES", "SCORING_MODEL_PUBLIC_KEY",
+             "SCORING_MODEL_CERTIFICATE_CHAIN")
 READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 #: Written next to the model after a fetch; the server reports it as metrics.
@@ -205,7 +209,7 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
           on_progress=None, signer: Signer | None = None) -> dict:
     """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}``. Raises
     FetchError (or ManifestError) with one line; then ``dest`` does not exist."""
-    mf.check_digest(expected_digest, "SCORING_MODEL_SHA256")
+    mf.check_digest(expected_digest, "SCORING_MODEL_DIGEST")
     if concurrency < 1:
         raise FetchError(f"SCORING_FETCH_CONCURRENCY must be at least 1, got {concurrency}")
     loc = parse_uri(uri)
@@ -320,12 +324,12 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:
-        uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_SHA256")
+        uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_DIGEST")
         dest = _required("SCORING_MODEL_DIR")
         concurrency = _int_env("SCORING_FETCH_CONCURRENCY", 8)
         retries = _int_env("SCORING_FETCH_RETRIES", 6)
         parse_uri(uri)  # bad input is named before any identity is asked for
-        mf.check_digest(digest, "SCORING_MODEL_SHA256")
+        mf.check_digest(digest, "SCORING_MODEL_DIGEST")
         key = os.environ.get("SCORING_MODEL_PUBLIC_KEY", "").strip()
         chain = tuple(p for p in os.environ.get("SCORING_MODEL_CERTIFICATE_CHAIN", "").split(":") if p)
         signer = Signer(key or None, chain) if (key or chain) else None

@@ -51,7 +51,7 @@ def test_the_init_container_fetches_and_the_scoring_container_serves(
     container = azurite.container("models")
     container.create_container()
     prefix, digest = publish(encoded_model_dir, container, "resnet50")
-    assert digest == env["SCORING_MODEL_SHA256"]  # the stack's digest is the publisher's
+    assert digest == env["SCORING_MODEL_DIGEST"]  # the stack's digest is the publisher's
     assert env["SCORING_MODEL_URI"].endswith(f"/models/{prefix}")
 
     # the emptyDir both containers share; owned as the kubelet's fsGroup makes it writable

@@ -221,17 +221,17 @@ def _cli(env):
 @pytest.mark.parametrize("env, message", [
     ({}, "model fetch failed: SCORING_MODEL_URI is not set (the stack sets it on the init container)"),
     ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x/y",
-      "SCORING_MODEL_SHA256": "abc", "SCORING_MODEL_DIR": "/tmp/m"},
-     "model fetch failed: SCORING_MODEL_SHA256 must be 64 lowercase hex characters (a sha256), got 'abc'"),
+      "SCORING_MODEL_DIGEST": "abc", "SCORING_MODEL_DIR": "/tmp/m"},
+     "model fetch failed: SCORING_MODEL_DIGEST must be 64 lowercase hex characters (a sha256), got 'abc'"),
     ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x?sv=2024&sig=abc",
-      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
+      "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
      "model fetch failed: SCORING_MODEL_URI must not carry a query (no SAS tokens: the pod uses its identity)"),
     ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
-      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
+      "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
       "SCORING_FETCH_CONCURRENCY": "many"},
      "model fetch failed: SCORING_FETCH_CONCURRENCY must be an integer, got 'many'"),
     ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
-      "SCORING_MODEL_SHA256": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
+      "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
      "model fetch failed: workload identity is not configured: "),
 ])
 def test_cli_bad_input_is_one_line_and_exit_1(env, message):
@@ -250,7 +250,7 @@ def _workload_env(azurite, entra, token_file, uri, digest, dest):
     return {"AZURE_AUTHORITY_HOST": entra.authority, "AZURE_TENANT_ID": TENANT,
             "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
             "REQUESTS_CA_BUNDLE": str(azurite.cert),
-            "SCORING_MODEL_URI": uri, "SCORING_MODEL_SHA256": digest, "SCORING_MODEL_DIR": str(dest)}
+            "SCORING_MODEL_URI": uri, "SCORING_MODEL_DIGEST": digest, "SCORING_MODEL_DIR": str(dest)}
 
 
 def test_the_command_fetches_with_its_workload_identity_credential(azurite, container, published,

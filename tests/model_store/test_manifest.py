@@ -76,3 +76,13 @@ def test_malformed_manifests_are_named(doc, message):
 def test_digest_is_checked_before_parsing():
     with pytest.raises(mf.ManifestError, match="the published model is not the one this deployment names"):
         mf.decode(b"not json at all", "0" * 64)
+
+
+def test_the_fetch_reads_exactly_the_variables_it_lists():
+    import re
+    from pathlib import Path
+
+    from scoring_app.model_store import fetch
+    source = Path(fetch.__file__).read_text()
+    read = set(re.findall(r'(?:_required|_int_env|os\.environ\.get)\("(SCORING_[A-Z_]+)"', source))
+    assert read == set(fetch.VARIABLES)

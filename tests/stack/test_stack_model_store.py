@@ -98,7 +98,7 @@ def test_the_init_container_fetches_the_digest_the_stack_published(stack_run, mo
     assert init["command"] == ["python3", "-m", "scoring_app.model_store.fetch"]
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env == {"SCORING_MODEL_URI": stack_run.outputs["modelUri"]["value"],
-                   "SCORING_MODEL_SHA256": _digest(model_dir),
+                   "SCORING_MODEL_DIGEST": _digest(model_dir),
                    "SCORING_MODEL_DIR": ms.MODEL_PATH}
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -133,7 +133,7 @@ def test_a_changed_model_dir_leaves_the_image_untouched(runs):
     assert image(dev)["context"]["named"]["model"]["location"] == "infra/no_model"
     assert dev.outputs["modelUri"]["value"] != remodelled.outputs["modelUri"]["value"]
     env = lambda run: {e["name"]: e["value"] for e in run.pod_spec("Deployment")["initContainers"][0]["env"]}  # noqa: E731
-    assert env(dev)["SCORING_MODEL_SHA256"] != env(remodelled)["SCORING_MODEL_SHA256"]
+    assert env(dev)["SCORING_MODEL_DIGEST"] != env(remodelled)["SCORING_MODEL_DIGEST"]
 
 
 def test_model_store_image_bakes_the_model_in_as_before(runs, model_dir):
@@ -178,7 +178,7 @@ def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
     [init] = spec["initContainers"]
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env["SCORING_MODEL_URI"] == EXTERNAL_MODEL["modelUri"]
-    assert env["SCORING_MODEL_SHA256"] == EXTERNAL_MODEL["modelDigest"]
+    assert env["SCORING_MODEL_DIGEST"] == EXTERNAL_MODEL["modelDigest"]
     assert env["SCORING_MODEL_PUBLIC_KEY"] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"
     assert {"name": "model-signer", "mountPath": ms.SIGNER_MOUNT, "readOnly": True} in init["volumeMounts"]
     [volume] = [v for v in spec["volumes"] if v["name"] == "model-signer"]
