@@ -31,4 +31,4 @@ def test_every_variable_named_in_the_contract_is_declared():
     import re
     contract = (ROOT / "docs" / "contract.md").read_text()
     declared = {s.name for s in settings.SETTINGS}
-    assert set(re.findall(r"SCORING_[A-Z_]+[A-Z]", contract)) <= declared
+    assert set(re.findall(r"SCORING_[A-Z0-9_]+[A-Z0-9]", contract)) <= declared
