@@ -41,12 +41,14 @@ PRECISION = Gauge("scoring_precision_info",
                   ["requested", "served", "reason"], multiprocess_mode="max")
 TOP1_AGREEMENT = Gauge("scoring_precision_top1_agreement",
                        "Fraction of validation images with the same best class in mixed as in fp32, "
-                       "measured at warm-up (lowest worker; absent unless SCORING_PRECISION=mixed).",
-                       multiprocess_mode="min")
+                       "measured at warm-up, by the precision then served (lowest worker; absent "
+                       "unless SCORING_PRECISION=mixed met a device that supports it).",
+                       ["served"], multiprocess_mode="min")
 MAX_DEVIATION = Gauge("scoring_precision_max_deviation",
                       "Largest absolute change in a score, mixed against fp32, on the validation "
-                      "images at warm-up (highest worker; absent unless SCORING_PRECISION=mixed).",
-                      multiprocess_mode="max")
+                      "images at warm-up, by the precision then served (highest worker; absent "
+                      "unless SCORING_PRECISION=mixed met a device that supports it).",
+                      ["served"], multiprocess_mode="max")
 
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP, READY,
             PRECISION, TOP1_AGREEMENT, MAX_DEVIATION)
@@ -72,8 +74,8 @@ def precision(report) -> None:
     """What warm-up chose (``model.precision.Report``) and what the guard measured."""
     PRECISION.labels(report.requested, report.served, report.reason).set(1)
     if report.agreement is not None:
-        TOP1_AGREEMENT.set(report.agreement.top1_agreement)
-        MAX_DEVIATION.set(report.agreement.max_deviation)
+        TOP1_AGREEMENT.labels(report.served).set(report.agreement.top1_agreement)
+        MAX_DEVIATION.labels(report.served).set(report.agreement.max_deviation)
 
 
 def request_done(route: str, method: str, status: int, seconds: float) -> None:

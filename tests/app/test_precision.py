@@ -274,5 +274,7 @@ def test_a_mixed_server_reports_its_precision_and_classifies_the_samples(encoded
     reason = "guard passed" if served != "fp32" else _this_cpu().why_not
     assert f'scoring_precision_info{{reason="{reason}",requested="mixed",served="{served}"}} 1.0' in text
     if served != "fp32":
-        assert "scoring_precision_top1_agreement 1.0" in text
-        assert "scoring_precision_max_deviation " in text
+        assert f'scoring_precision_top1_agreement{{served="{served}"}} 1.0' in text
+        assert f'scoring_precision_max_deviation{{served="{served}"}} ' in text
+    else:
+        assert "scoring_precision_top1_agreement{" not in text
