@@ -74,13 +74,21 @@ def running(name: str, app_root: Path, model_dir: Path, model_name: str, keys_di
         **({"SCORING_PRECISION": "mixed"} if name == "mixed" else {}),
     }
     command = [sys.executable, "-m", "gunicorn", "--config", _CONFIGS[name]]
-    with log_file.open("wb") as log:
-        server = LocalServer(env, log, argv=command, cwd=root)
-    try:
-        server.wait_ready(f"http://127.0.0.1:{port}/readyz", ready_timeout,
-                          lambda: f"log {log_file}:\n" + log_file.read_text(errors="replace")[-3000:])
-        yield Server(pid=server.pid, score_url=f"http://127.0.0.1:{port}/score",
+    with _started(command, env, root, log_file, f"http://127.0.0.1:{port}/readyz", ready_timeout) as pid:
+        yield Server(pid=pid, score_url=f"http://127.0.0.1:{port}/score",
                      metrics_url=None if name == "baseline" else f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+@contextlib.contextmanager
+def _started(command: list[str], env: dict, cwd: Path, log_file: Path, ready_url: str, ready_timeout: float):
+    """Run ``command`` in a session of its own, wait until ``ready_url`` answers 200, yield
+    its pid; always stop it (its whole session) on the way out."""
+    with log_file.open("wb") as log:
+        server = LocalServer(env, log, argv=command, cwd=cwd)
+    try:
+        server.wait_ready(ready_url, ready_timeout,
+                          lambda: f"log {log_file}:\n" + log_file.read_text(errors="replace")[-3000:])
+        yield server.pid
     finally:
         server.stop()
 
@@ -99,12 +107,7 @@ def _triton(model_dir: Path, log_file: Path, ready_timeout: float, image_file: P
     command = [str(python), str(BENCH_ROOT / "bench" / "triton_peer.py"), "--model-dir", str(model_dir),
                "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    with log_file.open("wb") as log:
-        server = LocalServer(env, log, argv=command, cwd=BENCH_ROOT)
-    try:
-        server.wait_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready", ready_timeout,
-                          lambda: f"log {log_file}:\n" + log_file.read_text(errors="replace")[-3000:])
-        yield Server(pid=server.pid, score_url=f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
+    ready_url = f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready"
+    with _started(command, env, BENCH_ROOT, log_file, ready_url, ready_timeout) as pid:
+        yield Server(pid=pid, score_url=f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
                      body_file=body_file, header=f"Inference-Header-Content-Length: {header_length}")
-    finally:
-        server.stop()
