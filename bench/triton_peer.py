@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--delay-us", type=int, default=2000, help="DynamicBatcher's max_queue_delay_microseconds")
+    parser.add_argument("--delay-us", type=int, default=int(os.environ.get("BENCH_TRITON_DELAY_US", "2000")),
+                        help="DynamicBatcher's max_queue_delay_microseconds (default BENCH_TRITON_DELAY_US, else 2000)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _own_libpython_first()
