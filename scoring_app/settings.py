@@ -172,7 +172,7 @@ class Config:
         "256", _int_range(1, 100000),
         "Images waiting for the model, per worker; past it, 503 + Retry-After.")
     max_queue_wait_ms: int = _var(
-        "2000", _int_range(0, 3600000),
+        "5000", _int_range(0, 3600000),
         "Longest predicted wait in the queue for a request's images, from the model's "
         "call times (timed at warm-up, kept current by every call); past it, 503 + "
         "Retry-After at once, instead of an answer many seconds late. "

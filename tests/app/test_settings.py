@@ -32,3 +32,28 @@ def test_every_variable_named_in_the_contract_is_declared():
     contract = (ROOT / "docs" / "contract.md").read_text()
     declared = {s.name for s in settings.SETTINGS}
     assert set(re.findall(r"SCORING_[A-Z0-9_]+[A-Z0-9]", contract)) <= declared
+
+
+def test_config_is_typed_frozen_and_refuses_a_typo():
+    import dataclasses
+    cfg = settings.load({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_queue = 1
+    with pytest.raises(AttributeError):
+        cfg.max_qeue  # noqa: B018 - a typo is an error, not None
+    with pytest.raises(settings.SettingsError, match="unknown settings: max_qeue"):
+        settings.load({}, max_qeue=4)
+    with pytest.raises(settings.SettingsError, match="max_queue='4' is not a int"):
+        settings.load({}, max_queue="4")
+    with pytest.raises(settings.SettingsError, match="max_queue=True"):
+        settings.load({}, max_queue=True)
+    assert settings.load({}, batch_timeout_ms=5).batch_timeout_ms == 5  # an int is a float's value
+
+
+def test_every_field_is_a_variable_and_its_default_parses_to_its_type():
+    import dataclasses
+    fields = {f.name: f.type for f in dataclasses.fields(settings.Config)}
+    assert list(fields) == [s.field for s in settings.SETTINGS]
+    cfg = settings.load({})
+    for s in settings.SETTINGS:
+        assert type(getattr(cfg, s.field)).__name__ == fields[s.field] == s.type, s.name
