@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE :=
 CONTAINER_TOOLS := dockerd buildah debootstrap socat
 CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 
-.PHONY: setup container-tools serve test bench clean
+.PHONY: setup container-tools serve test bench triton-venv clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
 setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed
@@ -59,6 +59,10 @@ test: setup
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench $(ARGS)
+
+# The benchmark's optional Triton peer: PyTriton in a venv of its own (it pins numpy<2)
+triton-venv: $(VENV)/.installed
+	bash bench/triton-venv.sh
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache

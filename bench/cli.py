@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=_names(models.MODEL_NAMES), default=list(models.MODEL_NAMES),
                         help="comma-separated, from %(default)s")
-    parser.add_argument("--servers", type=_names(servers.SERVER_NAMES), default=list(servers.SERVER_NAMES),
-                        help="comma-separated, from %(default)s")
+    parser.add_argument("--servers", type=_names(servers.SERVER_NAMES),
+                        help=f"comma-separated, from {','.join(servers.SERVER_NAMES)} (default: all; "
+                             "triton only where its venv is installed: bash bench/triton-venv.sh)")
     parser.add_argument("--concurrency", type=_int_list, help="comma-separated levels (default 1,8,32)")
     parser.add_argument("--duration", type=int, help="measured seconds per server and concurrency, split over the rounds (default 15)")
     parser.add_argument("--rounds", type=int, help="turns each server takes at each concurrency (default 3)")
@@ -87,6 +88,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
         parser.error("--duration must be at least 1 second, --rounds at least 1 and --warmup not negative")
     args.cache_dir = args.cache_dir or args.out / "models"
+    args.triton_note = None
+    if args.servers is None:
+        args.servers = [name for name in servers.SERVER_NAMES
+                        if name != "triton" or servers.triton_python() is not None]
+        if "triton" not in args.servers:
+            args.triton_note = ("triton left out: PyTriton's venv is not installed "
+                                "(bash bench/triton-venv.sh, or BENCH_TRITON_PYTHON)")
+    elif "triton" in args.servers and servers.triton_python() is None:
+        parser.error("--servers triton: PyTriton's venv is not installed (bash bench/triton-venv.sh, "
+                     "or BENCH_TRITON_PYTHON naming its python)")
     return args
 
 
@@ -105,11 +116,12 @@ def _settle(running: dict[str, servers.Server]) -> None:
 def _run_once(server: servers.Server, running: dict[str, servers.Server], args, client: str, key_file: Path,
               image_file: Path, concurrency: int, seconds: int) -> dict:
     """One turn: a warm-up, then a measured run with the server tree's CPU around it."""
+    body = server.body_file or image_file
     if args.warmup:
-        load.run(client, server.score_url, key_file, image_file, concurrency, args.warmup)
+        load.run(client, server.score_url, key_file, body, concurrency, args.warmup, server.header)
     _settle(running)
     cpu_before = procstat.tree_cpu_seconds(server.pid)
-    point = load.run(client, server.score_url, key_file, image_file, concurrency, seconds)
+    point = load.run(client, server.score_url, key_file, body, concurrency, seconds, server.header)
     point["server_cpu_s"] = procstat.tree_cpu_seconds(server.pid) - cpu_before
     return point
 
@@ -195,8 +207,28 @@ def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, clien
     return points, limit_points
 
 
+def precision_metrics(url: str) -> dict:
+    """What a server of ours says it serves in, and what its guard measured (its metrics)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "scoring_precision_info" and sample.value == 1:
+                found.update(served=sample.labels["served"], reason=sample.labels["reason"])
+            elif sample.name in ("scoring_precision_top1_agreement", "scoring_precision_max_deviation"):
+                found[sample.name.removeprefix("scoring_precision_")] = sample.value
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.triton_note:
+        _progress(args.triton_note)
     client = load.resolve_client(args.client)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(exist_ok=True)
@@ -208,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
                  "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
-                 "warmup_s": args.warmup,
+                 "warmup_s": args.warmup, "servers": args.servers, "triton_note": args.triton_note,
                  # ours reads SCORING_* from this environment (servers.running): a run with
                  # settings other than the defaults says so
                  "ours_settings": {name: value for name, value in sorted(os.environ.items())
@@ -233,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                     _progress(f"{name}: starting {server_name}")
                     log_file = args.out / "logs" / f"{name}-{server_name}.log"
                     running[server_name] = stack.enter_context(servers.running(
-                        server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout))
+                        server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout,
+                        image_file))
+                model_results["precision"] = {server_name: precision_metrics(server.metrics_url)
+                                              for server_name, server in running.items() if server.metrics_url}
                 model_results["servers"], model_results["limit_in_turns"] = _measure(
                     running, probe, args, client, key_file, image_file)
     results["targets"] = report.evaluate(results["models"])

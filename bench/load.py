@@ -25,15 +25,18 @@ def resolve_client(client: str) -> str:
     return client
 
 
-def run(client: str, url: str, key_file: Path, image: Path, concurrency: int, duration: int) -> dict:
-    """Drive ``url`` for ``duration`` seconds: the client's figures, plus ``ok`` (2xx/3xx
-    answers) and ``rps``, which counts only those: a fast error is not throughput."""
+def run(client: str, url: str, key_file: Path, image: Path, concurrency: int, duration: int,
+        header: str | None = None) -> dict:
+    """Drive ``url`` for ``duration`` seconds, POSTing the file ``image`` (and ``header``,
+    'Name: value', if given): the client's figures, plus ``ok`` (2xx/3xx answers) and
+    ``rps``, which counts only those: a fast error is not throughput."""
     if client == "wrk":
         command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "60s", "-s", str(_LUA_SCRIPT)]
-        command += [url, "--", str(key_file), str(image)]
+        command += [url, "--", str(key_file), str(image), *([header] if header else [])]
     else:
         command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--key-file", str(key_file)]
         command += ["--image", str(image), "--concurrency", str(concurrency), "--duration", str(duration)]
+        command += ["--header", header] if header else []
     finished = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({finished.returncode}): {finished.stderr.strip()[-2000:]}")

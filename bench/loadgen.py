@@ -57,11 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--header", help="one more request header, 'Name: value'")
     args = parser.parse_args(argv)
     headers = {
         "Authorization": f"Bearer {args.key_file.read_text().strip()}",
         "Content-Type": "application/octet-stream",
     }
+    if args.header:
+        name, _, value = args.header.partition(":")
+        headers[name.strip()] = value.strip()
     result = asyncio.run(_drive(args.url, headers, args.image.read_bytes(), args.concurrency, args.duration))
     json.dump(result, sys.stdout)
     return 0

@@ -1,6 +1,7 @@
 -- wrk script: POST the image file as the raw body with the Bearer key, as the 2019 clients did,
 -- and print the run's figures as one JSON line that bench/load.py parses.
--- Usage: wrk ... -s bench/post.lua URL -- KEY_FILE IMAGE_FILE   (the key never goes in argv)
+-- Usage: wrk ... -s bench/post.lua URL -- KEY_FILE BODY_FILE ["Name: value"]   (the key never goes in argv)
+-- BODY_FILE is the image, or a whole v2 request for Triton, which needs the extra header.
 
 local function slurp(path)
   local file = assert(io.open(path, "rb"))
@@ -14,6 +15,10 @@ function init(args)
   wrk.body = slurp(args[2])
   wrk.headers["Authorization"] = "Bearer " .. (slurp(args[1]):gsub("%s+$", ""))
   wrk.headers["Content-Type"] = "application/octet-stream"
+  if args[3] then
+    local name, value = args[3]:match("^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)

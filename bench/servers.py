@@ -1,9 +1,12 @@
-"""Starting and stopping the two servers under test, each as its own gunicorn process tree.
+"""Starting and stopping the servers under test, each as its own process tree.
 
 ``ours`` is started exactly as the container starts it (docs/contract.md): ``python -m
 gunicorn --config scoring_app/gunicorn.conf.py`` from the app's root, configured only through
-SCORING_* variables. ``baseline`` is bench/baseline, started the same way. Each runs in a
-session of its own, so stopping it reaches every worker and nothing outlives the benchmark.
+SCORING_* variables; ``mixed`` is ours with ``SCORING_PRECISION=mixed`` (and its guard at the
+defaults). ``baseline`` is bench/baseline, started the same way. ``triton`` is NVIDIA Triton
+through PyTriton (bench/triton_peer.py), in a venv of its own: optional, used only where that
+venv exists (``triton_python``). Each runs in a session of its own, so stopping it reaches
+every process and nothing outlives the benchmark.
 """
 import contextlib
 import os
@@ -13,17 +16,31 @@ from pathlib import Path
 
 from scoring_tools.local import LocalServer, free_port
 
-SERVER_NAMES = ("baseline", "ours")
+SERVER_NAMES = ("baseline", "ours", "mixed", "triton")
 BENCH_ROOT = Path(__file__).resolve().parent.parent
-_CONFIGS = {"baseline": "bench/baseline/gunicorn.conf.py", "ours": "scoring_app/gunicorn.conf.py"}
+_CONFIGS = {"baseline": "bench/baseline/gunicorn.conf.py", "ours": "scoring_app/gunicorn.conf.py",
+            "mixed": "scoring_app/gunicorn.conf.py"}
+#: Where bench/triton-venv.sh puts PyTriton's venv (or BENCH_TRITON_PYTHON names its python).
+TRITON_VENV = BENCH_ROOT / ".venv-triton"
 
 
 @dataclass(frozen=True)
 class Server:
-    """A running server: the gunicorn master's pid and the URL old clients POST to."""
+    """A running server: its top process's pid, the URL the load POSTs to, and what it
+    POSTs there when it is not the image itself (Triton's v2 request, with its header)."""
 
     pid: int
     score_url: str
+    metrics_url: str | None = None
+    body_file: Path | None = None
+    header: str | None = None
+
+
+def triton_python() -> Path | None:
+    """PyTriton's venv's python, if it is installed (else the benchmark runs without Triton)."""
+    named = os.environ.get("BENCH_TRITON_PYTHON")
+    python = Path(named) if named else TRITON_VENV / "bin" / "python"
+    return python if python.is_file() else None
 
 
 def _root(name: str, app_root: Path) -> Path:
@@ -35,10 +52,14 @@ def _root(name: str, app_root: Path) -> Path:
 
 @contextlib.contextmanager
 def running(name: str, app_root: Path, model_dir: Path, model_name: str, keys_dir: Path, log_file: Path,
-            ready_timeout: float):
+            ready_timeout: float, image_file: Path | None = None):
     """Start server ``name`` on ``model_dir``, wait for /readyz, yield a Server, always stop it."""
+    if name == "triton":
+        with _triton(model_dir, log_file, ready_timeout, image_file) as server:
+            yield server
+        return
     root = _root(name, app_root)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "SCORING_MODEL_DIR": str(model_dir),
@@ -46,17 +67,47 @@ def running(name: str, app_root: Path, model_dir: Path, model_name: str, keys_di
         "SCORING_MODEL_VERSION": model_dir.name,
         "SCORING_API_KEYS_DIR": str(keys_dir),
         "SCORING_PORT": str(port),
-        "SCORING_METRICS_PORT": str(free_port()),
+        "SCORING_METRICS_PORT": str(metrics_port),
         "SCORING_HOST": "127.0.0.1",  # ours listens on all interfaces by default; a benchmark need not
         "SCORING_DRAIN_SECONDS": "0",  # no load balancer to drain away from: stop at once
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        **({"SCORING_PRECISION": "mixed"} if name == "mixed" else {}),
     }
     command = [sys.executable, "-m", "gunicorn", "--config", _CONFIGS[name]]
+    with _started(command, env, root, log_file, f"http://127.0.0.1:{port}/readyz", ready_timeout) as pid:
+        yield Server(pid=pid, score_url=f"http://127.0.0.1:{port}/score",
+                     metrics_url=None if name == "baseline" else f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+@contextlib.contextmanager
+def _started(command: list[str], env: dict, cwd: Path, log_file: Path, ready_url: str, ready_timeout: float):
+    """Run ``command`` in a session of its own, wait until ``ready_url`` answers 200, yield
+    its pid; always stop it (its whole session) on the way out."""
     with log_file.open("wb") as log:
-        server = LocalServer(env, log, argv=command, cwd=root)
+        server = LocalServer(env, log, argv=command, cwd=cwd)
     try:
-        server.wait_ready(f"http://127.0.0.1:{port}/readyz", ready_timeout,
+        server.wait_ready(ready_url, ready_timeout,
                           lambda: f"log {log_file}:\n" + log_file.read_text(errors="replace")[-3000:])
-        yield Server(pid=server.pid, score_url=f"http://127.0.0.1:{port}/score")
+        yield server.pid
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _triton(model_dir: Path, log_file: Path, ready_timeout: float, image_file: Path):
+    from bench.triton_peer import MODEL, v2_body
+
+    python = triton_python()
+    if python is None:
+        raise FileNotFoundError("triton: PyTriton's venv is not installed (bash bench/triton-venv.sh)")
+    body, header_length = v2_body(image_file.read_bytes())
+    body_file = log_file.with_suffix(".v2-body")
+    body_file.write_bytes(body)
+    port = free_port()
+    command = [str(python), str(BENCH_ROOT / "bench" / "triton_peer.py"), "--model-dir", str(model_dir),
+               "--port", str(port)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    ready_url = f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready"
+    with _started(command, env, BENCH_ROOT, log_file, ready_url, ready_timeout) as pid:
+        yield Server(pid=pid, score_url=f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
+                     body_file=body_file, header=f"Inference-Header-Content-Length: {header_length}")

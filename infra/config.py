@@ -33,8 +33,9 @@ ZONES = ("1", "2", "3")
 RESERVED_ENV = frozenset({
     "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
-    "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS",
+    "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
 })
+PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
@@ -113,6 +114,7 @@ class ServiceConfig:
     graceful_timeout_s: int
     drain_s: int
     pre_stop_s: int
+    precision: str  # SCORING_PRECISION: fp32, or mixed (guarded at warm-up)
     extra_env: tuple[tuple[str, str], ...]
     dns_label: str | None
     source_ranges: tuple[str, ...]
@@ -375,6 +377,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         graceful_timeout_s=_int(cfg, "gracefulTimeoutSeconds", 30, minimum=1),
         drain_s=_int(cfg, "drainSeconds", 5, minimum=0),
         pre_stop_s=_int(cfg, "preStopSeconds", 10, minimum=0),
+        precision=_choice(cfg, "precision", "fp32", PRECISIONS),
         extra_env=extra,
         dns_label=dns_label,
         source_ranges=_cidrs(cfg, "loadBalancerSourceRanges"),

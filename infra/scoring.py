@@ -81,6 +81,7 @@ def container_env(cfg: ServiceConfig) -> list[dict]:
         "SCORING_METRICS_PORT": str(METRICS_PORT),
         "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
         "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
+        "SCORING_PRECISION": cfg.precision,
         **dict(cfg.extra_env),
     }
     return [{"name": key, "value": value} for key, value in env.items()]

@@ -40,8 +40,23 @@ FETCH_BYTES = Gauge("scoring_model_fetch_bytes", "Bytes the init container downl
 READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
               multiprocess_mode="livesum")
 
+PRECISION = Gauge("scoring_precision_info",
+                  "1 for the precision each worker serves in: requested (SCORING_PRECISION), "
+                  "served (fp32, bf16 or fp16) and why.",
+                  ["requested", "served", "reason"], multiprocess_mode="max")
+TOP1_AGREEMENT = Gauge("scoring_precision_top1_agreement",
+                       "Fraction of validation images with the same best class in mixed as in fp32, "
+                       "measured at warm-up, by the precision then served (lowest worker; absent "
+                       "unless SCORING_PRECISION=mixed met a device that supports it).",
+                       ["served"], multiprocess_mode="min")
+MAX_DEVIATION = Gauge("scoring_precision_max_deviation",
+                      "Largest absolute change in a score, mixed against fp32, on the validation "
+                      "images at warm-up, by the precision then served (highest worker; absent "
+                      "unless SCORING_PRECISION=mixed met a device that supports it).",
+                      ["served"], multiprocess_mode="max")
+
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
-            FETCH_SECONDS, FETCH_BYTES, READY)
+            FETCH_SECONDS, FETCH_BYTES, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION)
 #: Each family's name and help text (the README lists them), from the
 #: collectors' public ``describe()``.
 DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}
@@ -58,6 +73,14 @@ class BatcherMetrics:
 
     def model_call(self, seconds: float) -> None:
         MODEL_CALL.observe(seconds)
+
+
+def precision(report) -> None:
+    """What warm-up chose (``model.precision.Report``) and what the guard measured."""
+    PRECISION.labels(report.requested, report.served, report.reason).set(1)
+    if report.agreement is not None:
+        TOP1_AGREEMENT.labels(report.served).set(report.agreement.top1_agreement)
+        MAX_DEVIATION.labels(report.served).set(report.agreement.max_deviation)
 
 
 def request_done(route: str, method: str, status: int, seconds: float) -> None:

@@ -47,7 +47,12 @@ class Service:
 
     def _warm_up(self) -> dict[int, float]:
         """Warm the model; its timings per batch size go to the batch policy."""
-        metrics.WARMUP.set(self.model.warm_up())
+        try:
+            metrics.WARMUP.set(self.model.warm_up())
+        finally:  # a guard that refused says what it measured too
+            report = getattr(self.model, "precision", None)  # ScoringModel's; stand-ins have none
+            if report is not None:
+                metrics.precision(report)
         metrics.READY.inc()
         log.info("model warmed and timed: %s; up to %d model calls at once; ready", ", ".join(
             f"batch {size} {seconds * 1000:.1f} ms" for size, seconds in self.model.call_seconds.items()),

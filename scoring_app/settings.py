@@ -119,6 +119,29 @@ class Config:
     apply_softmax: bool = _var(
         "false", _bool,
         "Apply softmax to the scores output (when the model returns logits).")
+    precision: str = _var(
+        "fp32", _choice("fp32", "mixed"),
+        "`mixed`: TensorFlow's mixed-precision rewrite of the unmodified model, fp16 on "
+        "an NVIDIA GPU with tensor cores, bf16 through oneDNN on a CPU with AVX512_BF16 "
+        "or AMX; on other devices fp32, logged. Checked against fp32 at warm-up by "
+        "the guard (SCORING_GUARD_*; README, Performance).")
+    validation_dir: str = _var(
+        "", _text,
+        "Images of your own that the precision guard scores both ways, beside the "
+        "warm-up image. Empty: the warm-up image only. Read only when "
+        "SCORING_PRECISION=mixed.")
+    guard_min_top1: float = _var(
+        "1.0", _float_range(0, 1),
+        "Least fraction of validation images whose best class must be the same in "
+        "mixed as in fp32.")
+    guard_max_deviation: float = _var(
+        "0.02", _float_range(0, 1e9),
+        "Largest absolute change in any served score, mixed against fp32, on the "
+        "validation images.")
+    guard_action: str = _var(
+        "fallback", _choice("fallback", "refuse"),
+        "Past a guard threshold: `fallback` serves fp32 (logged, in metrics); "
+        "`refuse` never goes ready.")
     api_keys_dir: str = _var(
         "/var/run/secrets/scoring", _text,
         "Directory holding the Bearer keys as files `primary` and "

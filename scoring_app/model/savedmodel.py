@@ -27,7 +27,7 @@ from PIL import Image
 from .. import offload
 from ..errors import BadImage, UnsupportedModel
 from ..settings import Config
-from . import images
+from . import images, precision
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,10 @@ class ScoringModel:
         self._call: Callable | None = None      # the signature's call that predict makes
         self._direct = self._public = None      # signature_callers; warm_up picks
         self._tf = None
+        self._support: precision.Support | None = None  # for SCORING_PRECISION=mixed
+        self._validation: list[tuple[str, bytes]] = []  # SCORING_VALIDATION_DIR's images
+        #: what warm-up chose to serve in, and what the guard measured (``precision.Report``)
+        self.precision: precision.Report | None = None
 
     # -- load --------------------------------------------------------------
     def load(self) -> float:
@@ -204,6 +208,8 @@ class ScoringModel:
         self._loaded = loaded  # keep it alive: fn needs its variables
         self._direct, self._public = signature_callers(fn, self.signature.input_name)
         self._call = self._public
+        if self.config.precision == precision.MIXED:
+            self._prepare_mixed(tf)
         log.info("model %s loaded: %s", model_dir, self.signature)
         return time.perf_counter() - started
 
@@ -246,15 +252,33 @@ class ScoringModel:
         scores = out[self.signature.output_name].numpy()[:n]
         return softmax(scores) if self.config.apply_softmax else scores
 
+    def _prepare_mixed(self, tf: Any) -> None:
+        """At load: what ``mixed`` means here (or why it cannot be), and the
+        validation images read, so that a bad directory stops the worker at boot."""
+        self._support = precision.detect(tf)
+        if self._support.option is None:
+            log.warning("SCORING_PRECISION=mixed: serving fp32 on %s: %s",
+                        self._support.device, self._support.why_not)
+            return
+        if self.config.validation_dir:
+            try:
+                files = precision.validation_files(self.config.validation_dir)
+                self._validation = [(str(p), p.read_bytes()) for p in files]
+            except (OSError, ValueError) as exc:
+                raise UnsupportedModel(f"the precision guard's images: {exc}") from None
+
     def warm_up(self) -> float:
-        """Pick the signature's call (``_adopt_direct_call``), call every batch
+        """Pick the signature's call (``_adopt_direct_call``); choose the precision
+        (``_choose_precision``: the guard); call every batch
         size once, so no request pays for tracing/autotune; then time each, in
         ``TIMED_ROUNDS`` rounds over all sizes, keeping each size's best (a busy
         moment then spoils one round, not one size's figure) into
-        ``call_seconds``, from which the batcher picks its batch sizes and waits."""
+        ``call_seconds``, from which the batcher picks its batch sizes and waits:
+        timed in the precision that serves."""
         started = time.perf_counter()
         item = self.preprocess(warmup_image())
         self._adopt_direct_call(item)
+        self.precision = self._choose_precision(item)
         for size in self.sizes:
             self.predict([item] * size)
         for _ in range(TIMED_ROUNDS):
@@ -262,6 +286,46 @@ class ScoringModel:
                 seconds = _timed(self.predict, [item] * size)
                 self.call_seconds[size] = min(seconds, self.call_seconds.get(size, seconds))
         return time.perf_counter() - started
+
+    def _choose_precision(self, warmup_item: Any) -> precision.Report:
+        """fp32, or ``mixed`` once the guard has compared it with fp32 on the
+        warm-up image and the validation images; past a threshold, fp32 again
+        (``fallback``) or an error that keeps the worker from going ready (``refuse``)."""
+        config, support = self.config, self._support
+        if config.precision == precision.FP32:
+            return precision.Report(precision.FP32, precision.FP32, "", "SCORING_PRECISION=fp32")
+        if support.option is None:
+            return precision.Report(precision.MIXED, precision.FP32, support.device, support.why_not)
+        items = [("the warm-up image", warmup_item)]
+        for name, data in self._validation:
+            try:
+                items.append((name, self.preprocess(data)))
+            except Exception as exc:  # noqa: BLE001 - BadImage, TooManyPixels: name the file
+                raise UnsupportedModel(f"the precision guard cannot read {name}: {exc}") from None
+        tf, option = self._tf, support.option
+        precision.set_rewrite(tf, option, False)
+        reference = self._score_all([item for _, item in items])
+        precision.set_rewrite(tf, option, True)
+        agreement = precision.compare(reference, self._score_all([item for _, item in items]))
+        measured = (f"on {agreement.images} validation images, top-1 agreement "
+                    f"{agreement.top1_agreement:.1%} (at least {config.guard_min_top1:.1%}), largest "
+                    f"score change {agreement.max_deviation:.4g} (at most {config.guard_max_deviation:g})")
+        if agreement.within(config.guard_min_top1, config.guard_max_deviation):
+            log.info("SCORING_PRECISION=mixed: serving %s on %s; %s", support.kind, support.device, measured)
+            return precision.Report(precision.MIXED, support.kind, support.device, "guard passed", agreement)
+        precision.set_rewrite(tf, option, False)
+        if config.guard_action == "refuse":
+            self.precision = precision.Report(precision.MIXED, "none", support.device, "guard refused",
+                                              agreement)
+            raise UnsupportedModel(f"SCORING_PRECISION=mixed failed its guard ({measured}) and "
+                                   "SCORING_GUARD_ACTION=refuse: this worker will not go ready")
+        log.warning("SCORING_PRECISION=mixed: %s failed the guard, serving fp32; %s", support.kind, measured)
+        return precision.Report(precision.MIXED, precision.FP32, support.device, "guard failed", agreement)
+
+    def _score_all(self, items: list[Any]) -> np.ndarray:
+        """Scores of any number of items, in calls of at most the largest batch size."""
+        step = self.sizes[-1]
+        return np.concatenate([self.predict(items[i:i + step]) for i in range(0, len(items), step)])
 
     @property
     def calls_directly(self) -> bool:

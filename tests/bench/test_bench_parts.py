@@ -1,11 +1,12 @@
 """The benchmark's pure parts: target arithmetic, client output parsing, /proc accounting, CLI."""
+import io
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from bench import cli, limit, load, procstat, report
+from bench import cli, limit, load, procstat, report, servers
 
 
 def _results(ours_rps: float, baseline_rps: float) -> dict:
@@ -178,3 +179,50 @@ def test_quick_fills_only_what_was_not_given():
     args = cli.parse_args(["--quick", "--concurrency", "4"])
     assert args.concurrency == [4] and args.duration == cli.QUICK["duration"]
     assert args.cache_dir == args.out / "models"
+
+
+def test_triton_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(tmp_path / "no-python"))
+    args = cli.parse_args([])
+    assert args.servers == ["baseline", "ours", "mixed"] and "triton left out" in args.triton_note
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--servers", "ours,triton"])
+    python = tmp_path / "python"
+    python.write_text("")
+    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(python))
+    args = cli.parse_args([])
+    assert args.servers == list(servers.SERVER_NAMES) and args.triton_note is None
+
+
+def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
+    import json
+    import struct
+
+    from bench.triton_peer import INPUT, OUTPUT, v2_body
+    body, header_length = v2_body(b"\xff\xd8\xffjpeg")
+    header, raw = json.loads(body[:header_length]), body[header_length:]
+    (tensor,) = header["inputs"]
+    assert (tensor["name"], tensor["datatype"], tensor["shape"]) == (INPUT, "BYTES", [1, 1])
+    assert tensor["parameters"]["binary_data_size"] == len(raw)
+    assert struct.unpack("<I", raw[:4]) == (len(raw) - 4,) and raw[4:] == b"\xff\xd8\xffjpeg"
+    assert header["outputs"] == [{"name": OUTPUT, "parameters": {"binary_data": False}}]
+
+
+def test_precision_metrics_are_read_from_a_servers_metrics(monkeypatch):
+    import urllib.request
+
+    text = ('# TYPE scoring_precision_info gauge\n'
+            'scoring_precision_info{reason="guard passed",requested="mixed",served="bf16"} 1.0\n'
+            '# TYPE scoring_precision_max_deviation gauge\nscoring_precision_max_deviation{served="bf16"} 0.004\n'
+            '# TYPE scoring_precision_top1_agreement gauge\nscoring_precision_top1_agreement{served="bf16"} 1.0\n')
+
+    class Answer(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Answer(text.encode()))
+    assert cli.precision_metrics("http://x/metrics") == {
+        "served": "bf16", "reason": "guard passed", "max_deviation": 0.004, "top1_agreement": 1.0}

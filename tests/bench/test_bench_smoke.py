@@ -11,8 +11,9 @@ import pytest
 
 from bench import cli, report
 
-# The servers driven here: the 2019-style baseline and ours.
-SMOKE_SERVERS = ("baseline", "ours")
+# The servers driven here: the 2019-style baseline, ours, and ours at SCORING_PRECISION=mixed
+# (Triton is optional, with a venv of its own: not on the test path).
+SMOKE_SERVERS = ("baseline", "ours", "mixed")
 CONCURRENCY = 2
 BATCH_SIZES = (1, 2)
 ROUNDS = 2  # turns each server takes, alternating
@@ -93,7 +94,24 @@ def test_every_target_is_reported_and_outputs_are_written(run):
     assert run["png"].startswith(b"\x89PNG\r\n\x1a\n")
     for server in SMOKE_SERVERS:
         assert f"  {server} " in run["printed"]
-    assert "targets (issue 5):" in run["printed"]
+    assert "targets (issues 5 and 19):" in run["printed"]
+
+
+@pytest.mark.slow
+def test_mixed_says_what_it_serves_in_and_what_its_guard_measured(run):
+    from scoring_app.model import precision
+    import tensorflow as tf
+
+    support = precision.detect(tf)
+    found = run["results"]["models"]["tiny"]["precision"]
+    assert found["ours"] == {"served": "fp32", "reason": "SCORING_PRECISION=fp32"}  # no guard figures
+    assert found["mixed"]["served"] in (support.kind, "fp32")
+    if support.option is None:
+        assert found["mixed"] == {"served": "fp32", "reason": support.why_not}
+    else:  # measured on the warm-up image: one image, agreement 0 or 1
+        assert found["mixed"]["top1_agreement"] in (0.0, 1.0) and found["mixed"]["max_deviation"] >= 0
+        assert found["mixed"]["reason"] in ("guard passed", "guard failed")
+    assert "  mixed precision: served " in run["printed"]
 
 
 @pytest.mark.slow

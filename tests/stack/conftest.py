@@ -17,6 +17,7 @@ VARIANT_OVERRIDES = {
     "dnsLabel": "contoso-scoring",
     "loadBalancerSourceRanges": ["198.51.100.0/24"],
     "primaryKeyVersion": "2",
+    "precision": "mixed",
 }
 
 

@@ -64,6 +64,8 @@ BAD = [
     ({"modelDir": "no/such/dir"}, "modelDir", r"no saved_model\.pb"),
     ({"scoringEnv": '["SCORING_API_KEYS_DIR=/x"]'}, "scoringEnv", r"does not set itself"),
     ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
+    ({"scoringEnv": '["SCORING_PRECISION=mixed"]'}, "scoringEnv", r"does not set itself"),
+    ({"precision": "bf16"}, "precision", r"'bf16' is not one of fp32, mixed"),
     ({"scoringEnv": '["SCORING_MAX_BATCH_SIZE=lots"]'}, "scoringEnv", r"SCORING_MAX_BATCH_SIZE=.lots. is not valid"),
     ({"devicePluginImage": "nvcr.io/nvidia/k8s-device-plugin:latest"}, "devicePluginImage", "pinned"),
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
@@ -158,3 +160,12 @@ def test_stack_files_ship_no_api_range_placeholder():
         text = (REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()
         assert "aks-gpu-scoring:apiAuthorizedIpRanges:" not in text
         assert "203.0.113" not in text
+
+
+def test_the_stacks_precisions_are_the_containers():
+    from infra import config
+    from scoring_app import settings
+    for value in config.PRECISIONS:
+        assert settings.load({"SCORING_PRECISION": value}).precision == value
+    with pytest.raises(settings.SettingsError):
+        settings.load({"SCORING_PRECISION": "bf16"})

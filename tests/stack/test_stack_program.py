@@ -302,6 +302,14 @@ def test_deployment_security_context_is_restricted(stack_run):
     assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
 
 
+def test_precision_is_fp32_unless_the_stack_says_mixed(runs):
+    def env(run):
+        [c] = run.pod_spec("Deployment")["containers"]
+        return {e["name"]: e["value"] for e in c["env"]}
+    assert env(runs["dev"])["SCORING_PRECISION"] == "fp32"
+    assert env(runs["variant"])["SCORING_PRECISION"] == "mixed"
+
+
 def test_spread_and_graceful_shutdown(stack_run):
     spec = stack_run.pod_spec("Deployment")
     assert "kubernetes.io/hostname" in {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
