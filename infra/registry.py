@@ -28,7 +28,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry
 from pulumi_command import local
 
-from infra.config import REPO_ROOT, ImageConfig
+from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
 from infra.roles import ACR_PULL, ACR_PUSH, grant
 
@@ -44,13 +44,16 @@ class RegistryImageArgs:
     location: str
     kubelet_object_id: pulumi.Input[str]
     image: ImageConfig
+    deployments: tuple[DeploymentConfig, ...]  # each names its model (or a prebuilt image)
 
 
 class RegistryImage(pulumi.ComponentResource):
-    """ACR, pull rights for the cluster's kubelet, and the scoring image built and pushed to it."""
+    """ACR, pull rights for the cluster's kubelet, and each deployment's scoring image built
+    and pushed to it: one build per distinct SavedModel directory (two deployments of the
+    same model share an image)."""
 
     login_server: pulumi.Output[str]
-    image_ref: pulumi.Output[str]  # <registry>/<repo>@sha256:<digest>
+    image_refs: dict[str, pulumi.Output[str]]  # deployment -> <registry>/<repo>@sha256:<digest>
 
     def __init__(self, name: str, args: RegistryImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:RegistryImage", name, None, opts)
@@ -75,16 +78,25 @@ class RegistryImage(pulumi.ComponentResource):
         grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
               deployer.subscription_id, child, principal_type="ServicePrincipal")
         self.login_server = registry.login_server
-        if args.image.prebuilt_image:
-            self.image_ref = pulumi.Output.from_input(args.image.prebuilt_image)
-        else:
-            self.image_ref = self._build(name, registry, deployer, args.image, child)
-        self.register_outputs({"loginServer": self.login_server, "imageRef": self.image_ref})
+        self.image_refs, built, push_role = {}, {}, None
+        for deployment in args.deployments:  # sorted by name
+            if deployment.prebuilt_image:
+                self.image_refs[deployment.name] = pulumi.Output.from_input(
+                    deployment.prebuilt_image)
+                continue
+            if deployment.model_dir not in built:
+                if push_role is None:
+                    push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH,
+                                      registry.id, deployer.subscription_id, child)
+                # The first model keeps the names a single-model stack always had.
+                suffix = "" if not built else f"-{deployment.name}"
+                built[deployment.model_dir] = self._build(
+                    f"{name}{suffix}", registry, push_role, deployment.model_dir)
+            self.image_refs[deployment.name] = built[deployment.model_dir]
+        self.register_outputs({"loginServer": self.login_server, "imageRefs": self.image_refs})
 
-    def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
-        push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
-                          deployer.subscription_id, child)
-        tag = content_tag(APP_DIR, image.model_dir)
+    def _build(self, name, registry, push_role, model_dir) -> pulumi.Output[str]:
+        tag = content_tag(APP_DIR, model_dir)
         login = local.Command(
             f"{name}-login",
             create=pulumi.Output.concat("az acr login --name ", registry.name),
@@ -98,7 +110,7 @@ class RegistryImage(pulumi.ComponentResource):
             context=docker_build.BuildContextArgs(
                 location=os.path.relpath(APP_DIR, REPO_ROOT),
                 named={"model": docker_build.ContextArgs(
-                    location=os.path.relpath(image.model_dir, REPO_ROOT))}),
+                    location=os.path.relpath(model_dir, REPO_ROOT))}),
             dockerfile=docker_build.DockerfileArgs(
                 location=os.path.relpath(APP_DIR / "Dockerfile", REPO_ROOT)),
             build_args={"MODEL_DIR": MODEL_PATH_IN_IMAGE},
