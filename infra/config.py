@@ -217,7 +217,7 @@ def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
                  service: ServiceConfig, scaling: ScalingConfig) -> tuple[DeploymentConfig, ...]:
     """`deployments`, `traffic` and `mirrorTraffic`, checked together. Without `deployments`,
     today's single-model keys make one deployment, `blue`, with all the traffic."""
-    raw = cfg.get_object("deployments")
+    raw = cfg.get_object("deployments") or None  # {} (Pulumi.yaml's default): unset
     if raw is None:
         raw, default_traffic = {DEFAULT_DEPLOYMENT: {}}, {DEFAULT_DEPLOYMENT: 100}
     else:
@@ -265,7 +265,7 @@ def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
 def _percent_map(cfg: pulumi.Config, key: str, deployments: dict,
                  default: dict | None) -> dict[str, int]:
     raw = cfg.get_object(key)
-    if raw is None:
+    if raw is None or raw == {}:
         if default is None:
             raise ConfigError(key, "is required with deployments: the percent each deployment "
                               "takes, summing to 100 (e.g. {blue: 100, green: 0})")
@@ -450,7 +450,7 @@ def _model_source(prefix: str, prebuilt: str | None,
 
 
 def _image(cfg: pulumi.Config) -> ImageConfig:
-    if cfg.get_object("deployments") is not None:
+    if cfg.get_object("deployments"):
         # Each deployment names its own model; the top-level keys are only defaults, and a
         # missing default directory must not fail a stack whose deployments all set theirs.
         prebuilt, model_dir = cfg.get("prebuiltImage") or None, None

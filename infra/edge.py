@@ -237,7 +237,7 @@ class Edge(pulumi.ComponentResource):
             opts=self._child)
         cpu, memory = EDGE_CONTROLLER_REQUESTS
         controller = k8s.helm.v3.Release(
-            f"{name}-gateway", chart=f"{GATEWAY_CHARTS}/gateway-helm",
+            f"{name}-envoy-gateway", chart=f"{GATEWAY_CHARTS}/gateway-helm",
             version=cfg.envoy_gateway_version, namespace=namespace.metadata.name,
             atomic=True, cleanup_on_fail=True, skip_crds=True,
             values={
