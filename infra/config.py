@@ -277,10 +277,24 @@ def _percent_map(cfg: pulumi.Config, key: str, deployments: dict,
     if unknown:
         raise ConfigError(key, f"{unknown} are not deployments (have: "
                           f"{', '.join(sorted(deployments))})")
+    out = {}
     for name, percent in raw.items():
-        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        value = _whole(percent)
+        if value is None or not 0 <= value <= 100:
             raise ConfigError(key, f"{name}: {percent!r} must be a whole percent, 0 to 100")
-    return dict(raw)
+        out[name] = value
+    return out
+
+
+def _whole(value) -> int | None:
+    """An int, or the digits `pulumi config set --path` may store as a string; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolConfig,
@@ -289,9 +303,10 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
     key = f"deployments.{name}"
 
     def number(field: str, default: int, minimum: int) -> int:
-        value = entry.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"{key}.{field}", f"{value!r} must be a whole number >= {minimum}")
+        raw = entry.get(field, default)
+        value = _whole(raw)
+        if value is None or value < minimum:
+            raise ConfigError(f"{key}.{field}", f"{raw!r} must be a whole number >= {minimum}")
         return value
     replicas = number("replicas", service.replicas, 0)
     low = number("minReplicas", scaling.min_replicas, 1)

@@ -172,6 +172,7 @@ BAD = [
     ({"deployments": TWO, "traffic": {"blue": 90, "green": 10}, "mirrorTraffic": {"green": 20}},
      "mirrorTraffic", r"\['green'\] also take split traffic"),
     ({"deployments": TWO, "traffic": {"blue": 100.5}}, "traffic", r"whole percent"),
+    ({"deployments": TWO, "traffic": {"blue": "ninety"}}, "traffic", r"whole percent"),
     ({"deployments": TWO, "traffic": {"blue": 100}, "mirrorTraffic": {"green": 101}},
      "mirrorTraffic", r"whole percent, 0 to 100"),
     ({"deployments": {"Blue": {}}, "traffic": {"Blue": 100}}, "deployments",
@@ -226,6 +227,10 @@ def test_good_rollout_config_reads_as_azure_ml_would(dev_values, model_dir):
     cfg = load(values)
     assert [(d.name, d.traffic, d.mirror, d.model_version) for d in cfg.deployments] == [
         ("blue", 100, 0, "1"), ("green", 0, 20, "2")]
+    # `pulumi config set --path traffic.blue 100` may store the digits as a string.
+    cfg = load({**values, "traffic": json.dumps({"blue": "100"}), "mirrorTraffic": "{}",
+                "deployments": json.dumps({"blue": {"replicas": "1"}})})
+    assert [(d.traffic, d.replicas) for d in cfg.deployments] == [(100, 1)]
     # Without deployments: one blue with everything, from today's keys.
     [only] = load(dev_values).deployments
     assert (only.name, only.traffic, only.mirror, only.replicas) == ("blue", 100, 0, 1)
