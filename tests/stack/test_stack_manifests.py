@@ -15,7 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from crd_schemas import KNOWN, UPSTREAM, schema_for
+import cel_rules
+from crd_schemas import KNOWN, UPSTREAM, raw_schema_for, schema_for
 from stack_harness import REPO, write_manifests
 
 CHECKOV = os.environ.get("CHECKOV", "/work/main/.venv-checkov/bin/checkov")
@@ -120,6 +121,47 @@ def test_crd_schemas_reject_what_the_api_server_would(runs):
     bad = json.loads(json.dumps(proxy))
     bad["spec"]["provider"]["kubernetes"]["envoyDeployment"]["replica"] = 2
     assert list(_validator(("gateway.envoyproxy.io/v1alpha1", "EnvoyProxy")).iter_errors(bad))
+
+
+def test_custom_resources_pass_their_crds_cel_rules(runs):
+    """The x-kubernetes-validations the API server runs on create, run here (cel_rules.py)."""
+    failures, evaluated, kinds = [], 0, set()
+    for key, run in runs.items():
+        for body in run.kubernetes_objects():
+            raw = raw_schema_for(body["apiVersion"], body["kind"])
+            if raw is None:
+                continue
+            report = cel_rules.validate(raw, body)
+            kinds.add(body["kind"])
+            evaluated += report.evaluated
+            failures += [f"{key} {body['kind']}/{body['metadata']['name']}{f}"
+                         for f in report.failures]
+    assert failures == []
+    assert evaluated > 100  # the routes' filter and path rules alone are dozens
+    assert {"Gateway", "HTTPRoute", "GatewayClass", "ClusterIssuer"} <= kinds
+
+
+def test_cel_rules_reject_what_the_api_server_would(runs):
+    """Guards the guard: objects the JSON schema accepts but a CEL rule refuses."""
+    objects = runs["rollout"].kubernetes_objects()
+    route = next(o for o in objects if o["metadata"]["name"] == "scoring"
+                 and o["kind"] == "HTTPRoute")
+    raw = raw_schema_for(route["apiVersion"], "HTTPRoute")
+    both = json.loads(json.dumps(route))
+    mirror = both["spec"]["rules"][-1]["filters"][0]["requestMirror"]
+    mirror["fraction"] = {"numerator": 1, "denominator": 5}  # and percent: pick one
+    report = cel_rules.validate(raw, both)
+    assert any("percent or fraction" in f for f in report.failures), report.failures
+    redirect = next(o for o in objects if o["metadata"]["name"] == "scoring-https-redirect")
+    twice = json.loads(json.dumps(redirect))
+    twice["spec"]["rules"][0]["filters"] *= 2
+    assert any("RequestRedirect filter cannot be repeated" in f
+               for f in cel_rules.validate(raw, twice).failures)
+    gateway = next(o for o in objects if o["kind"] == "Gateway")
+    same = json.loads(json.dumps(gateway))
+    same["spec"]["listeners"][1]["name"] = same["spec"]["listeners"][0]["name"]
+    raw = raw_schema_for(gateway["apiVersion"], "Gateway")
+    assert cel_rules.validate(raw, same).failures
 
 
 def test_checkov_finds_nothing_and_every_skip_has_a_reason(manifest_root):
