@@ -10,7 +10,8 @@ here, so a later `up` changes nothing.
 What is declared, in order:
 - the Gateway API CRDs of the **standard channel** and Envoy Gateway's own,
   from Envoy Gateway's `gateway-crds-helm` chart (the version the controller
-  is compiled against), then the controller (`gateway-helm`, its CRDs off);
+  is compiled against), rendered and applied as objects (too large for a Helm
+  release), then the controller (`gateway-helm`, a release, its CRDs off);
   each custom resource waits until its CRDs are Established (infra/kube_wait.py);
 - an EnvoyProxy (the proxies' placement on the system pool, their fixed
   replicas and requests, counted by infra/system_pool.py, and the LoadBalancer
@@ -228,10 +229,13 @@ class Edge(pulumi.ComponentResource):
                 "pod-security.kubernetes.io/warn": "restricted"}},
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 depends_on=[self._args.ready] if self._args.ready else None)))
-        crds = k8s.helm.v3.Release(
+        # Rendered here and applied object by object (server-side apply), not installed as
+        # a Helm release: the CRDs are several MB, over the 1 MiB a release's Secret may
+        # hold (envoyproxy/gateway's install guide: helm template | kubectl apply
+        # --server-side, helm/helm#12277). helm.v4.Chart is exactly that.
+        crds = k8s.helm.v4.Chart(
             f"{name}-gateway-crds", chart=f"{GATEWAY_CHARTS}/gateway-crds-helm",
             version=cfg.envoy_gateway_version, namespace=namespace.metadata.name,
-            atomic=True, cleanup_on_fail=True,
             values={"crds": {"gatewayAPI": {"enabled": True, "channel": "standard"},
                              "envoyGateway": {"enabled": True}}},
             opts=self._child)

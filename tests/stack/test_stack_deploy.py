@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from stack_harness import HELM_RELEASE, STACKS, unwrap
+from stack_harness import HELM_CHART, HELM_RELEASE, STACKS, unwrap
 import mock_run
 
 from infra import kube_wait
@@ -103,7 +103,7 @@ def test_every_custom_resource_waits_for_its_crd(stack_run):
         assert "gpu-rbac-ready" in depends_on(stack_run, source)
         assert CRD_RELEASES.get(source, set()) <= depends_on(stack_run, source)
         for release in CRD_RELEASES.get(source, ()):
-            assert names[release]["type"] == HELM_RELEASE
+            assert names[release]["type"] in (HELM_RELEASE, HELM_CHART)
 
 
 def test_add_on_waits_exist_only_for_add_ons_that_are_on(runs):
