@@ -48,7 +48,7 @@ from pulumi_azure_native import authorization, dns, managedidentity
 from infra import kube_wait
 from infra.config import DeploymentConfig, EdgeConfig, ServiceConfig
 from infra.roles import DNS_ZONE_CONTRIBUTOR, grant
-from infra.scheduling import locked_down_container, system_pool_placement
+from infra.scheduling import system_pool_placement
 from infra.scoring import EDGE_NAMESPACE, object_name
 from infra.system_pool import (CERT_MANAGER_REQUESTS, EDGE_CONTROLLER_REQUESTS,
                                EDGE_PROXY_REQUESTS, EDGE_REPLICAS)
@@ -221,12 +221,13 @@ class Edge(pulumi.ComponentResource):
         on the system pool. Returns the wait every Gateway object depends on."""
         placement = system_pool_placement()
         namespace = k8s.core.v1.Namespace(
+            # Every pod here meets `restricted`: the chart's controller and certgen values,
+            # and the proxies' containers from Envoy Gateway's DefaultSecurityContext (no
+            # escalation, ALL dropped, non-root 65532, RuntimeDefault seccomp; v1.9.0
+            # internal/infrastructure/kubernetes/proxy/resource.go).
             f"{name}-gateway-ns", metadata={"name": EDGE_NAMESPACE, "labels": {
-                # Envoy Gateway does not promise `restricted` for the proxies' shutdown
-                # manager; the proxy container itself is locked down (_proxy_spec).
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/audit": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted"}},
+                f"pod-security.kubernetes.io/{mode}": "restricted"
+                for mode in ("enforce", "audit", "warn")}},
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 depends_on=[self._args.ready] if self._args.ready else None)))
         # Rendered here and applied object by object (server-side apply), not installed as
@@ -267,9 +268,10 @@ class Edge(pulumi.ComponentResource):
             "envoyDeployment": {
                 "replicas": EDGE_REPLICAS,
                 "pod": system_pool_placement(),
-                "container": {
-                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                    "securityContext": {**locked_down_container(), "runAsNonRoot": True}},
+                # No securityContext of ours: Envoy Gateway's default is restricted-safe
+                # and leaves the root filesystem writable, which Envoy needs for its log
+                # file and UDS socket (a read-only one would stop it).
+                "container": {"resources": {"requests": {"cpu": cpu, "memory": memory}}},
             },
             "envoyService": {"type": "LoadBalancer", "annotations": annotations},
         }}}

@@ -375,6 +375,11 @@ def test_the_edge_is_envoy_gateway_pinned_with_standard_channel_crds(stack_run):
     deployment = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]
     assert deployment["replicas"] == 2 and deployment["pod"]["tolerations"] == [SYSTEM]
     assert deployment["container"]["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}
+    # Envoy writes its log and UDS socket to its root filesystem: Envoy Gateway's own
+    # restricted-safe default leaves it writable, and the stack does not override it.
+    assert "securityContext" not in deployment["container"]
+    labels = stack_run.inputs("kubernetes:core/v1:Namespace", "edge-gateway-ns")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_the_dns_label_and_source_ranges_sit_on_the_gateways_load_balancer(stack_run, runs):
