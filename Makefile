@@ -16,10 +16,25 @@ PROMETHEUS := .prometheus/usr/bin/prometheus
 # An empty value switches it off; the bytecode lands in our own venv.
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup serve test bench clean
+# The container tests (tests/container) build the image and run it: Debian's docker.io
+# runs it, buildah builds it (named build contexts, as buildx), debootstrap makes the
+# local CPU base (container/base_image.py), socat reaches the container's ports.
+CONTAINER_TOOLS := dockerd buildah debootstrap socat
+CONTAINER_PACKAGES := docker.io buildah debootstrap socat
+
+.PHONY: setup container-tools serve test bench clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(PROMETHEUS)
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools $(PROMETHEUS)
+
+# Installed from Debian's archive when one is missing (needs root; the tests start dockerd).
+container-tools:
+	@missing=; for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; as root: apt-get install $(CONTAINER_PACKAGES)" >&2; exit 1; fi; \
+	  echo "installing$$missing (apt: $(CONTAINER_PACKAGES))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null; \
+	fi
 
 # uv is installed inside the venv itself, so nothing touches the system Python.
 $(VENV)/.installed: requirements.txt scoring_app/requirements.txt requirements-dev.txt
@@ -46,7 +61,7 @@ $(PROMETHEUS):
 	$(PROMETHEUS) --version
 
 serve: $(VENV)/.installed
-	$(VENV)/bin/python -m scoring_app.quickstart --port $(PORT)
+	$(VENV)/bin/python -m scoring_tools.quickstart --port $(PORT)
 
 test: setup
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov PROMETHEUS=$(PROMETHEUS) $(VENV)/bin/python -m pytest

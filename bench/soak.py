@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,37 +31,33 @@ from pathlib import Path
 import psutil
 import requests
 
+from scoring_tools.local import LocalServer, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {"red.jpg": "red", "green.png": "green", "yellow.jpg": "yellow"}
 MIB = 1024 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, demo_dir: Path, workers: int) -> subprocess.Popen:
+def start_server(port: int, demo_dir: Path, workers: int) -> LocalServer:
     """The quick start (it execs gunicorn, so this process is the master), returned once
     every worker is warm: /readyz answers for whichever worker takes the probe, and a
     worker still warming up answers 503, so the gauge of ready workers is what counts."""
     metrics_port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scoring_app.quickstart", "--port", str(port),
-         "--demo-dir", str(demo_dir)], cwd=ROOT, start_new_session=True,
-        env={**os.environ, "SCORING_WORKERS": str(workers), "SCORING_METRICS_PORT": str(metrics_port)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = LocalServer(
+        {**os.environ, "SCORING_WORKERS": str(workers), "SCORING_METRICS_PORT": str(metrics_port)},
+        subprocess.DEVNULL,
+        argv=[sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
+              "--demo-dir", str(demo_dir)], cwd=ROOT)
     end = time.monotonic() + 600
-    while time.monotonic() < end and proc.poll() is None:
+    while time.monotonic() < end and server.proc.poll() is None:
         try:
             if ready_workers(f"http://127.0.0.1:{metrics_port}/metrics") >= workers:
-                return proc
+                return server
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    proc.kill()
-    sys.exit(f"soak: the server did not become ready (exit {proc.poll()})")
+    server.stop(graceful_s=0)
+    sys.exit(f"soak: the server did not become ready (exit {server.proc.poll()})")
 
 
 def ready_workers(metrics_url: str) -> float:
@@ -79,7 +73,7 @@ class Load:
 
     def __init__(self, url: str, key: str, concurrency: int):
         self.url, self.key = url + "/score", key
-        self.images = [((ROOT / "scoring_app" / "samples" / n).read_bytes(), label)
+        self.images = [((ROOT / "scoring_tools" / "samples" / n).read_bytes(), label)
                        for n, label in SAMPLES.items()]
         self.answers: collections.Counter = collections.Counter()
         self.stop = threading.Event()
@@ -175,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in load.threads:
             t.join(timeout=70)
         if own is not None:
-            own.send_signal(signal.SIGTERM)
-            own.wait(timeout=120)
+            own.stop(graceful_s=120)
 
     total = sum(load.answers.values())
     errors = total - load.answers["ok"]

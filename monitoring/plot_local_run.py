@@ -1,6 +1,6 @@
 """Plot the scoring service's own metrics from a real local run under load.
 
-Starts the quick-start demo server (``python -m scoring_app.quickstart``, the
+Starts the quick-start demo server (``python -m scoring_tools.quickstart``, the
 real gunicorn on a tiny model) unless ``--url`` names a running one, drives it
 for ``--seconds`` with a mix of good requests (raw JPEG, JSON batches, v2
 infer) and bad ones (not an image, wrong key, wrong Content-Type) at a
@@ -26,8 +26,6 @@ import csv
 import math
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,8 +36,10 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from scoring_tools.local import LocalServer, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "scoring_app" / "samples").iterdir())
+SAMPLES = sorted((ROOT / "scoring_tools" / "samples").iterdir())
 SCORING_ROUTES = ("/score", "/v2/models/<name>/infer")
 #: (second of a 60 s run, concurrent clients from then): up, a peak, down.
 PHASES = ((0, 2), (15, 6), (30, 12), (45, 3))
@@ -212,39 +212,24 @@ def read_samples(path: Path) -> list[Sample]:
 
 
 # -- the run --------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def demo_server(demo_dir: Path) -> Iterator[tuple[str, str, str]]:
     """The quick start's server on free ports: (url, metrics url, key)."""
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     env = {**os.environ, "SCORING_METRICS_PORT": str(metrics_port), "SCORING_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "scoring_app.quickstart", "--port", str(port),
-                             "--demo-dir", str(demo_dir)], cwd=ROOT, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL)
+    server = LocalServer(env, subprocess.DEVNULL, cwd=ROOT,
+                         argv=[sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
+                               "--demo-dir", str(demo_dir)])
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while not _ready(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the demo server did not come up (exit {proc.poll()})")
-            time.sleep(0.5)
+        try:
+            server.wait_ready(url + "/readyz", 300)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"the demo server did not come up: {exc}") from None
         key = (demo_dir / "keys" / "primary").read_text().strip()
         yield url, f"http://127.0.0.1:{metrics_port}/metrics", key
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url + "/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        server.stop(graceful_s=60)
 
 
 def _requests(url: str, key: str):

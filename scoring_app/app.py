@@ -1,4 +1,8 @@
-"""The app factory.
+"""The app factory: the request path, wired.
+
+    server (gunicorn, server/) -> HTTP (http/: the lane, the body reader,
+    JSON, errors) -> protocol (protocols/: /score, v2) -> service (service.py:
+    keys, readiness) -> batching (batching/) -> model (model/)
 
 Importing the package is cheap; ``create_app`` loads the model (TensorFlow is
 imported there), so it must run in gunicorn workers, after the fork.
@@ -7,18 +11,19 @@ imported there), so it must run in gunicorn workers, after the fork.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from flask import Flask
+from flask import Flask, jsonify, request
 
-from . import jsonio, lane, routes, settings, v2
-from .errors import ScoringError
+from . import settings
+from .http import errors, jsonio, lane, probes
+from .model.interface import Model
+from .protocols import score, v2
 from .service import Service
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Any = None, model: Any = None) -> Flask:
+def create_app(config: settings.Config | dict | None = None, model: Model | None = None) -> Flask:
     """Build the app. ``config``: a ``settings.Config``, a dict of overrides,
     or None for the environment. ``model``: a stand-in for tests."""
     if not isinstance(config, settings.Config):
@@ -30,18 +35,28 @@ def create_app(config: Any = None, model: Any = None) -> Flask:
                     "Local use only.")
     app = Flask(__name__)
     app.json = jsonio.Provider(app)
-    app.register_blueprint(routes.probes)
-    app.register_blueprint(routes.api)
+    app.register_blueprint(probes.probes)
     app.register_blueprint(v2.v2)
-    app.register_error_handler(ScoringError, routes.handle_scoring_error)
-    app.register_error_handler(routes.HTTPException, routes.handle_http_error)
-    app.register_error_handler(Exception, routes.handle_unexpected)
-    app.before_request(routes.start_timer)
-    app.after_request(routes.record)
+    # One handler, app-wide, for every error Flask's routes raise (404 and 405
+    # included, which routing raises before any blueprint is chosen).
+    app.register_error_handler(Exception, error_response)
+    app.before_request(probes.start_timer)
+    app.after_request(probes.record)
+    lane.check_flask_hooks(app, probes.METRIC_HOOKS)
     service = Service(config, model)
-    app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score past Flask's machinery
+    app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score: protocols/score.py
     init_service(app, service)
     return app
+
+
+def error_response(exc: Exception):
+    """The one error, in the shape of the protocol the path belongs to."""
+    error = errors.as_scoring_error(exc)
+    document = v2.error_document(error) if v2.speaks(request.path) else score.error_document(error)
+    response = jsonify(document)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
 
 
 def init_service(app: Flask, service: Service) -> None:

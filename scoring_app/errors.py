@@ -1,7 +1,15 @@
 """Domain errors. Each one knows the HTTP status and short code it means, so
-the HTTP layer maps them without knowing where they came from."""
+the HTTP layer maps them without knowing where they came from.
+
+An error is made once, where it is found, and never changed afterwards: each
+protocol's renderer (``protocols/score.py``, ``protocols/v2.py``) words it for
+its wire, e.g. the image's place in the request (``index``) as
+``instances[1]: ...`` or ``image[1]: ...``.
+"""
 
 from __future__ import annotations
+
+import copy
 
 
 class ScoringError(Exception):
@@ -15,6 +23,13 @@ class ScoringError(Exception):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+
+    def at(self, index: int) -> "ScoringError":
+        """This error, for the image at ``index`` of the request: a copy, so an
+        error shared by several waiters (one batch call) is never rewritten."""
+        located = copy.copy(self)
+        located.index = index
+        return located
 
 
 class BadRequest(ScoringError):
@@ -61,6 +76,18 @@ class Unavailable(ScoringError):
 
 class DeadlineExceeded(ScoringError):
     status, code = 504, "deadline_exceeded"
+
+
+class NotFound(ScoringError):
+    """No such route, or (v2) no such model name or version."""
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ScoringError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, message: str, allowed: list[str]):
+        super().__init__(message, {"Allow": ", ".join(allowed)})
 
 
 class UnsupportedModel(Exception):

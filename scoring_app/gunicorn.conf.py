@@ -3,7 +3,7 @@
 Run as ``python -m gunicorn --config scoring_app/gunicorn.conf.py`` (the
 Dockerfile's CMD). The master never imports TensorFlow: each worker imports
 ``scoring_app.wsgi`` after the fork and loads its own model (no preload_app).
-Workers are gevent's, with gevent's own HTTP server (scoring_app/worker.py):
+Workers are gevent's, with gevent's own HTTP server (scoring_app/server/worker.py):
 one greenlet per connection, with the model call and image decodes in native
 threads (scoring_app/offload.py).
 
@@ -13,19 +13,19 @@ The master also:
   /readyz (SIGUSR2) and keeps accepting for SCORING_DRAIN_SECONDS, so the
   load balancer stops sending traffic before the listener closes; then
   gunicorn's graceful stop lets in-flight requests finish within
-  SCORING_GRACEFUL_TIMEOUT_S. Timeline in docs/contract.md.
+  SCORING_GRACEFUL_TIMEOUT_S (scoring_app/server/drain.py). Timeline in
+  docs/contract.md.
 """
 
-import functools
 import glob
 import os
 import signal
 import sys
 import tempfile
-import time
 
 from scoring_app import settings
-from scoring_app.auth import KeyStore
+from scoring_app.http.auth import KeyStore
+from scoring_app.server import drain
 
 try:
     _config = settings.load()
@@ -46,12 +46,12 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 wsgi_app = "scoring_app.wsgi:app"
 bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers
-worker_class = "scoring_app.worker.ScoringWorker"  # gevent + pywsgi; blocking calls: scoring_app/offload.py
+worker_class = "scoring_app.server.worker.ScoringWorker"  # gevent + pywsgi; blocking calls: scoring_app/offload.py
 worker_connections = _config.worker_connections
 preload_app = False
 timeout = _config.worker_timeout_s
 graceful_timeout = _config.graceful_timeout_s
-keepalive = 15  # also how long a connection may idle or stall mid-request (scoring_app/worker.py)
+keepalive = 15  # also how long a connection may idle or stall mid-request (scoring_app/server/worker.py)
 loglevel = _config.log_level
 errorlog = "-"
 proc_name = "scoring"
@@ -77,19 +77,15 @@ def when_ready(server):
         _config.metrics_port, addr=_config.host, registry=registry)
     server.log.info("metrics on http://%s:%s/metrics", _config.host, _config.metrics_port)
     # gunicorn's SIGTERM handler closes the listener at once; drain first.
-    server.handle_term = functools.partial(_drain_then_stop, server)
+    drain.install(server, _config.drain_seconds, lambda: _tell_workers_to_drain(server))
 
 
-def _drain_then_stop(server):
-    server.log.info("SIGTERM: /readyz turns 503; still serving for %ss, then stopping "
-                    "(in-flight requests get %ss)", _config.drain_seconds, graceful_timeout)
+def _tell_workers_to_drain(server):
     for pid in list(server.WORKERS):
         try:
             os.kill(pid, signal.SIGUSR2)
         except ProcessLookupError:
             pass
-    time.sleep(_config.drain_seconds)
-    raise StopIteration
 
 
 def post_fork(server, worker):

@@ -35,18 +35,23 @@ WARMUP = Gauge("scoring_model_warmup_seconds", "Time to warm every batch size (s
 READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
               multiprocess_mode="livesum")
 
-DOCS = {m._name: m._documentation for m in
-        (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP, READY)}
+FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP, READY)
+#: Each family's name and help text (the README lists them), from the
+#: collectors' public ``describe()``.
+DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}
 
 
-def observe(name: str, value: float) -> None:
-    """The batcher's hook: it knows names, not prometheus objects."""
-    if name == "queue_depth":
-        QUEUE_DEPTH.set(value)
-    elif name == "batch_size":
-        BATCH_SIZE.observe(value)
-    elif name == "model_call_seconds":
-        MODEL_CALL.observe(value)
+class BatcherMetrics:
+    """The batcher's observer (``batching.batcher.Observer``), onto the families above."""
+
+    def queue_depth(self, images: int) -> None:
+        QUEUE_DEPTH.set(images)
+
+    def batch_size(self, images: int) -> None:
+        BATCH_SIZE.observe(images)
+
+    def model_call(self, seconds: float) -> None:
+        MODEL_CALL.observe(seconds)
 
 
 def request_done(route: str, method: str, status: int, seconds: float) -> None:

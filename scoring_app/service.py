@@ -1,4 +1,4 @@
-"""The scoring service behind the routes: model + batcher + keys + readiness.
+"""The scoring service behind the protocols: model + batcher + keys + readiness.
 
 ``Service.start`` loads the model synchronously (an unsupported model stops the
 worker at boot, and gunicorn then stops: a broken image never serves) and warms
@@ -14,23 +14,26 @@ import time
 from typing import Any
 
 from . import metrics, offload
-from .auth import KeyStore
-from .batcher import Batcher
+from .batching.batcher import Batcher
 from .errors import ScoringError, Unavailable
-from .model import ScoringModel
+from .http.auth import KeyStore
+from .model.interface import Model
+from .model.savedmodel import ScoringModel
+from .settings import Config
 
 log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, config: Any, model: Any = None):
+    def __init__(self, config: Config, model: Model | None = None):
         self.config = config
-        self.model = model if model is not None else ScoringModel(config)
+        self.model: Model = model if model is not None else ScoringModel(config)
         self.keys = None if config.auth == "disabled" else KeyStore(config.api_keys_dir)
         self.batcher = Batcher(
             self.model.predict, config.max_batch_size, config.batch_timeout_ms / 1000,
-            config.max_queue, observe=metrics.observe, warm_up=self._warm_up,
-            sizes=self.model.sizes, max_calls=config.model_calls)
+            config.max_queue, observer=metrics.BatcherMetrics(), warm_up=self._warm_up,
+            sizes=self.model.sizes, max_calls=config.model_calls,
+            max_queue_wait_s=config.max_queue_wait_ms / 1000)
         self._draining = threading.Event()
 
     def start(self) -> None:
@@ -69,11 +72,11 @@ class Service:
         if self.keys is not None:
             self.keys.check(authorization)
 
-    def score(self, images: list[bytes], top_k: int) -> list[list[dict[str, Any]]]:
-        """Predict, then the top ``top_k`` classes: one list per image."""
-        return [self.model.postprocess(row, top_k) for row in self.predict(images)]
+    def classify(self, images: list[bytes], top_k: int) -> list[list[dict[str, Any]]]:
+        """Score, then the top ``top_k`` classes: one list per image."""
+        return [self.model.postprocess(row, top_k) for row in self.raw_scores(images)]
 
-    def predict(self, images: list[bytes]) -> list[Any]:
+    def raw_scores(self, images: list[bytes]) -> list[Any]:
         """Preprocess in this thread, batch-predict: one scores row per image."""
         if not self.batcher.ready.is_set():
             raise Unavailable("the model is still loading; retry shortly", retry_after_s=5)
@@ -83,6 +86,5 @@ class Service:
             try:
                 items.append(self.model.preprocess(data))
             except ScoringError as exc:
-                exc.index = index
-                raise
+                raise exc.at(index) from None
         return self.batcher.submit_many(items, deadline)

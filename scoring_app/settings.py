@@ -29,6 +29,7 @@ class Setting:
     default: str
     parse: Callable[[str], Any]
     doc: str
+    type: str = "str"  # the Config field's annotation: int, float, bool or str
 
     @property
     def field(self) -> str:
@@ -82,96 +83,150 @@ def _required_text(text: str) -> str:
     return text.strip()
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("SCORING_MODEL_DIR", "/opt/scoring/model", _required_text,
-            "SavedModel directory; its `serving_default` signature is served."),
-    Setting("SCORING_MODEL_NAME", "model", _required_text,
-            "Model name returned with every prediction."),
-    Setting("SCORING_MODEL_VERSION", "1", _required_text,
-            "Model version returned with every prediction."),
-    Setting("SCORING_LABELS_FILE", "", _text,
-            "Class labels, one per line. Empty: a `labels.txt` (or the only "
-            "`.txt`) among the SavedModel's assets, else class indices."),
-    Setting("SCORING_PREPROCESS", "none", _choice("none", "caffe", "tf", "torch"),
-            "Pixel preprocessing for image-tensor inputs: `none` (0..255), "
-            "`caffe` (BGR, mean subtracted), `tf` ([-1, 1]), `torch` (ImageNet "
-            "mean/std). Ignored for encoded-image (string) inputs."),
-    Setting("SCORING_OUTPUT", "", _text,
-            "Name of the scores output. Empty: the only `[N, K]` float output."),
-    Setting("SCORING_APPLY_SOFTMAX", "false", _bool,
-            "Apply softmax to the scores output (when the model returns logits)."),
-    Setting("SCORING_API_KEYS_DIR", "/var/run/secrets/scoring", _text,
-            "Directory holding the Bearer keys as files `primary` and "
-            "`secondary` (a mounted Secret). Re-read when a file changes."),
-    Setting("SCORING_AUTH", "required", _choice("required", "disabled"),
-            "`disabled` runs without keys (local use only; logged loudly). "
-            "With `required` and no key file, the server refuses to start."),
-    Setting("SCORING_MAX_BATCH_SIZE", "16", _int_range(1, 1024),
-            "Largest model call; batches are padded to powers of two up to it. "
-            "Below the number of requests in flight, one batch is turned around "
-            "while the next is scored (README, Performance); on a GPU, measure "
-            "larger sizes with the benchmark."),
-    Setting("SCORING_BATCH_TIMEOUT_MS", "100", _float_range(0, 1000),
-            "Longest wait for a batch to fill while the server is busy (a lone "
-            "request on a quiet server is sent at once). Within it, a wait is at "
-            "most a tenth of the model's own time for that batch, timed at warm-up."),
-    Setting("SCORING_MODEL_CALLS", "1", _int_range(1, 8),
-            "Model calls out at once, per worker, each on a native thread of its own. "
-            "Above 1, a further call starts only while a full batch waits behind those "
-            "out; on a CPU it overlaps the model's one-core stretches (README, "
-            "Performance). Opt-in: TensorFlow does not promise a signature may be "
-            "called from several threads at once, and it is unmeasured on a GPU."),
-    Setting("SCORING_MAX_QUEUE", "256", _int_range(1, 100000),
-            "Images waiting for the model, per worker; past it, 503 + Retry-After."),
-    Setting("SCORING_REQUEST_TIMEOUT_MS", "30000", _int_range(1, 3600000),
-            "Deadline for a request's images to be scored; past it, 504."),
-    Setting("SCORING_MAX_BODY_BYTES", "10485760", _int_range(1, 1 << 31),
-            "Largest request body; past it, 413 (the body is not read)."),
-    Setting("SCORING_MAX_IMAGE_PIXELS", "40000000", _int_range(1, 1 << 31),
-            "Largest image (width x height) accepted; past it, 400."),
-    Setting("SCORING_WORKERS", "1", _int_range(1, 64),
-            "gunicorn worker processes (one model copy each; 1 per GPU)."),
-    Setting("SCORING_THREADS", "4", _int_range(1, 1024),
-            "Native threads per worker for image decodes (image-tensor models); "
-            "model calls have threads of their own. Requests themselves are "
-            "greenlets on gunicorn's gevent worker."),
-    Setting("SCORING_WORKER_CONNECTIONS", "1000", _int_range(1, 100000),
-            "Open client connections per worker (one greenlet each); past it, "
-            "new connections wait in the listen backlog."),
-    Setting("SCORING_HOST", "0.0.0.0", _required_text,
-            "Address to listen on (the quick start uses 127.0.0.1)."),
-    Setting("SCORING_PORT", "5001", _int_range(1, 65535),
-            "Public HTTP port."),
-    Setting("SCORING_METRICS_PORT", "9090", _int_range(1, 65535),
-            "Prometheus metrics port (same address as SCORING_HOST), not routed publicly."),
-    Setting("SCORING_DRAIN_SECONDS", "5", _float_range(0, 600),
-            "On SIGTERM: seconds `/readyz` answers 503 while requests are still "
-            "accepted, before the listener closes."),
-    Setting("SCORING_GRACEFUL_TIMEOUT_S", "30", _int_range(1, 3600),
-            "After the drain: seconds in-flight requests get to finish."),
-    Setting("SCORING_WORKER_TIMEOUT_S", "300", _int_range(10, 3600),
-            "gunicorn worker timeout; covers model load at boot."),
-    Setting("SCORING_LOG_LEVEL", "info",
-            _choice("debug", "info", "warning", "error", "critical"),
-            "gunicorn and app log level."),
-)
-
-Config = dataclasses.make_dataclass(
-    "Config", [(s.field, Any) for s in SETTINGS], frozen=True)
-Config.__doc__ = "Parsed settings: one attribute per variable (lower case, no prefix)."
+def _var(default: str, parse: Callable[[str], Any], doc: str) -> Any:
+    """A ``Config`` field's variable: its default (as the string a user would
+    write), parser (string -> value, raising ValueError with the reason) and doc."""
+    return dataclasses.field(metadata={"default": default, "parse": parse, "doc": doc})
 
 
-def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Parsed settings: one typed attribute per variable (``SCORING_MAX_QUEUE``
+    -> ``max_queue``), in the README's order. The one list of variables: a
+    field here is a variable, ``SETTINGS`` is read from these fields."""
+
+    model_dir: str = _var(
+        "/opt/scoring/model", _required_text,
+        "SavedModel directory; its `serving_default` signature is served.")
+    model_name: str = _var(
+        "model", _required_text,
+        "Model name returned with every prediction.")
+    model_version: str = _var(
+        "1", _required_text,
+        "Model version returned with every prediction.")
+    labels_file: str = _var(
+        "", _text,
+        "Class labels, one per line. Empty: a `labels.txt` (or the only "
+        "`.txt`) among the SavedModel's assets, else class indices.")
+    preprocess: str = _var(
+        "none", _choice("none", "caffe", "tf", "torch"),
+        "Pixel preprocessing for image-tensor inputs: `none` (0..255), "
+        "`caffe` (BGR, mean subtracted), `tf` ([-1, 1]), `torch` (ImageNet "
+        "mean/std). Ignored for encoded-image (string) inputs.")
+    output: str = _var(
+        "", _text,
+        "Name of the scores output. Empty: the only `[N, K]` float output.")
+    apply_softmax: bool = _var(
+        "false", _bool,
+        "Apply softmax to the scores output (when the model returns logits).")
+    api_keys_dir: str = _var(
+        "/var/run/secrets/scoring", _text,
+        "Directory holding the Bearer keys as files `primary` and "
+        "`secondary` (a mounted Secret). Re-read when a file changes.")
+    auth: str = _var(
+        "required", _choice("required", "disabled"),
+        "`disabled` runs without keys (local use only; logged loudly). "
+        "With `required` and no key file, the server refuses to start.")
+    max_batch_size: int = _var(
+        "16", _int_range(1, 1024),
+        "Largest model call; batches are padded to powers of two up to it. "
+        "Below the number of requests in flight, one batch is turned around "
+        "while the next is scored (README, Performance); on a GPU, measure "
+        "larger sizes with the benchmark.")
+    batch_timeout_ms: float = _var(
+        "100", _float_range(0, 1000),
+        "Longest wait for a batch to fill while the server is busy (a lone "
+        "request on a quiet server is sent at once). Within it, a wait is at "
+        "most a tenth of the model's own time for that batch, timed at warm-up.")
+    model_calls: int = _var(
+        "1", _int_range(1, 8),
+        "Model calls out at once, per worker, each on a native thread of its own. "
+        "Above 1, a further call starts only while a full batch waits behind those "
+        "out; on a CPU it overlaps the model's one-core stretches (README, "
+        "Performance). Opt-in: TensorFlow does not promise a signature may be "
+        "called from several threads at once, and it is unmeasured on a GPU.")
+    max_queue: int = _var(
+        "256", _int_range(1, 100000),
+        "Images waiting for the model, per worker; past it, 503 + Retry-After.")
+    max_queue_wait_ms: int = _var(
+        "5000", _int_range(0, 3600000),
+        "Longest predicted wait in the queue for a request's images, from the model's "
+        "call times (timed at warm-up, kept current by every call); past it, 503 + "
+        "Retry-After at once, instead of an answer many seconds late. "
+        "SCORING_MAX_QUEUE still holds. 0: no time bound. Default: README, Reliability.")
+    request_timeout_ms: int = _var(
+        "30000", _int_range(1, 3600000),
+        "Deadline for a request's images to be scored; past it, 504.")
+    max_body_bytes: int = _var(
+        "10485760", _int_range(1, 1 << 31),
+        "Largest request body; past it, 413 (the body is not read).")
+    max_image_pixels: int = _var(
+        "40000000", _int_range(1, 1 << 31),
+        "Largest image (width x height) accepted; past it, 400.")
+    workers: int = _var(
+        "1", _int_range(1, 64),
+        "gunicorn worker processes (one model copy each; 1 per GPU).")
+    threads: int = _var(
+        "4", _int_range(1, 1024),
+        "Native threads per worker for image decodes (image-tensor models); "
+        "model calls have threads of their own. Requests themselves are "
+        "greenlets on gunicorn's gevent worker.")
+    worker_connections: int = _var(
+        "1000", _int_range(1, 100000),
+        "Open client connections per worker (one greenlet each); past it, "
+        "new connections wait in the listen backlog.")
+    host: str = _var(
+        "0.0.0.0", _required_text,
+        "Address to listen on (the quick start uses 127.0.0.1).")
+    port: int = _var(
+        "5001", _int_range(1, 65535),
+        "Public HTTP port.")
+    metrics_port: int = _var(
+        "9090", _int_range(1, 65535),
+        "Prometheus metrics port (same address as SCORING_HOST), not routed publicly.")
+    drain_seconds: float = _var(
+        "5", _float_range(0, 600),
+        "On SIGTERM: seconds `/readyz` answers 503 while requests are still "
+        "accepted, before the listener closes.")
+    graceful_timeout_s: int = _var(
+        "30", _int_range(1, 3600),
+        "After the drain: seconds in-flight requests get to finish.")
+    worker_timeout_s: int = _var(
+        "300", _int_range(10, 3600),
+        "gunicorn worker timeout; covers model load at boot.")
+    log_level: str = _var(
+        "info",
+        _choice("debug", "info", "warning", "error", "critical"),
+        "gunicorn and app log level.")
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(PREFIX + f.name.upper(), f.metadata["default"], f.metadata["parse"],
+        f.metadata["doc"], f.type) for f in dataclasses.fields(Config))
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Parse every variable from ``environ`` (default ``os.environ``).
 
-    ``overrides`` are already-parsed values by field name (tests, quick start).
-    Raises ``SettingsError`` naming the first bad variable.
+    ``overrides`` are already-parsed values by field name (tests, quick start),
+    each of its field's type. Raises ``SettingsError`` naming the first bad
+    variable, an unknown name or a value of the wrong type.
     """
     environ = os.environ if environ is None else environ
+    unknown = sorted(set(overrides) - {s.field for s in SETTINGS})
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(unknown)}")
     values = {}
     for setting in SETTINGS:
         if setting.field in overrides:
-            values[setting.field] = overrides.pop(setting.field)
+            value = overrides[setting.field]
+            expected = _TYPES[setting.type]
+            # bool is an int: True passes for a count only if the field is a bool
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                if not (expected is float and type(value) is int):
+                    raise SettingsError(f"{setting.field}={value!r} is not a {setting.type}")
+            values[setting.field] = value
             continue
         raw = environ.get(setting.name, setting.default)
         try:
@@ -179,8 +234,6 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Any:
         except ValueError as exc:
             raise SettingsError(
                 f"{setting.name}={raw!r} is not valid: {exc}") from None
-    if overrides:
-        raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
     return Config(**values)
 
 

@@ -15,19 +15,19 @@ from tests.app.conftest import SecretDir, Server
 @pytest.fixture(scope="session")
 def trained_model():
     """The demo colour classifier, trained once per session (a few seconds)."""
-    from scoring_app import demo_model
+    from scoring_tools import demo_model
     return demo_model.train(count=2000)
 
 
 @pytest.fixture(scope="session")
 def encoded_model_dir(trained_model, tmp_path_factory):
-    from scoring_app import demo_model
+    from scoring_tools import demo_model
     return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "encoded", "encoded")
 
 
 @pytest.fixture(scope="session")
 def tensor_model_dir(trained_model, tmp_path_factory):
-    from scoring_app import demo_model
+    from scoring_tools import demo_model
     return demo_model.export(trained_model, tmp_path_factory.mktemp("m") / "tensor", "tensor")
 
 

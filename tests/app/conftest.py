@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,11 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from scoring_app.auth import RECHECK_S
+from scoring_app.http.auth import RECHECK_S
+from scoring_tools.local import ROOT, LocalServer, free_port
 from tests.app.openapi_check import SpecClient
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "scoring_app" / "Dockerfile"
+__all__ = ["ROOT", "DOCKERFILE", "free_port", "dockerfile_cmd", "SecretDir", "Server"]
 
 
 def dockerfile_cmd() -> list[str]:
@@ -30,12 +28,6 @@ def dockerfile_cmd() -> list[str]:
     cmds = re.findall(r"^CMD\s+(\[.*\])\s*$", DOCKERFILE.read_text(), re.MULTILINE)
     assert len(cmds) == 1, "the Dockerfile needs exactly one exec-form CMD"
     return json.loads(cmds[0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SecretDir:
@@ -69,12 +61,13 @@ class SecretDir:
 
 def wait_for_key_recheck() -> None:
     """Wait until a running server must have looked at its key files again (it
-    looks at most every ``RECHECK_S``: scoring_app/auth.py)."""
+    looks at most every ``RECHECK_S``: scoring_app/http/auth.py)."""
     time.sleep(RECHECK_S + 0.25)
 
 
 class Server:
-    """A gunicorn process group started with the Dockerfile's command."""
+    """A gunicorn process group started with the Dockerfile's command
+    (``scoring_tools.local.LocalServer``, which the benchmark uses too)."""
 
     def __init__(self, env: dict[str, str], argv=None):
         """``argv(port)`` gives another command line; default: the Dockerfile's CMD."""
@@ -86,33 +79,25 @@ class Server:
         self.argv = argv(self.port) if argv else [sys.executable, *cmd[1:]]
         self.log_path = Path(env.get("TMPDIR", "/tmp")) / f"gunicorn-{self.port}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.local = LocalServer(self.env, self.log, argv=self.argv)
+        self.proc = self.local.proc
         self.url = f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 180) -> "Server":
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited ({self.proc.returncode}):\n{self.output()}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:  # refused, or queued while workers boot
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not ready in {timeout}s:\n{self.output()}")
+        try:
+            self.local.wait_ready(self.url + "/readyz", timeout, self.output)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(str(exc)) from None
+        return self
 
     def metrics(self) -> str:
         return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        self.local.stop(graceful_s=0)
         self.log.close()
 
 
@@ -120,3 +105,20 @@ class Server:
 def api(server, spec, secret_dir):
     """Requests to the main server, each checked against /swagger.json and for 5xx."""
     return SpecClient(server.url, spec, key="primary-key-1")
+
+
+@pytest.fixture()
+def gated():
+    """``gated(gate=None, **batcher_args)`` -> a ``gates.GatedBatcher``; every
+    one made is released and stopped when the test ends, pass or fail."""
+    from tests.app.gates import Gate, GatedBatcher
+
+    made = []
+
+    def make(gate=None, **kw):
+        made.append(GatedBatcher(gate or Gate(), **kw))
+        return made[-1]
+
+    yield make
+    for held in made:
+        held.close()

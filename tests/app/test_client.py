@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from scoring_app import client
+from scoring_tools import client
 from tests.app import media
 from tests.app.conftest import ROOT
 
@@ -27,7 +27,7 @@ def images(tmp_path):
 
 def test_client_scores_many_images_into_a_table(server, images):
     done = subprocess.run(
-        [sys.executable, "-m", "scoring_app.client", *map(str, images.values()),
+        [sys.executable, "-m", "scoring_tools.client", *map(str, images.values()),
          "--uri", server.url + "/score", "--key", "secondary-key-1", "--top-k", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from scoring_app import openapi
+from scoring_app.http import openapi
 from scoring_app.app import create_app
 from tests.app import media
 from tests.app.openapi_check import check_response
@@ -21,6 +21,7 @@ class HeldModel:
 
     sizes = [1, 2]
     call_seconds: dict = {}  # not timed: the batch policy stays uncalibrated
+    num_classes = 2
 
     def __init__(self):
         self.gate = threading.Event()

@@ -1,8 +1,7 @@
-"""``POST /score`` through ``lane.ScoreLane`` answers exactly as through Flask.
-
-The app's WSGI callable is the lane, which wraps Flask's own; each request
-below goes to both, and status, headers, body and the request metric must be
-the same. A stand-in model, in-process."""
+"""``POST /score`` has one handler (``protocols.score.handle``), which the
+app's WSGI entry (``http.lane.ScoreLane``) calls past Flask; everything else
+goes to Flask. Each case below is answered once, and its status, error code,
+headers, log and request metric are checked. A stand-in model, in-process."""
 
 from __future__ import annotations
 
@@ -14,9 +13,12 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from scoring_app import lane, metrics
+from flask import Flask
+
+from scoring_app import metrics
 from scoring_app.app import create_app
 from scoring_app.errors import BadImage
+from scoring_app.http import lane
 from tests.app import media
 from tests.app.conftest import SecretDir
 
@@ -27,6 +29,7 @@ BROKEN = b"makes the stand-in model raise"
 class StandInModel:
     sizes = [1, 2, 4]
     call_seconds: dict = {}
+    num_classes = 3
 
     def load(self):
         return 0.01
@@ -70,25 +73,28 @@ def _instances(*bodies: bytes) -> bytes:
 AUTH = {"Authorization": f"Bearer {KEY}"}
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}
 JSON = {**AUTH, "Content-Type": "application/json"}
-# name: (query, headers, body, the status it must get: so no case quietly
-# turns into another, e.g. every one a 401)
+# name: (query, headers, body, the status and error code it must get: so no
+# case quietly turns into another, e.g. every one a 401)
 CASES = {
-    "raw image": ("", RAW, media.jpeg(), 200),
-    "no content type": ("", AUTH, media.jpeg(), 200),
-    "top_k": ("top_k=2", {**AUTH, "Content-Type": "image/jpeg"}, media.jpeg(), 200),
-    "json instances": ("", JSON, _instances(media.jpeg(), media.jpeg()), 200),
-    "no key": ("", {"Content-Type": "image/jpeg"}, media.jpeg(), 401),
-    "wrong key": ("", {"Authorization": "Bearer nope"}, media.jpeg(), 401),
-    "unsupported type": ("", {**AUTH, "Content-Type": "text/plain"}, b"hello", 415),
-    "bad top_k": ("top_k=-1", RAW, media.jpeg(), 400),
-    "too large": ("", RAW, b"\xff\xd8\xff" + b"0" * 70000, 413),
-    "not an image": ("", RAW, b"GIF89a", 400),
-    "bad instance": ("", JSON, _instances(media.jpeg(), b"png?"), 400),
-    "bad json": ("", JSON, b"{", 400),
-    "too many instances": ("", JSON, _instances(*[media.jpeg()] * 5), 400),
-    "model bug": ("", RAW, BROKEN, 500),
-    "bug past the model": ("top_k=99", RAW, media.jpeg(), 500),
+    "raw image": ("", RAW, media.jpeg(), 200, None),
+    "no content type": ("", AUTH, media.jpeg(), 200, None),
+    "top_k": ("top_k=2", {**AUTH, "Content-Type": "image/jpeg"}, media.jpeg(), 200, None),
+    "json instances": ("", JSON, _instances(media.jpeg(), media.jpeg()), 200, None),
+    "no key": ("", {"Content-Type": "image/jpeg"}, media.jpeg(), 401, "unauthorized"),
+    "wrong key": ("", {"Authorization": "Bearer nope"}, media.jpeg(), 401, "unauthorized"),
+    "unsupported type": ("", {**AUTH, "Content-Type": "text/plain"}, b"hello", 415,
+                         "unsupported_media_type"),
+    "bad top_k": ("top_k=-1", RAW, media.jpeg(), 400, "bad_request"),
+    "too large": ("", RAW, b"\xff\xd8\xff" + b"0" * 70000, 413, "payload_too_large"),
+    "not an image": ("", RAW, b"GIF89a", 400, "bad_image"),
+    "bad instance": ("", JSON, _instances(media.jpeg(), b"png?"), 400, "bad_image"),
+    "bad json": ("", JSON, b"{", 400, "bad_request"),
+    "deep json": ("", JSON, b"[" * 5000, 400, "bad_request"),
+    "too many instances": ("", JSON, _instances(*[media.jpeg()] * 5), 400, "bad_request"),
+    "model bug": ("", RAW, BROKEN, 500, "internal"),
+    "bug past the model": ("top_k=99", RAW, media.jpeg(), 500, "internal"),
 }
+HEADERS = {401: {"WWW-Authenticate": 'Bearer realm="scoring"'}}
 
 
 def _answer(wsgi, query, headers, body):
@@ -101,25 +107,49 @@ def _requests_counted(status: int) -> float:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_lane_answers_as_flask_does(app, case, caplog):
+def test_post_score_answers_each_case_once_with_its_status_code_and_metric(app, case, caplog):
     assert isinstance(app.wsgi_app, lane.ScoreLane)
-    flask_only = app.wsgi_app.app
-    query, headers, body, status = CASES[case]
-    counted = [_requests_counted(status)]
+    query, headers, body, status, code = CASES[case]
+    counted = _requests_counted(status)
     with caplog.at_level(logging.ERROR):
-        through_lane = _answer(app, query, headers, body)
-        lane_logged = [(r.name, r.getMessage(), bool(r.exc_info)) for r in caplog.records]
-        counted.append(_requests_counted(status))
-        caplog.clear()
-        through_flask = _answer(flask_only, query, headers, body)
-        flask_logged = [(r.name, r.getMessage(), bool(r.exc_info)) for r in caplog.records]
-        counted.append(_requests_counted(status))
-    assert through_lane[0] == status
-    assert through_lane == through_flask
-    assert lane_logged == flask_logged
-    assert counted == [counted[0], counted[0] + 1, counted[0] + 2]  # each counted it once
-    if status == 500:
-        assert lane_logged, "a server error is logged"
+        got_status, got_headers, got_body = _answer(app, query, headers, body)
+    logged = [(r.name, bool(r.exc_info)) for r in caplog.records]
+    assert got_status == status
+    assert got_headers["Content-Type"] == "application/json"
+    assert int(got_headers["Content-Length"]) == len(got_body)
+    document = json.loads(got_body)
+    if code is None:
+        assert document["model"] == {"name": "model", "version": "1"}
+    else:
+        assert set(document) == {"error"} and document["error"]["code"] == code
+        assert document["error"]["message"]
+    for name, value in HEADERS.get(status, {}).items():
+        assert got_headers[name] == value
+    assert _requests_counted(status) == counted + 1  # counted once
+    if status == 500:  # a server error is logged, with a traceback (the model's, or ours)
+        assert any(exc_info for _, exc_info in logged), logged
+    else:
+        assert logged == []
+
+
+def test_an_error_names_the_instance_it_is_about_once(app):
+    """The error is made once (errors.ScoringError.at) and worded by the protocol."""
+    _, _, body = _answer(app, "", JSON, _instances(media.jpeg(), b"png?"))
+    assert json.loads(body)["error"]["message"] == "instances[1]: not a JPEG"
+    _, _, body = _answer(app, "", RAW, b"png?")
+    assert json.loads(body)["error"]["message"] == "not a JPEG"
+
+
+def test_a_flask_request_hook_that_would_skip_post_score_stops_the_app():
+    flask_app = Flask(__name__)
+
+    @flask_app.before_request
+    def tracing():
+        pass
+
+    with pytest.raises(RuntimeError, match="tracing would not see POST /score"):
+        lane.check_flask_hooks(flask_app, known=set())
+    lane.check_flask_hooks(flask_app, known={tracing})  # a hook the lane does itself passes
 
 
 def test_the_lane_takes_post_score_and_passes_everything_else_to_flask(app):

@@ -111,7 +111,7 @@ _BATCHER_ON_GEVENT = textwrap.dedent("""
     monkey.patch_all()
     import json, threading, time
     import gevent
-    from scoring_app.batcher import Batcher
+    from scoring_app.batching.batcher import Batcher
 
     native_sleep = monkey.get_original("time", "sleep")
     native_ident = monkey.get_original("threading", "get_ident")
@@ -183,7 +183,7 @@ _ALONE = textwrap.dedent("""
     from gevent import monkey
     monkey.patch_all()
     import json, time
-    from scoring_app.batcher import Batcher
+    from scoring_app.batching.batcher import Batcher
 
     native_ident = monkey.get_original("threading", "get_ident")
     loop_thread = native_ident()

@@ -1,5 +1,6 @@
-"""The quick start end to end (image-tensor model: the app decodes), then the
-SIGTERM drain on that same server."""
+"""The quick start end to end (image-tensor model: the app decodes), and the
+SIGTERM drain on a quick-start server of its own (so no test here needs to run
+last)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 import pytest
 import requests
 
-from scoring_app import quickstart
+from scoring_tools import quickstart
 from tests.app import media
 from tests.app.conftest import ROOT, Server, dockerfile_cmd
 from tests.app.openapi_check import SpecClient
@@ -30,26 +31,40 @@ def test_quickstart_runs_gunicorn_as_the_dockerfile_does():
 
 def test_demo_model_classifies_the_samples(tensor_model_dir):
     from scoring_app import settings
-    from scoring_app.model import ScoringModel
+    from scoring_app.model.savedmodel import ScoringModel
     model = ScoringModel(settings.load({}, model_dir=str(tensor_model_dir)))
     model.load()
-    samples = ROOT / "scoring_app" / "samples"
+    samples = quickstart.SAMPLES
     items = [model.preprocess((samples / name).read_bytes()) for name in SAMPLES]
     assert [model.postprocess(row, 1)[0]["label"] for row in model.predict(items)] == list(SAMPLES.values())
     for name in SAMPLES:
         assert (samples / name).stat().st_size < 10_000
 
 
+def _quick_start(tensor_model_dir, demo):
+    """``python -m scoring_tools.quickstart --port P`` with the demo model already cached."""
+    shutil.copytree(tensor_model_dir, demo / "model")
+    return Server({"SCORING_DRAIN_SECONDS": "3", "TMPDIR": str(demo)},
+                  argv=lambda port: [sys.executable, "-m", "scoring_tools.quickstart",
+                                     "--port", str(port), "--demo-dir", str(demo)])
+
+
 @pytest.fixture(scope="module")
 def quick(tensor_model_dir, tmp_path_factory):
-    """``python -m scoring_app.quickstart --port P`` with the demo model already cached."""
     demo = tmp_path_factory.mktemp("demo")
-    shutil.copytree(tensor_model_dir, demo / "model")
-    srv = Server({"SCORING_DRAIN_SECONDS": "3", "TMPDIR": str(demo)},
-                 argv=lambda port: [sys.executable, "-m", "scoring_app.quickstart",
-                                    "--port", str(port), "--demo-dir", str(demo)])
+    srv = _quick_start(tensor_model_dir, demo)
     try:
         yield srv.wait_ready(), demo
+    finally:
+        srv.stop()
+
+
+@pytest.fixture()
+def quick_to_stop(tensor_model_dir, tmp_path):
+    """A quick-start server for one test, which stops it."""
+    srv = _quick_start(tensor_model_dir, tmp_path)
+    try:
+        yield srv.wait_ready(), tmp_path
     finally:
         srv.stop()
 
@@ -84,12 +99,11 @@ def test_input_table_on_the_image_tensor_path(quick, name):
         assert response.json()["predictions"][0]["label"] == label
 
 
-def test_sigterm_drains_readiness_then_finishes_in_flight(quick):
-    """Last test of the module: it stops the server."""
-    srv, demo = quick
+def test_sigterm_drains_readiness_then_finishes_in_flight(quick_to_stop):
+    srv, demo = quick_to_stop
     key = (demo / "keys" / "primary").read_text().strip()
     headers = {"Authorization": f"Bearer {key}"}
-    images = [(ROOT / "scoring_app" / "samples" / n).read_bytes() for n in SAMPLES]
+    images = [(quickstart.SAMPLES / n).read_bytes() for n in SAMPLES]
 
     def keep_scoring(stop_at):
         answers = []

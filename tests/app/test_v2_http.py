@@ -15,7 +15,7 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from scoring_app.v2_tensors import HEADER_LENGTH
+from scoring_app.protocols.v2_tensors import HEADER_LENGTH
 from tests.app import media
 from tests.app.test_http import metric
 

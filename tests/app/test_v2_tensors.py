@@ -1,4 +1,4 @@
-"""The open inference protocol's framing (scoring_app/v2_tensors.py), checked
+"""The open inference protocol's framing (scoring_app/protocols/v2_tensors.py), checked
 against Triton's own client library: what tritonclient builds, the parser
 reads; what the encoder writes, tritonclient reads back."""
 
@@ -14,7 +14,7 @@ from tritonclient.http._utils import _get_inference_request
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from scoring_app.errors import BadRequest
-from scoring_app.v2_tensors import (INPUT, OUTPUT, RequestedOutput, Tensor, encode_response,
+from scoring_app.protocols.v2_tensors import (INPUT, OUTPUT, RequestedOutput, Tensor, encode_response,
                                     pack_bytes, parse_request, unpack_bytes)
 
 IMAGES = [b"\xff\xd8 first image \x00\x01", b"", b"\x89PNG second\x00" * 3]

@@ -25,13 +25,27 @@ def slow_argv(port: int) -> list[str]:
     return [sys.executable, *dockerfile_cmd()[1:], "tests.reliability.slow_wsgi:app"]
 
 
+def _slow_server(encoded_model_dir, keys, tmp) -> Server:
+    (keys / "primary").write_text(KEY)
+    return Server({**SLOW, "SCORING_MODEL_DIR": str(encoded_model_dir),
+                   "SCORING_API_KEYS_DIR": str(keys), "TMPDIR": str(tmp)}, argv=slow_argv)
+
+
 @pytest.fixture(scope="module")
 def slow_server(encoded_model_dir, tmp_path_factory):
-    keys = tmp_path_factory.mktemp("slow-keys")
-    (keys / "primary").write_text(KEY)
-    srv = Server({**SLOW, "SCORING_MODEL_DIR": str(encoded_model_dir),
-                  "SCORING_API_KEYS_DIR": str(keys),
-                  "TMPDIR": str(tmp_path_factory.mktemp("slow"))}, argv=slow_argv)
+    srv = _slow_server(encoded_model_dir, tmp_path_factory.mktemp("slow-keys"),
+                       tmp_path_factory.mktemp("slow"))
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture()
+def slow_server_to_stop(encoded_model_dir, tmp_path):
+    """A slow server of its own, for a test that stops it (so none has to run last)."""
+    (tmp_path / "keys").mkdir()
+    srv = _slow_server(encoded_model_dir, tmp_path / "keys", tmp_path)
     try:
         yield srv.wait_ready()
     finally:

@@ -29,6 +29,7 @@ class Answer:
     retry_after: str | None = None
     code: str | None = None     # the error code, or "ok" for a correct 200, "wrong" if not
     error: str | None = None    # the exception's class, for status 0
+    message: str | None = None  # the error's message
 
 
 def post(url: str, key: str, i: int, timeout: float = 60, body: bytes | None = None) -> Answer:
@@ -44,9 +45,10 @@ def post(url: str, key: str, i: int, timeout: float = 60, body: bytes | None = N
     doc = r.json()
     if r.status_code == 200:
         code = "ok" if body or doc["predictions"][0]["label"] == name else "wrong"
+        message = None
     else:
-        code = doc["error"]["code"]
-    return Answer(r.status_code, seconds, r.headers.get("Retry-After"), code)
+        code, message = doc["error"]["code"], doc["error"]["message"]
+    return Answer(r.status_code, seconds, r.headers.get("Retry-After"), code, message=message)
 
 
 def closed_loop(url: str, key: str, clients: int, seconds: float) -> tuple[list[Answer], float]:

@@ -17,7 +17,7 @@ import time
 
 from scoring_app import settings
 from scoring_app.app import create_app
-from scoring_app.model import ScoringModel
+from scoring_app.model.savedmodel import ScoringModel
 from tests.reliability.load import STALL
 
 DELAY_S = float(os.environ.get("RELIABILITY_MODEL_DELAY_S", "0"))

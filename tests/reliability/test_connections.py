@@ -1,4 +1,4 @@
-"""Connections that idle or stall: the worker (scoring_app/worker.py) must close
+"""Connections that idle or stall: the worker (scoring_app/server/worker.py) must close
 them after gunicorn's ``keepalive`` seconds, here 1 (GUNICORN_CMD_ARGS), and keep
 serving everyone else. Without that timeout each of these would hold a greenlet
 and a socket for good: the reads below would wait out their own 30 s limit and fail."""
@@ -54,7 +54,7 @@ def score_request(body: bytes, length: int | None = None) -> bytes:
 
 
 def test_an_access_log_turned_on_by_the_operator_logs_each_request(server):
-    # scoring_app/worker.py builds access records only when an access log is on:
+    # scoring_app/server/worker.py builds access records only when an access log is on:
     # it is here (--access-logfile -), so every answer gets its line
     with connect(server) as sock:
         sock.sendall(b"GET /healthz?access-log-probe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")

@@ -1,6 +1,6 @@
 """Overload and faults against one real gunicorn whose model is slowed
 (conftest.slow_server: capacity about 4 images per 0.1 s, queue 8, deadline
-3 s). In file order, the last test stops the server:
+3 s); the SIGTERM test stops a slow server of its own:
 
 1. 3x the measured capacity, then normal load again;
 2. a model that hangs past the deadline: 504s, slots freed, no wedge;
@@ -119,9 +119,10 @@ def test_worker_killed_mid_batch_errors_its_clients_and_is_replaced(slow_server)
     assert f"Worker (pid:{old}) was sent SIGKILL" in slow_server.output()
 
 
-def test_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_cleanly(slow_server):
-    """Last: stops the server. The stalled request is still in the model when
-    the listener closes (drain 1 s, stall 2.5 s): it must get its 200."""
+def test_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_cleanly(slow_server_to_stop):
+    """The stalled request is still in the model when the listener closes
+    (drain 1 s, stall 2.5 s): it must get its 200."""
+    slow_server = slow_server_to_stop
     url, master = slow_server.url, slow_server.proc.pid
     [worker] = procs.workers(master)
     calls = model_calls(slow_server)

@@ -68,6 +68,7 @@ def test_content_tag_follows_content_only(tmp_path):
     app, model = tmp_path / "app", tmp_path / "model"
     app.mkdir(), model.mkdir()
     (app / "Dockerfile").write_text("FROM x")
+    (app / ".dockerignore").write_text("__pycache__/\n")
     (model / "saved_model.pb").write_bytes(b"graph")
     tag = content_tag(app, model)
     assert len(tag) == 16 and tag == content_tag(app, model)

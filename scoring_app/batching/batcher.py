@@ -27,154 +27,54 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from . import offload
-from .errors import DeadlineExceeded, ScoringError, Unavailable
+from .. import offload
+from ..errors import DeadlineExceeded, ScoringError, Unavailable
+from .policy import BatchPolicy
 
 log = logging.getLogger(__name__)
 
-# Waiting for a batch to fill may cost at most this share of the call it fills:
-# a bound on what batching can take from throughput and add to latency.
-WAIT_FRACTION = 0.1
-# Weight of each observed model call in the running estimate of its batch
-# size's call time: a few calls correct a warm-up timing that a busy machine
-# disturbed, or images that decode slower than the warm-up's.
-OBSERVED_WEIGHT = 0.5
-# With every served call, each *other* batch size's estimate moves this share of
-# the way back to its warm-up timing. One slow moment (a busy machine, a stalled
-# thread) can make a size look slow and the target move away from it; then that
-# size is never served, so never re-timed, and the worse target would stay for
-# good. Recalled, the size gets tried again, and stays only if it is fast.
-RECALL_WEIGHT = 0.1
-# Batch sizes within this share of the best images/s count as equally fast,
-# and the smallest of them is the target: the model does the same work, and a
-# batch smaller than the requests in flight lets their answers and the next
-# arrivals overlap the next call instead of leaving the model idle.
-NEAR_TIE = 0.1
-# ...but only while the fastest size's call is shorter than this. Turning a
-# batch around (answers out, the next requests read) takes the event loop about
-# 0.3 ms a request on this project's CPUs: a few % of a call this long, so the
-# overlap is worth less than the fastest size's images/s (ResNet50 on a CPU:
-# the near tie made 4 the target, where 16 scores 6% more). A tiny model's 5 to
-# 10 ms calls gain more from the overlap (at c=32, taking the fastest size its
-# queue filled instead of its target cost it 0.95x the requests/s, 8 paired turns).
-LONG_CALL_S = 0.05
 # A quiet server's lone request calls the model on the event loop's own thread
 # (``Batcher._solo``) only if a call of one item takes at most this long: the
 # loop, and every other connection's probes and answers, wait for that call.
 SOLO_MAX_S = 0.02
 
 
-class BatchPolicy:
-    """How many queued items the next model call takes, and how long to wait for them.
+class Observer(Protocol):
+    """What the batcher reports (``metrics.BatcherMetrics`` records it)."""
 
-    ``calibrate`` gives it the model's seconds per call at each batch size
-    (timed at warm-up); ``observe`` keeps them current with every call served.
-    From those:
+    def queue_depth(self, images: int) -> None: ...
+    def batch_size(self, images: int) -> None: ...
+    def model_call(self, seconds: float) -> None: ...
 
-    - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
-      images/s, or, when that fastest size's call is long (``LONG_CALL_S``),
-      the fastest size itself;
-    - a lone request on a quiet server goes at once: the thread expects as many
-      items as the last call took (a busy closed loop of clients sends them
-      back), which is 1 when quiet, and 1 again after it sat idle longer than
-      it would have waited;
-    - items already waiting when a call ends mean arrivals outpace the model:
-      then it gathers a full target batch (without this, 8 clients of a slow
-      model settle into two half batches, each sent while the other is out);
-    - it waits for them at most ``WAIT_FRACTION`` of the model's time for that
-      batch, and never longer than ``max_wait_s`` (SCORING_BATCH_TIMEOUT_MS):
-      a slow model (ResNet50 on a CPU, half a second a batch) gets the time a
-      busy server needs to hand it a full batch, where a fixed few milliseconds
-      would keep its batches small; a fast one waits a few milliseconds at most;
-    - once enough are queued it takes up to the target, and when the count is
-      not a batch size either pads it up or leaves the extra items for the next
-      call, whichever gives more images/s (on a CPU padding wastes compute; on
-      a GPU a bigger batch costs almost nothing more);
-    - a wait that runs out takes everything queued: the server is not saturated,
-      so latency matters more than the padding.
 
-    Uncalibrated (a stand-in model), every size up to the largest is taken as
-    it is and waits are ``max_wait_s``.
-    """
+class _Unobserved:
+    def queue_depth(self, images: int) -> None:
+        pass
 
-    def __init__(self, sizes: list[int], max_wait_s: float):
-        self.sizes = sorted(sizes)
-        self.max_wait_s = max_wait_s
-        self.call_s: dict[int, float] = {}
-        self.calibrated: dict[int, float] = {}
-        self.target = self.sizes[-1]
-        self.last = 1
+    def batch_size(self, images: int) -> None:
+        pass
 
-    def calibrate(self, call_s: dict[int, float]) -> None:
-        """Seconds per model call at each batch size; picks the target."""
-        self.call_s = {size: call_s[size] for size in self.sizes if call_s.get(size, 0) > 0}
-        self.calibrated = dict(self.call_s)
-        self._pick_target()
+    def model_call(self, seconds: float) -> None:
+        pass
 
-    def observe(self, n: int, seconds: float) -> None:
-        """A served call of ``n`` items took ``seconds``: update its batch size's
-        estimate, and recall the others toward their warm-up timings."""
-        size = self.bucket(n)
-        if size in self.call_s:
-            for other, warm in self.calibrated.items():
-                if other != size:
-                    self.call_s[other] += RECALL_WEIGHT * (warm - self.call_s[other])
-            self.call_s[size] += OBSERVED_WEIGHT * (seconds - self.call_s[size])
-            self._pick_target()
-
-    def _pick_target(self) -> None:
-        if self.call_s:
-            fastest = max(self.call_s, key=lambda size: self._rate(size, size))
-            tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S else 0.0
-            floor = (1 - tie) * self._rate(fastest, fastest)
-            self.target = min(size for size in self.call_s if self._rate(size, size) >= floor)
-
-    def bucket(self, n: int) -> int:
-        """The batch size ``n`` items are padded to."""
-        return next(size for size in self.sizes if size >= n)
-
-    def _rate(self, items: int, size: int) -> float:
-        return items / self.call_s[size]
-
-    def want(self, backlog: bool, idle_s: float) -> int:
-        """How many items to wait for: ``backlog`` when some were already
-        queued as the last call ended, else after ``idle_s`` seconds idle."""
-        if backlog:
-            return self.target
-        if idle_s > self.wait_s(self.last):
-            self.last = 1
-        return min(self.target, self.last)
-
-    def wait_s(self, n: int) -> float:
-        """The longest wait for ``n`` items."""
-        call = self.call_s.get(self.bucket(min(n, self.sizes[-1])))
-        return self.max_wait_s if call is None else min(self.max_wait_s, WAIT_FRACTION * call)
-
-    def take(self, queued: int, want: int) -> int:
-        """How many of ``queued`` items the call takes (``want`` as asked)."""
-        if queued < want:  # the wait ran out
-            n = min(queued, self.sizes[-1])
-        else:
-            n = min(queued, self.target)
-            down = max(size for size in self.sizes if size <= n)
-            if down != n and self.call_s and self._rate(down, down) > self._rate(n, self.bucket(n)):
-                n = down
-        self.last = n
-        return n
 
 
 class _Call:
-    """A model call that is out; ``alone`` until another call overlaps it."""
-    __slots__ = ("alone", "thread")
+    """A model call of ``n`` items that is out since ``started``
+    (time.monotonic()); ``alone`` until another call overlaps it."""
+    __slots__ = ("alone", "thread", "n", "started")
 
-    def __init__(self, alone: bool, thread: offload.NativeThread | None):
+    def __init__(self, alone: bool, thread: offload.NativeThread | None, n: int):
         self.alone = alone
         self.thread = thread
+        self.n = n
+        self.started = time.monotonic()
 
 
 class _Pending:
@@ -192,17 +92,22 @@ class Batcher:
 
     def __init__(self, predict: Callable[[list[Any]], Any], max_batch: int,
                  batch_timeout_s: float, max_queue: int,
-                 observe: Callable[[str, float], None] = lambda name, value: None,
+                 observer: Observer = _Unobserved(),
                  warm_up: Callable[[], dict[int, float] | None] = lambda: None,
-                 sizes: list[int] | None = None, max_calls: int = 1):
+                 sizes: list[int] | None = None, max_calls: int = 1,
+                 max_queue_wait_s: float = 0.0):
         """``sizes``: the batch sizes the model pads to (default: every size up
         to ``max_batch``). ``warm_up`` runs on a model thread before the loop
         serves and may return seconds per call by batch size, for the policy.
-        ``max_calls``: model calls that may be out at once (SCORING_MODEL_CALLS)."""
+        ``max_calls``: model calls that may be out at once (SCORING_MODEL_CALLS).
+        ``max_queue``: images queued at most (SCORING_MAX_QUEUE);
+        ``max_queue_wait_s``: the longest predicted wait in the queue
+        (SCORING_MAX_QUEUE_WAIT_MS; 0: none)."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
         self._max_queue = max_queue
-        self._observe = observe
+        self._max_queue_wait_s = max_queue_wait_s
+        self._observer = observer
         self._warm_up = warm_up
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
@@ -234,9 +139,11 @@ class Batcher:
     def submit_many(self, items: list[Any], deadline: float) -> list[Any]:
         """Queue ``items`` together and wait for all their results.
 
-        Raises Unavailable (503) when they do not fit in the queue, and
-        DeadlineExceeded (504) at ``deadline`` (time.monotonic()), after taking
-        any still-queued ones back out so their slots are free again.
+        Raises Unavailable (503) at once when they do not fit in the queue, or
+        when the last of them is predicted to wait longer than
+        ``max_queue_wait_s`` (``_admit``); and DeadlineExceeded (504) at
+        ``deadline`` (time.monotonic()), after taking any still-queued ones
+        back out so their slots are free again.
 
         A lone item on a quiet server calls the model itself (``_solo``).
         """
@@ -245,10 +152,9 @@ class Batcher:
             return [self._solo(items[0], solo)]
         pending = [_Pending(item) for item in items]
         with self._cond:
-            if len(self._queue) + len(pending) > self._max_queue:
-                raise Unavailable("the server is busy (queue full); retry shortly")
+            self._admit(len(pending))
             self._queue.extend(pending)
-            self._observe("queue_depth", len(self._queue))
+            self._observer.queue_depth(len(self._queue))
             self._cond.notify()
         for index, p in enumerate(pending):
             if not p.done.wait(max(0.0, deadline - time.monotonic())):
@@ -256,9 +162,28 @@ class Batcher:
                 raise DeadlineExceeded("the image was not scored before the request "
                                        "deadline; retry, or send fewer images at once")
             if p.error is not None:
-                p.error.index = index
-                raise p.error
+                raise p.error.at(index)
         return [p.result for p in pending]
+
+    def _admit(self, n: int) -> None:
+        """Refuse ``n`` new items (503) when they do not fit in the queue, or
+        when the policy predicts the last of them would wait past
+        ``max_queue_wait_s`` (the caller holds ``_cond``). The count bound is
+        the backstop: it holds while the policy is uncalibrated, too."""
+        queued = len(self._queue)
+        if queued + n > self._max_queue:
+            raise Unavailable("the server is busy (queue full); retry shortly")
+        if not self._max_queue_wait_s:
+            return
+        now = time.monotonic()
+        busy_s = 0.0
+        if len(self._out) >= self._max_calls:  # the next call waits for one of these to end
+            ends = min(call.started + self.policy.call_estimate_s(call.n) for call in self._out)
+            busy_s = max(0.0, ends - now)
+        wait_s = self.policy.predicted_wait_s(queued, n, busy_s, self._max_calls)
+        if wait_s is not None and wait_s > self._max_queue_wait_s:
+            raise Unavailable(f"the server is busy (a wait of about {wait_s:.1f} s in the "
+                              "queue); retry shortly", retry_after_s=max(1, math.ceil(wait_s)))
 
     # -- a quiet server's lone request --------------------------------------
     def _quiet(self) -> bool:
@@ -267,8 +192,8 @@ class Batcher:
         call took one item. After a batch, the next lone request goes
         through the queue: with several clients, the rest of them are on their
         way, and are read while the model thread works instead of after a call
-        that holds the loop (8 clients of the tiny model: 0.95x the requests/s,
-        median of 8 alternating turns, when any lone request could go alone)."""
+        that holds the loop (letting any lone request go alone cost a tiny
+        model's 8 clients throughput: README, Performance)."""
         one_s = self.policy.call_s.get(self.policy.sizes[0], 0.0)
         return (not self._queue and not self._out and not self._looking
                 and self.ready.is_set() and self.policy.last == 1 and 0 < one_s <= SOLO_MAX_S)
@@ -286,7 +211,7 @@ class Batcher:
         finally:
             with self._cond:
                 self._looking = False
-                call = self._start_call(on_thread=False) if self._quiet() else None
+                call = self._start_call(on_thread=False, n=1) if self._quiet() else None
         return call
 
     def _solo(self, item: Any, call: _Call) -> Any:
@@ -307,8 +232,7 @@ class Batcher:
         finally:
             self._release(call)
         if p.error is not None:
-            p.error.index = 0
-            raise p.error
+            raise p.error.at(0)
         return p.result
 
     def _withdraw(self, pending: list[_Pending]) -> None:
@@ -318,7 +242,7 @@ class Batcher:
                     self._queue.remove(p)
                 except ValueError:
                     pass  # already taken by the inference loop
-            self._observe("queue_depth", len(self._queue))
+            self._observer.queue_depth(len(self._queue))
 
     # -- inference loop ----------------------------------------------------
     def _run(self) -> None:
@@ -365,18 +289,21 @@ class Batcher:
                 self._cond.wait(left)
             batch = [self._queue.popleft()
                      for _ in range(self.policy.take(len(self._queue), want))]
-            call = self._start_call(on_thread=True)
-            self._observe("queue_depth", len(self._queue))
+            call = self._start_call(on_thread=True, n=len(batch))
+            self._observer.queue_depth(len(self._queue))
         return batch, call
 
-    def _start_call(self, on_thread: bool) -> _Call:
-        """Mark a call out (the caller holds ``_cond``), on a free model thread or
-        on the caller's own. Calls it overlaps, and it, no longer run alone."""
+    def _start_call(self, on_thread: bool, n: int) -> _Call:
+        """Mark a call of ``n`` items out (the caller holds ``_cond``), on a free
+        model thread or on the caller's own. Calls it overlaps, and it, no
+        longer run alone."""
         for other in self._out:
             other.alone = False
-        call = _Call(alone=not self._out, thread=self._free.pop() if on_thread else None)
+        call = _Call(not self._out, self._free.pop() if on_thread else None, n)
         self._out.append(call)
         return call
+
+
 
     def _score(self, batch: list[_Pending], call: _Call) -> None:
         try:
@@ -401,7 +328,7 @@ class Batcher:
     def _score_batch(self, batch: list[_Pending], call: _Call) -> None:
         """One model call for ``batch`` (on ``call``'s model thread, or here when it
         has none), each item finished with its result or its error."""
-        self._observe("batch_size", len(batch))
+        self._observer.batch_size(len(batch))
         started = time.perf_counter()
         items = [p.item for p in batch]
         try:
@@ -410,20 +337,20 @@ class Batcher:
             else:
                 results, elapsed = call.thread.call(self._timed_predict, items)
         except ScoringError as exc:
-            self._observe("model_call_seconds", time.perf_counter() - started)
+            self._observer.model_call(time.perf_counter() - started)
             if len(batch) == 1:
                 self._finish(batch[0], error=exc)
             else:  # find the bad item(s): only they get the error
                 for p in batch:
                     self._score_batch([p], call)
             return
-        except Exception as exc:  # noqa: BLE001 - a worker must survive any input
-            self._observe("model_call_seconds", time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - a worker must survive any input
+            self._observer.model_call(time.perf_counter() - started)
             log.exception("model call failed")
             for p in batch:
                 self._finish(p, error=ScoringError("the model failed on this request"))
             return
-        self._observe("model_call_seconds", elapsed)
+        self._observer.model_call(elapsed)
         if call.alone:  # calls side by side share the CPUs: neither's time is its batch size's own
             self.policy.observe(len(batch), elapsed)
 

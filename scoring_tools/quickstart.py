@@ -1,7 +1,7 @@
 """Local quick start (``make serve``): the real server on a demo model.
 
 Once, cached under ``.demo/``: trains the dominant-colour demo model
-(scoring_app/demo_model.py) and generates an API key (``.demo/keys/primary``,
+(scoring_tools/demo_model.py) and generates an API key (``.demo/keys/primary``,
 mode 0600). Then prints one ready-to-paste ``curl`` line and replaces itself
 with gunicorn, started exactly as the container starts it, on 127.0.0.1.
 """
@@ -15,9 +15,9 @@ import shlex
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
-ROOT = PACKAGE.parent
-GUNICORN = ["-m", "gunicorn", "--config", "scoring_app/gunicorn.conf.py"]
+from scoring_tools.local import GUNICORN, ROOT
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 def ensure_model(demo_dir: Path) -> Path:
@@ -26,7 +26,7 @@ def ensure_model(demo_dir: Path) -> Path:
     if not (model_dir / "saved_model.pb").exists():
         print("quickstart: training the demo model (once; cached in "
               f"{demo_dir})...", flush=True)
-        from scoring_app import demo_model
+        from scoring_tools import demo_model
 
         demo_model.export(demo_model.train(), model_dir, "tensor")
     return model_dir
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         "SCORING_PORT": str(args.port), "SCORING_WORKERS": "1",
     }.items():
         env.setdefault(name, value)
-    sample = os.path.relpath(PACKAGE / "samples" / "red.jpg")
+    sample = os.path.relpath(SAMPLES / "red.jpg")
     print("quickstart: score a sample image with:\n"
           f"curl -H {shlex.quote('Authorization: Bearer ' + key)} "
           f"-H 'Content-Type: image/jpeg' --data-binary @{shlex.quote(sample)} "

@@ -1,11 +1,14 @@
-"""JSON in and out with orjson: every /score answer is JSON, and a JSON request
-carries its images as base64 strings, megabytes of them.
+"""The one JSON parser and writer, orjson: every answer is JSON, and a JSON
+request carries its images as base64 strings, megabytes of them.
 
-``Provider`` is Flask's JSON provider (``jsonify``), writing bytes straight
-into the response. ``loads`` parses request bodies. orjson writes what the
-standard library would for this API's documents (str keys, str/int/float
+``loads`` parses every request body, on every protocol. orjson refuses
+nesting deeper than 1024 (``DecodeError``, a 400 to the client) instead of
+recursing into it, and invalid UTF-8. ``dumps``/``response_body`` write what
+the standard library would for this API's documents (str keys, str/int/float
 values), compactly and without sorting keys; a non-finite float becomes
-``null`` instead of the invalid ``NaN``.
+``null`` instead of the invalid ``NaN``. ``Provider`` is Flask's JSON
+provider (``jsonify``) on the same functions, through Flask's public
+``JSONProvider`` methods only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=DefaultJSONProvider.default)
+
+
 def response_body(obj: Any) -> bytes:
     """An answer's body, as ``jsonify`` writes it (newline-terminated)."""
     return orjson.dumps(obj, default=DefaultJSONProvider.default,
@@ -35,7 +42,3 @@ class Provider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return loads(s)
-
-    def response(self, *args: Any, **kwargs: Any):
-        body = response_body(self._prepare_response_obj(args, kwargs))
-        return self._app.response_class(body, mimetype=self.mimetype)

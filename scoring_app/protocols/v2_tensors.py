@@ -14,6 +14,13 @@ This service takes one BYTES input of encoded images. JSON strings cannot
 carry raw image bytes, so in the plain JSON form each element is the image
 base64-encoded (what MLServer calls the ``base64`` content type); in the raw
 form it is the image's bytes as they are.
+
+Every shape the parser accepts is bounded before it is walked: JSON by
+``http.jsonio`` (/score's parser, with its nesting limit), ``data`` at most as
+deep as the declared shape and at most as long as its element count,
+``binary_data_size`` and every element's length against the bytes the body
+really has, the element count against ``max_images``. Nothing recurses on
+the client's input.
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 import math
 import struct
 from typing import Any
 
 import numpy as np
 
-from .errors import BadRequest
+from ..errors import BadRequest
+from ..http import jsonio
 
 INPUT = "image"
 OUTPUT = "scores"
@@ -76,10 +83,13 @@ def pack_bytes(elements: list[bytes]) -> bytes:
     return b"".join(_LENGTH.pack(len(e)) + e for e in elements)
 
 
-def unpack_bytes(raw: bytes, what: str) -> list[bytes]:
-    """Length-prefixed elements -> the elements; 400 if the framing is off."""
+def unpack_bytes(raw: bytes, what: str, max_elements: int | None = None) -> list[bytes]:
+    """Length-prefixed elements -> the elements; 400 if the framing is off or
+    there are more than ``max_elements``."""
     elements, offset = [], 0
     while offset < len(raw):
+        if max_elements is not None and len(elements) == max_elements:
+            raise BadRequest(f"{what}: more than the {max_elements} elements its shape declares")
         if offset + 4 > len(raw):
             raise BadRequest(f"{what}: {len(raw) - offset} stray bytes where a "
                              "4-byte element length was expected")
@@ -107,16 +117,40 @@ def _split(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
                              f"length of the JSON header, 0..{len(body)}")
         json_part, raw = body[:size], body[size:]
     try:
-        return json.loads(json_part), raw
-    except (ValueError, UnicodeDecodeError):
+        return jsonio.loads(json_part), raw
+    except jsonio.DecodeError:  # also invalid UTF-8 and deep nesting ([[[[...)
         raise BadRequest("the inference request header is not valid JSON") from None
 
 
-def _flatten(data: Any) -> list:
-    """``data`` may be flat or nested as the shape (both are allowed)."""
+def _parameters(owner: dict, what: str) -> dict:
+    """``owner``'s ``parameters`` object ({} when absent); 400 if it is not one."""
+    params = owner.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{what}parameters must be an object")
+    return params
+
+
+def _flatten(data: Any, shape: list[int]) -> list:
+    """``data`` flat, or nested as ``shape`` (both are allowed): its elements,
+    in order. 400 if it nests deeper than the shape or holds more elements
+    than the shape declares (so a hostile ``data`` costs no more than a valid
+    one)."""
+    count = math.prod(shape)
     if not isinstance(data, list):
         return [data]
-    return [x for item in data for x in _flatten(item)]
+    flat: list = []
+    for item in data:
+        if not isinstance(item, list):
+            flat.append(item)
+        elif len(shape) == 2 and all(not isinstance(x, list) for x in item):
+            flat.extend(item)
+        else:
+            raise BadRequest(f"input {INPUT!r}: data nests deeper than its shape {shape}")
+        if len(flat) > count:
+            break
+    return flat
 
 
 def _images(tensor: Any, raw: bytes, max_images: int) -> tuple[list[bytes], int]:
@@ -137,16 +171,19 @@ def _images(tensor: Any, raw: bytes, max_images: int) -> tuple[list[bytes], int]
         raise BadRequest(f"input {INPUT!r} holds no image")
     if count > max_images:
         raise BadRequest(f"at most {max_images} images per request")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"input {INPUT!r}: ").get("binary_data_size")
     if size is not None:
         if type(size) is not int or not 0 <= size <= len(raw):
             raise BadRequest(f"input {INPUT!r}: binary_data_size {size!r} does not fit "
                              f"the {len(raw)} bytes after the JSON header")
-        images = unpack_bytes(raw[:size], f"input {INPUT!r}")
+        images = unpack_bytes(raw[:size], f"input {INPUT!r}", count)
         used = size
     elif "data" in tensor:
         images, used = [], 0
-        for i, element in enumerate(_flatten(tensor["data"])):
+        elements = _flatten(tensor["data"], shape)
+        if len(elements) > count:
+            raise BadRequest(f"input {INPUT!r} has shape {shape} but more elements")
+        for i, element in enumerate(elements):
             try:
                 images.append(base64.b64decode(element, validate=True))
             except (binascii.Error, ValueError, TypeError):
@@ -168,7 +205,7 @@ def _output(doc: dict, default_binary: bool) -> RequestedOutput:
     if name != OUTPUT:
         raise BadRequest(f"this model has one output, {OUTPUT!r}: list it once in "
                          "outputs, or leave outputs out")
-    params = item.get("parameters") or {}
+    params = _parameters(item, f"output {OUTPUT!r}: ")
     binary = params.get("binary_data", default_binary)
     top_k = params.get("classification", 0)
     if type(binary) is not bool or type(top_k) is not int or top_k < 0:
@@ -189,7 +226,7 @@ def parse_request(body: bytes, header_length: str | None, max_images: int) -> In
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("id must be a string")
-    params = doc.get("parameters") or {}
+    params = _parameters(doc, "")
     default_binary = params.get("binary_data_output", False)
     if type(default_binary) is not bool:
         raise BadRequest("parameters.binary_data_output must be true or false")
@@ -212,7 +249,7 @@ def encode_response(header: dict[str, Any], tensors: list[Tensor]) -> tuple[byte
         else:
             entry["data"] = t.json_data()
         outputs.append(entry)
-    head = json.dumps({**header, "outputs": outputs}).encode()
+    head = jsonio.dumps({**header, "outputs": outputs})
     if not raw:
         return head, None
     return head + b"".join(raw), len(head)

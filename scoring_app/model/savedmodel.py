@@ -24,8 +24,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from . import images, offload
-from .errors import BadImage, UnsupportedModel
+from .. import offload
+from ..errors import BadImage, UnsupportedModel
+from ..settings import Config
+from . import images
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,8 @@ def signature_callers(fn: Any, input_name: str) -> tuple[Callable, Callable]:
 
     ``public`` is the documented call, ``fn(**{input_name: tensor})``. It first
     binds the keyword to the signature's structured inputs in Python (inspect's
-    ``bind`` and a cast per input), which took 11% of a tiny model's batch-1
-    call here (median of 10 alternating rounds of 1,000 calls). ``direct``
+    ``bind`` and a cast per input), a sizeable share of a tiny model's batch-1
+    call (README, Performance). ``direct``
     skips that binding: it is the call the public one ends in
     (``ConcreteFunction._call_flat``: a private name, so ``warm_up`` uses it
     only once it has given the same scores as the public call, and falls back
@@ -159,9 +161,9 @@ def warmup_image() -> bytes:
 
 
 class ScoringModel:
-    """One SavedModel behind the four stages."""
+    """One SavedModel behind the stages of ``interface.Model``."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Config):
         self.config = config
         self.signature: Signature | None = None
         self.labels: list[str] | None = None
@@ -204,6 +206,10 @@ class ScoringModel:
         self._call = self._public
         log.info("model %s loaded: %s", model_dir, self.signature)
         return time.perf_counter() - started
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.signature is None else self.signature.num_classes
 
     # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:

@@ -2,9 +2,8 @@
 
 ``GeventPyWSGIWorker`` is gunicorn's gevent worker (one greenlet per connection,
 one event loop) with gevent's ``pywsgi`` parsing HTTP instead of gunicorn's
-parser. Measured in alternating benchmark turns (README, Performance), on the
-tiny model: 8% more requests/s and 6% less CPU per request at c=32, and at c=1
-a median latency 11% lower, against gunicorn's ``gevent`` worker.
+parser: less CPU per request and lower latency than gunicorn's own parser on
+the same worker (the figures: README, Performance).
 
 pywsgi has no keep-alive timeout of its own (gunicorn's parser drops a
 connection that sends nothing for ``keepalive`` seconds): here every read and

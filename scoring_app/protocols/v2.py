@@ -1,42 +1,45 @@
 """The open inference protocol (KServe v2; Triton's HTTP API) next to /score.
 
-The same service answers: the key check, the body limit, the batcher and the
-domain errors are /score's; only the framing differs (``v2_tensors``). Errors
-take the protocol's shape, ``{"error": "<message>"}``, with /score's statuses
-and headers. Health and readiness are open, as /readyz is; model metadata and
-infer need the Bearer key. Unknown paths and methods under /v2 get v2-shaped
-404 and 405 answers.
+The same service answers: the key check, the body reader (``http.body``), the
+JSON parser (``http.jsonio``), the batcher and the domain errors are /score's;
+only the framing differs (``v2_tensors``). Errors take the protocol's shape,
+``{"error": "<message>"}`` (``error_document``), with /score's statuses and
+headers; the app's error handler uses it for every path under /v2, unknown
+paths and methods included. Health and readiness are open, as /readyz is;
+model metadata and infer need the Bearer key.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, NotFound
 
-from . import routes
-from .errors import ScoringError, Unavailable, UnsupportedMediaType
+from ..errors import NotFound, ScoringError, Unavailable, UnsupportedMediaType
+from ..http import body
+from ..http.probes import service as _service
 from .v2_tensors import HEADER_LENGTH, INPUT, OUTPUT, Tensor, encode_response, parse_request
 
-log = logging.getLogger(__name__)
-
-v2 = Blueprint("v2", __name__, url_prefix="/v2")
+PREFIX = "/v2"
+v2 = Blueprint("v2", __name__, url_prefix=PREFIX)
 
 EXTENSIONS = ["binary_tensor_data", "classification"]
 PROTOCOL_VERSION = "2"  # the server metadata's "version": the protocol spoken
 _TYPES = ("", "application/json", "application/octet-stream")
 
 
-_service = routes._service  # noqa: SLF001 - one way to reach the app's Service
+def speaks(path: str) -> bool:
+    """Whether a request path is this protocol's (its errors take its shape)."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-def _error(status: int, message: str, headers=None):
-    response = jsonify({"error": message})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
+def error_document(error: ScoringError) -> dict[str, Any]:
+    """The error as the protocol writes it, naming the image that failed."""
+    message = error.message
+    if error.index is not None:
+        message = f"{INPUT}[{error.index}]: {message}"
+    return {"error": message}
 
 
 def _model(name: str, version: str | None) -> None:
@@ -92,7 +95,7 @@ def model_ready(name: str, version: str | None = None):
 @v2.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     service = _keyed_model(name, version)
-    classes = service.model.signature.num_classes
+    classes = service.model.num_classes
     return jsonify({
         "name": name, "versions": [service.config.model_version],
         "platform": "tensorflow_savedmodel",
@@ -125,14 +128,9 @@ def infer(name: str, version: str | None = None):
             f"Content-Type {request.mimetype!r} with Content-Encoding {encoding!r} is not "
             "supported; send application/json (or application/octet-stream with "
             f"{HEADER_LENGTH}), uncompressed")
-    body = routes._read_body(request, service.config.max_body_bytes)  # noqa: SLF001 - /score's bounded read
-    parsed = parse_request(body, request.headers.get(HEADER_LENGTH), service.config.max_queue)
-    try:
-        rows = service.predict(parsed.images)
-    except ScoringError as exc:
-        if exc.index is not None:
-            exc.message = f"{INPUT}[{exc.index}]: {exc.message}"
-        raise
+    data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
+    parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.config.max_queue)
+    rows = service.raw_scores(parsed.images)
     header = {"model_name": name, "model_version": service.config.model_version}
     if parsed.id is not None:
         header["id"] = parsed.id
@@ -142,32 +140,3 @@ def infer(name: str, version: str | None = None):
         return Response(content, mimetype="application/json")
     return Response(content, mimetype="application/octet-stream",
                     headers={HEADER_LENGTH: str(json_length)})
-
-
-# -- errors: the protocol's shape ----------------------------------------------
-@v2.errorhandler(ScoringError)
-def _scoring_error(exc: ScoringError):
-    return _error(exc.status, exc.message, exc.headers)
-
-
-@v2.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    allowed = getattr(exc, "valid_methods", None)
-    return _error(exc.code or 500, exc.description or exc.name,
-                  {"Allow": ", ".join(allowed)} if allowed else None)
-
-
-@v2.app_errorhandler(404)
-@v2.app_errorhandler(405)
-def _routing_error(exc: HTTPException):
-    """Routing fails before any blueprint is chosen: paths under /v2 still get
-    the protocol's shape, all others /score's."""
-    if request.path == "/v2" or request.path.startswith("/v2/"):
-        return _http_error(exc)
-    return routes.handle_http_error(exc)
-
-
-@v2.errorhandler(Exception)
-def _unexpected(exc: Exception):
-    log.exception("unexpected error")
-    return _error(500, "internal error; it has been logged")

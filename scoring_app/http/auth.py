@@ -5,9 +5,9 @@ through ``..data``, which the kubelet swaps atomically on rotation. ``os.stat``
 follows the links, so comparing (inode, mtime, size) is enough to notice a
 rotation; the files are read only when that changes. They are looked at again
 at most once every ``RECHECK_S`` (1 s), not on every request: two ``stat``
-calls were a tenth of a quiet request's own Python path (22 of 200 us,
-stand-in model), and the kubelet takes up to a minute to swap a rotated Secret
-in anyway. A directory that vanishes or holds only empty files means no key is
+calls were a noticeable share of a quiet request's own Python path (README,
+Performance), and the kubelet takes up to a minute to swap a rotated Secret in
+anyway. A directory that vanishes or holds only empty files means no key is
 valid: fail closed, within ``RECHECK_S``.
 """
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import Unauthorized
+from ..errors import Unauthorized
 
 KEY_FILES = ("primary", "secondary")
 RECHECK_S = 1.0  # how long a look at the key files holds

@@ -1,7 +1,7 @@
 """Command-line client: score images against a deployed (or local) service.
 
-    python -m scoring_app.client IMAGE... --uri URI --key KEY
-    python -m scoring_app.client IMAGE... --stack dev
+    python -m scoring_tools.client IMAGE... --uri URI --key KEY
+    python -m scoring_tools.client IMAGE... --stack dev
 
 ``--stack`` reads ``scoringUri`` and ``primaryKey`` from
 ``pulumi stack output --json --show-secrets --stack NAME``. Images are sent

@@ -22,7 +22,7 @@ import imagesize
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImage, TooManyPixels
+from ..errors import BadImage, TooManyPixels
 
 # Per-channel constants of the usual Keras/PyTorch preprocessings.
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)

@@ -25,7 +25,7 @@ _STATUS = {"description": "Status.", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Status"}}}}
 
 
-# -- the open inference protocol (KServe v2), scoring_app/v2.py -----------------
+# -- the open inference protocol (KServe v2), scoring_app/protocols/v2.py -----------------
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
