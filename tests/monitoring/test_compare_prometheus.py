@@ -47,8 +47,10 @@ def prometheus_binary() -> str:
 def deployments(encoded_model_dir, secret_dir, tmp_path_factory):
     common = {"SCORING_MODEL_DIR": str(encoded_model_dir), "SCORING_MODEL_NAME": "colours",
               "SCORING_API_KEYS_DIR": str(secret_dir.path), "SCORING_WORKERS": "1"}
-    blue = Server({**common, "TMPDIR": str(tmp_path_factory.mktemp("blue"))})
-    green = Server({**common, "RELIABILITY_MODEL_DELAY_S": str(GREEN_DELAY_S),
+    blue = Server({**common, "SCORING_DEPLOYMENT_NAME": "blue",
+                   "TMPDIR": str(tmp_path_factory.mktemp("blue"))})
+    green = Server({**common, "SCORING_DEPLOYMENT_NAME": "green",
+                    "RELIABILITY_MODEL_DELAY_S": str(GREEN_DELAY_S),
                     "TMPDIR": str(tmp_path_factory.mktemp("green"))}, argv=slow_argv)
     try:
         yield {"blue": blue.wait_ready(), "green": green.wait_ready()}
@@ -157,3 +159,21 @@ def test_compare_holds_the_slowed_deployment_and_promotes_the_healthy_one(
     assert "blue (candidate)" in header and "green (baseline)" in header
     assert compare.main([*base, "--candidate", "purple", "--baseline", "blue"]) == compare.NO_DATA
     assert "purple: fewer than 100 requests" in capsys.readouterr().out
+
+
+def test_each_real_server_names_itself_and_the_client_shows_it(deployments, tmp_path, capsys):
+    """Real gunicorn: the answer's azureml-model-deployment is the server's own name, and
+    `client --deployment` sends the header and prints who answered."""
+    from scoring_tools import client
+    image = tmp_path / "red.jpg"
+    image.write_bytes(media.jpeg())
+    for name, server in deployments.items():
+        answer = requests.post(server.url + "/score", data=image.read_bytes(), timeout=30,
+                               headers={"Authorization": f"Bearer {KEY}"})
+        assert answer.status_code == 200 and answer.headers["azureml-model-deployment"] == name
+        assert requests.get(server.url + "/healthz", timeout=10).headers[
+            "azureml-model-deployment"] == name
+        assert client.main([str(image), "--uri", server.url + "/score", "--key", KEY,
+                            "--deployment", name]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split()[-1] == "deployment" and lines[2].split()[-1] == name, lines
