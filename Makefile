@@ -6,6 +6,11 @@ PORT ?= 5001
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 UV_VERSION := 0.13.8
+# A real Prometheus for tests/monitoring/test_compare_prometheus.py: Debian's package,
+# unpacked into the checkout (dpkg -x) rather than installed, so its maintainer scripts
+# never start a system-wide daemon on 0.0.0.0:9090; the test starts it on 127.0.0.1.
+PROMETHEUS_DEB_VERSION := 2.42.0+ds-5+deb12u1
+PROMETHEUS := .prometheus/usr/bin/prometheus
 # Some machine images set PYTHONDONTWRITEBYTECODE; then every process that imports
 # TensorFlow (each test server, each benchmark stage) recompiles it (~14 s instead of ~5 s).
 # An empty value switches it off; the bytecode lands in our own venv.
@@ -20,7 +25,7 @@ CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 .PHONY: setup container-tools serve test bench triton-venv clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed $(PROMETHEUS)
 
 # Azurite, the Azure Storage emulator the model-fetch tests run (tests/model_store), at the
 # version package-lock.json pins, from the npm registry.
@@ -51,11 +56,21 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	VIRTUAL_ENV=$(CHECKOV_VENV) $(CHECKOV_VENV)/bin/uv pip install -q -r requirements-checkov.txt
 	touch $@
 
+# apt-get download needs no root once the package lists are there; a fresh machine
+# without them gets one `apt-get update` (root, as CI runs).
+$(PROMETHEUS):
+	rm -rf .prometheus .prometheus-deb && mkdir -p .prometheus-deb
+	cd .prometheus-deb && { apt-get download -q prometheus=$(PROMETHEUS_DEB_VERSION) \
+	  || { apt-get update -qq && apt-get download -q prometheus=$(PROMETHEUS_DEB_VERSION); }; }
+	dpkg -x .prometheus-deb/prometheus_*.deb .prometheus
+	rm -rf .prometheus-deb
+	$(PROMETHEUS) --version
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/python -m scoring_tools.quickstart --port $(PORT)
 
 test: setup
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(VENV)/bin/python -m pytest
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov PROMETHEUS=$(PROMETHEUS) $(VENV)/bin/python -m pytest
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench $(ARGS)
@@ -65,4 +80,4 @@ triton-venv: $(VENV)/.installed
 	bash bench/triton-venv.sh
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache .prometheus

@@ -20,7 +20,7 @@ cluster = GpuCluster("gpu", GpuClusterArgs(
     keda=cfg.scaling.enabled, managed_prometheus=cfg.monitoring))
 registry = RegistryImage("registry", RegistryImageArgs(
     resource_group_name=group.name, location=cfg.cluster.location,
-    kubelet_object_id=cluster.kubelet_object_id, image=cfg.image))
+    kubelet_object_id=cluster.kubelet_object_id, image=cfg.image, deployments=cfg.deployments))
 if cfg.gpu.driver == "aks":  # the GPU Operator route brings its own device plugin
     NvidiaDevicePlugin("nvidia", DevicePluginArgs(
         image=cfg.image.device_plugin_image, provider=cluster.provider, gpu_pool=cluster.gpu_pool))
@@ -30,20 +30,22 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
         service_account=SERVICE_ACCOUNT,
-        model=None if cfg.image.model_uri else describe(cfg.service.model_name, cfg.image.model_dir),
+        models=None if cfg.image.model_uri else {  # each deployment's modelDir, its own prefix
+            d.name: describe(d.model_name, d.model_dir) for d in cfg.deployments},
+        deployments=tuple(d.name for d in cfg.deployments),
         model_uri=cfg.image.model_uri, model_sha256=cfg.image.model_sha256,
         model_uri_scope=cfg.image.model_uri_scope, model_size_limit=cfg.image.model_size_limit,
         public_key_pem=cfg.image.model_public_key))
 scoring = ScoringService("scoring", ScoringServiceArgs(
-    image_ref=registry.image_ref, service=cfg.service, provider=cluster.provider,
-    autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,
-    max_replicas=cfg.max_scoring_pods,
+    deployments=cfg.deployments, image_refs=registry.image_refs, service=cfg.service,
+    provider=cluster.provider, autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,
     gpu_pool=cluster.gpu_pool, podmonitor_crd=cluster.addon_crds.get("prometheus"),
-    model=model_store.pod_model if model_store else None))
+    models=model_store.pod_models if model_store else None))
 edge = Edge("edge", EdgeArgs(
-    edge=cfg.edge, service=cfg.service, location=cfg.cluster.location,
-    namespace=scoring.namespace, service_name=scoring.service_name, provider=cluster.provider,
-    nginx_crd=cluster.addon_crds["approuting"]))
+    edge=cfg.edge, service=cfg.service, deployments=cfg.deployments,
+    location=cfg.cluster.location, namespace=scoring.namespace, provider=cluster.provider,
+    kubeconfig=cluster.kubeconfig, cluster_id=cluster.id, resource_group_name=group.name,
+    oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready))
 if cfg.monitoring:
     prometheus = ManagedPrometheus("prometheus", ManagedPrometheusArgs(
         resource_group_name=group.name, location=cfg.cluster.location, cluster_id=cluster.id))
@@ -53,7 +55,8 @@ if cfg.monitoring:
             scaling=cfg.scaling, resource_group_name=group.name, location=cfg.cluster.location,
             oidc_issuer_url=cluster.oidc_issuer_url, workspace_id=prometheus.workspace_id,
             query_endpoint=prometheus.query_endpoint, namespace=scoring.namespace,
-            deployment_name=scoring.deployment_name, provider=cluster.provider,
+            deployments=cfg.deployments, deployment_names=scoring.deployment_names,
+            provider=cluster.provider,
             keda_crds=cluster.addon_crds["keda"]))
 
 pulumi.export("scoringUri", edge.scoring_uri)
@@ -64,6 +67,10 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("resourceGroupName", group.name)
 pulumi.export("clusterName", cluster.name)
 pulumi.export("registryLoginServer", registry.login_server)
-pulumi.export("image", registry.image_ref)
 if model_store:
     pulumi.export("modelUri", model_store.model_uri)
+pulumi.export("deployments", {d.name: {
+    "traffic": d.traffic, "mirrorTraffic": d.mirror, "image": registry.image_refs[d.name],
+    "model": f"{d.model_name}:{d.model_version}", "precision": d.precision,
+    **({"modelUri": model_store.model_uris[d.name]} if model_store else {})}
+    for d in cfg.deployments})

@@ -47,7 +47,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, managedidentity
 
-from infra.config import ScalingConfig
+from infra.config import DeploymentConfig, ScalingConfig
 from infra.roles import MONITORING_DATA_READER, grant
 
 KEDA_NAMESPACE, KEDA_OPERATOR = "kube-system", "keda-operator"
@@ -62,9 +62,10 @@ PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 SCORING_ROUTES = "/score|/v2/models/.+/infer"
 
 
-def load_queries(namespace: str) -> dict[str, str]:
-    """The PromQL KEDA evaluates, by trigger name; each returns one number for the Deployment."""
-    where = f'namespace="{namespace}"'
+def load_queries(namespace: str, deployment: str) -> dict[str, str]:
+    """The PromQL KEDA evaluates, by trigger name; each returns one number for one deployment
+    (the `deployment` label the PodMonitor sets from the pod's label)."""
+    where = f'namespace="{namespace}",deployment="{deployment}"'
     return {
         "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{SCORING_ROUTES}"}}[1m]))',
         "queue-depth": f"sum(scoring_queue_depth{{{where}}})",
@@ -80,13 +81,14 @@ class AutoscalerArgs:
     workspace_id: pulumi.Input[str]
     query_endpoint: pulumi.Input[str]
     namespace: str
-    deployment_name: pulumi.Input[str]
+    deployments: tuple[DeploymentConfig, ...]
+    deployment_names: dict[str, pulumi.Input[str]]  # deployment -> its Deployment's name
     provider: k8s.Provider
     keda_crds: pulumi.Resource | None = None  # wait until the add-on's CRDs and operator exist
 
 
 class Autoscaler(pulumi.ComponentResource):
-    """KEDA's identity in Azure, and the ScaledObject that drives the scoring Deployment."""
+    """KEDA's identity in Azure, and one ScaledObject per deployment, each in its own range."""
 
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:Autoscaler", name, None, opts)
@@ -129,31 +131,33 @@ class Autoscaler(pulumi.ComponentResource):
                 depends_on=[*ready, federation, reader, restart])))
         thresholds = {"request-rate": f"{cfg.requests_per_replica:g}",
                       "queue-depth": str(cfg.queue_per_replica)}
-        triggers = [{
-            "type": "prometheus", "name": trigger, "metricType": "AverageValue",
-            "metadata": {"serverAddress": args.query_endpoint, "query": query,
-                         "threshold": thresholds[trigger], "ignoreNullValues": "false"},
-            "authenticationRef": {"name": "scoring-prometheus"},
-        } for trigger, query in load_queries(args.namespace).items()]
-        k8s.apiextensions.CustomResource(
-            f"{name}-scaledobject", api_version="keda.sh/v1alpha1", kind="ScaledObject",
-            metadata={"name": "scoring", "namespace": args.namespace},
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                   "name": args.deployment_name},
-                "minReplicaCount": cfg.min_replicas,
-                "maxReplicaCount": cfg.max_replicas,
-                "pollingInterval": 15,
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
-                    # Up fast (a new GPU node takes minutes anyway), down slowly and one
-                    # pod at a time: each pod drains its in-flight requests first.
-                    "scaleUp": {"stabilizationWindowSeconds": 0,
-                                "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
-                    "scaleDown": {"stabilizationWindowSeconds": 300,
-                                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                }}},
-                "triggers": triggers,
-            },
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                depends_on=[*ready, auth])))
+        for deployment in args.deployments:
+            triggers = [{
+                "type": "prometheus", "name": trigger, "metricType": "AverageValue",
+                "metadata": {"serverAddress": args.query_endpoint, "query": query,
+                             "threshold": thresholds[trigger], "ignoreNullValues": "false"},
+                "authenticationRef": {"name": "scoring-prometheus"},
+            } for trigger, query in load_queries(args.namespace, deployment.name).items()]
+            k8s.apiextensions.CustomResource(
+                f"{name}-{deployment.name}-scaledobject", api_version="keda.sh/v1alpha1",
+                kind="ScaledObject",
+                metadata={"name": f"scoring-{deployment.name}", "namespace": args.namespace},
+                spec={
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                       "name": args.deployment_names[deployment.name]},
+                    "minReplicaCount": deployment.min_replicas,
+                    "maxReplicaCount": deployment.max_replicas,
+                    "pollingInterval": 15,
+                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                        # Up fast (a new GPU node takes minutes anyway), down slowly and one
+                        # pod at a time: each pod drains its in-flight requests first.
+                        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+                            {"type": "Pods", "value": 2, "periodSeconds": 60}]},
+                        "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [
+                            {"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                    }}},
+                    "triggers": triggers,
+                },
+                opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+                    depends_on=[*ready, auth])))
         self.register_outputs({"identityClientId": identity.client_id})

@@ -30,7 +30,6 @@ from infra.scheduling import (GPU_NODE_LABEL, GPU_TAINT, SPOT_LABEL, SPOT_TAINT,
 #: The CRDs each add-on installs that this stack's custom resources use, and the objects
 #: that must exist before the stack patches them.
 ADDON_CRDS = {
-    "approuting": (["nginxingresscontrollers.approuting.kubernetes.azure.com"], []),
     "keda": (["scaledobjects.keda.sh", "triggerauthentications.keda.sh"],
              [("kube-system", "deployment/keda-operator"),
               ("kube-system", "serviceaccount/keda-operator")]),
@@ -58,6 +57,7 @@ class GpuCluster(pulumi.ComponentResource):
     provider: k8s.Provider
     gpu_pool: containerservice.AgentPool
     addon_crds: dict[str, pulumi.Resource]  # add-on -> wait until its CRDs are Established
+    rbac_ready: pulumi.Resource  # the deployer may administer the cluster
 
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:GpuCluster", name, None, opts)
@@ -100,11 +100,10 @@ class GpuCluster(pulumi.ComponentResource):
                 "node_os_upgrade_channel": cfg.node_os_upgrade_channel,
             },
             addon_profiles={"azurepolicy": {"enabled": True}},
-            # Managed NGINX (application routing): the public edge, patched by AKS. Only the
-            # stack's own NginxIngressController (infra/edge.py): without "None" AKS also runs
-            # its default one, a second public IP and two more 500m NGINX pods.
-            ingress_profile={"web_app_routing": {
-                "enabled": True, "nginx": {"default_ingress_controller_type": "None"}}},
+            # Application routing (managed NGINX, whose upstream is retired) stays off: the
+            # edge is the stack's own Gateway API implementation (infra/edge.py, docs/edge.md).
+            # Said explicitly, so a stack created with the add-on on has it switched off.
+            ingress_profile={"web_app_routing": {"enabled": False}},
             workload_auto_scaler_profile={"keda": {"enabled": args.keda}},
             azure_monitor_profile={"metrics": {"enabled": args.managed_prometheus}},
             api_server_access_profile={"authorized_ip_ranges": list(cfg.authorized_ip_ranges)},
@@ -171,7 +170,8 @@ class GpuCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin, rbac_ready]))
-        enabled = {"approuting": True, "keda": args.keda, "prometheus": args.managed_prometheus}
+        self.rbac_ready = rbac_ready
+        enabled = {"keda": args.keda, "prometheus": args.managed_prometheus}
         self.addon_crds = {
             addon: kube_wait.crds_established(
                 f"{name}-{addon}-crds", self.kubeconfig, managed.id, crds,

@@ -34,6 +34,7 @@ RESERVED_ENV = frozenset({
     "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
     "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
+    "SCORING_DEPLOYMENT_NAME",
 })
 PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
 ACME_SERVERS = {
@@ -42,10 +43,20 @@ ACME_SERVERS = {
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
 _CHART_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+_HOST = re.compile(r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DIGEST_REF = re.compile(r"^[a-z0-9.\-:/_]+@sha256:[0-9a-f]{64}$")
 _PINNED_TAG = re.compile(r"^[^@]+:(?!latest$)[\w][\w.\-]{0,127}$")
+#: A deployment name: a DNS-1123 label (it names Kubernetes objects and a metric label),
+#: short enough that "scoring-<name>" and its generated pod names stay within limits.
+_DEPLOYMENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DEPLOYMENT_NAME_MAX = 24
+#: The deployment that today's single-model keys make (Azure ML's first name, too).
+DEFAULT_DEPLOYMENT = "blue"
+#: What may differ per deployment; each defaults to the top-level key of the same name.
+DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
+                   "replicas", "minReplicas", "maxReplicas", "precision")
 
 
 class ConfigError(ValueError):
@@ -129,6 +140,10 @@ class EdgeConfig:
     acme_email: str | None  # set whenever tls is
     acme_server: str  # the ACME directory URL
     cert_manager_version: str
+    envoy_gateway_version: str
+    domain: str | None = None  # a host in an Azure DNS zone the user owns (DNS-01)
+    dns_zone_name: str | None = None
+    dns_zone_resource_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,26 @@ class ScalingConfig:
 
 
 @dataclass(frozen=True)
+class DeploymentConfig:
+    """One named deployment behind the endpoint (Azure ML's word): its model, its scale, and
+    its share of the endpoint's traffic. Everything else (keys, edge, pod shape) is shared."""
+    name: str
+    model_dir: Path | None  # image: baked in (None with prebuilt_image); blob: published
+    prebuilt_image: str | None
+    model_name: str
+    model_version: str
+    replicas: int  # fixed replicas (autoscaling off)
+    min_replicas: int  # KEDA's range (autoscaling on)
+    max_replicas: int
+    traffic: int  # percent of the endpoint's requests (the weighted split)
+    mirror: int  # percent of the split traffic copied here, answers discarded
+    precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
+
+    def max_pods(self, autoscaled: bool) -> int:
+        return self.max_replicas if autoscaled else self.replicas
+
+
+@dataclass(frozen=True)
 class StackConfig:
     cluster: ClusterConfig
     gpu: GpuPoolConfig
@@ -150,11 +185,7 @@ class StackConfig:
     edge: EdgeConfig
     scaling: ScalingConfig
     monitoring: bool
-
-    @property
-    def max_scoring_pods(self) -> int:
-        """The most scoring pods there can be: KEDA's maximum, or the fixed replicas."""
-        return self.scaling.max_replicas if self.scaling.enabled else self.service.replicas
+    deployments: tuple[DeploymentConfig, ...]  # sorted by name; at least one
 
 
 def load(cfg: pulumi.Config | None = None) -> StackConfig:
@@ -188,8 +219,138 @@ def load(cfg: pulumi.Config | None = None) -> StackConfig:
     monitoring = bool(cfg.get_bool("monitoring") or False)
     scaling = _scaling(cfg, gpu, monitoring)
     _system_pool_fits(cluster, edge, scaling, monitoring)
+    deployments = _deployments(cfg, gpu, image, service, scaling)
     return StackConfig(cluster=cluster, gpu=gpu, image=image, service=service, edge=edge,
-                       scaling=scaling, monitoring=monitoring)
+                       scaling=scaling, monitoring=monitoring, deployments=deployments)
+
+
+def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
+                 service: ServiceConfig, scaling: ScalingConfig) -> tuple[DeploymentConfig, ...]:
+    """`deployments`, `traffic` and `mirrorTraffic`, checked together. Without `deployments`,
+    today's single-model keys make one deployment, `blue`, with all the traffic."""
+    raw = cfg.get_object("deployments") or None  # {} (Pulumi.yaml's default): unset
+    if raw is None:
+        raw, default_traffic = {DEFAULT_DEPLOYMENT: {}}, {DEFAULT_DEPLOYMENT: 100}
+    else:
+        default_traffic = None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("deployments", "must be a map from deployment name to its settings, "
+                          "e.g. {blue: {modelDir: models/resnet50}}")
+    for name, entry in raw.items():
+        if not (isinstance(name, str) and len(name) <= DEPLOYMENT_NAME_MAX
+                and _DEPLOYMENT_NAME.match(name)):
+            raise ConfigError("deployments", f"{name!r} is not a deployment name: use at most "
+                              f"{DEPLOYMENT_NAME_MAX} characters of a-z, 0-9 and '-', starting "
+                              "with a letter and not ending with '-' (a DNS-1123 label)")
+        if entry is None:
+            raw[name] = entry = {}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"deployments.{name}", "must be a map of "
+                              f"{', '.join(DEPLOYMENT_KEYS)} (or {{}} for the top-level values)")
+        unknown = sorted(set(entry) - set(DEPLOYMENT_KEYS))
+        if unknown:
+            raise ConfigError(f"deployments.{name}", f"{unknown} are not per-deployment keys; "
+                              f"use {', '.join(DEPLOYMENT_KEYS)}")
+    traffic = _percent_map(cfg, "traffic", raw, default_traffic)
+    if sum(traffic.values()) != 100:
+        raise ConfigError("traffic", f"{traffic} sums to {sum(traffic.values())}, not 100: "
+                          "every request goes to exactly one deployment")
+    mirror = _percent_map(cfg, "mirrorTraffic", raw, {})
+    both = sorted(name for name, percent in mirror.items() if percent and traffic.get(name))
+    if both:
+        raise ConfigError("mirrorTraffic", f"{both} also take split traffic: a mirror is a "
+                          "shadow of the others' requests, so set its traffic to 0 first")
+    out = tuple(_deployment(name, raw[name], traffic.get(name, 0), mirror.get(name, 0),
+                            gpu, image, service, scaling) for name in sorted(raw))
+    # Blue and green run side by side during a rollout: all of them must fit at once.
+    pods = {d.name: d.max_pods(scaling.enabled) for d in out}
+    if sum(pods.values()) > gpu.max_gpus:
+        raise ConfigError("deployments", (
+            f"together they need up to {sum(pods.values())} GPUs ({pods}, "
+            f"{'maxReplicas' if scaling.enabled else 'replicas'}), but the GPU pool has at most "
+            f"{gpu.max_gpus} ({gpu.max_count} x {gpu.vm_size}, {GPUS_PER_VM[gpu.vm_size]} GPU "
+            "per VM); raise gpuMaxCount or lower a deployment's replicas"))
+    return out
+
+
+def _percent_map(cfg: pulumi.Config, key: str, deployments: dict,
+                 default: dict | None) -> dict[str, int]:
+    raw = cfg.get_object(key)
+    if raw is None or raw == {}:
+        if default is None:
+            raise ConfigError(key, "is required with deployments: the percent each deployment "
+                              "takes, summing to 100 (e.g. {blue: 100, green: 0})")
+        return dict(default)
+    if not isinstance(raw, dict):
+        raise ConfigError(key, "must be a map from deployment name to percent, e.g. {blue: 90, "
+                          "green: 10}")
+    unknown = sorted(set(raw) - set(deployments))
+    if unknown:
+        raise ConfigError(key, f"{unknown} are not deployments (have: "
+                          f"{', '.join(sorted(deployments))})")
+    out = {}
+    for name, percent in raw.items():
+        value = _whole(percent)
+        if value is None or not 0 <= value <= 100:
+            raise ConfigError(key, f"{name}: {percent!r} must be a whole percent, 0 to 100")
+        out[name] = value
+    return out
+
+
+def _whole(value) -> int | None:
+    """An int, or the digits `pulumi config set --path` may store as a string; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolConfig,
+                image: ImageConfig, service: ServiceConfig,
+                scaling: ScalingConfig) -> DeploymentConfig:
+    key = f"deployments.{name}"
+
+    def number(field: str, default: int, minimum: int) -> int:
+        raw = entry.get(field, default)
+        value = _whole(raw)
+        if value is None or value < minimum:
+            raise ConfigError(f"{key}.{field}", f"{raw!r} must be a whole number >= {minimum}")
+        return value
+    replicas = number("replicas", service.replicas, 0)
+    low = number("minReplicas", scaling.min_replicas, 1)
+    high = number("maxReplicas", scaling.max_replicas, 1)
+    if low > high:
+        raise ConfigError(f"{key}.minReplicas", f"{low} is greater than maxReplicas ({high})")
+    store = image.model_store
+    if image.model_uri and "modelDir" in entry:
+        raise ConfigError(f"{key}.modelDir", "cannot be set with modelUri: the stack's "
+                          "modelUri model is every deployment's model")
+    if image.model_uri:  # published elsewhere: the pods fetch that one model
+        prebuilt, model_dir = entry.get("prebuiltImage") or image.prebuilt_image, None
+        if prebuilt:
+            _model_source(f"{key}.", prebuilt, None, "image")
+    elif "modelDir" in entry or "prebuiltImage" in entry:
+        prebuilt, model_dir = _model_source(
+            f"{key}.", entry.get("prebuiltImage") or (image.prebuilt_image if store == "blob"
+                                                      and "prebuiltImage" not in entry else None),
+            entry.get("modelDir") or (image.model_dir and str(image.model_dir)), store)
+    else:
+        prebuilt, model_dir = image.prebuilt_image, image.model_dir
+        if model_dir is None and (store == "blob" or not prebuilt):
+            prebuilt, model_dir = _model_source(f"{key}.", prebuilt, None, store)
+    precision = entry.get("precision", service.precision)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{key}.precision", f"{precision!r} is not one of "
+                          f"{', '.join(PRECISIONS)}")
+    return DeploymentConfig(
+        name=name, model_dir=model_dir, prebuilt_image=prebuilt,
+        model_name=str(entry.get("modelName") or service.model_name),
+        model_version=str(entry.get("modelVersion") or service.model_version),
+        replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
+        precision=precision)
 
 
 def _system_pool_fits(cluster: ClusterConfig, edge: EdgeConfig, scaling: ScalingConfig,
@@ -228,17 +389,48 @@ def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
                           "or set tls false for plain HTTP")
     if email and not _EMAIL.match(email):
         raise ConfigError("acmeEmail", f"{email!r} is not an e-mail address")
-    if tls and service.source_ranges:
-        raise ConfigError("loadBalancerSourceRanges", "must be [] when tls is true: Let's "
-                          "Encrypt's HTTP-01 check comes from addresses it does not publish, "
-                          "so a source filter would stop the certificate from being issued")
     version = cfg.get("certManagerVersion") or "v1.19.1"
     if not _CHART_VERSION.match(version):
         raise ConfigError("certManagerVersion", f"{version!r} must be an exact chart version "
                           "such as v1.19.1 (no ranges: the chart is pinned)")
     server = _choice(cfg, "acmeServer", "production", tuple(ACME_SERVERS))
+    gateway = cfg.get("envoyGatewayVersion") or "v1.9.0"
+    if not _CHART_VERSION.match(gateway):
+        raise ConfigError("envoyGatewayVersion", f"{gateway!r} must be an exact chart version "
+                          "such as v1.9.0 (no ranges: the chart is pinned)")
+    domain, zone, zone_group = _domain(cfg, tls)
+    if tls and service.source_ranges and not domain:
+        raise ConfigError("loadBalancerSourceRanges", "must be [] when tls is true without "
+                          "domain: Let's Encrypt's HTTP-01 check comes from addresses it does "
+                          "not publish, so a source filter would stop the certificate from being "
+                          "issued (with domain, DNS-01 needs no inbound path)")
     return EdgeConfig(tls=tls, acme_email=email, acme_server=ACME_SERVERS[server],
-                      cert_manager_version=version)
+                      cert_manager_version=version, envoy_gateway_version=gateway,
+                      domain=domain, dns_zone_name=zone, dns_zone_resource_group=zone_group)
+
+
+def _domain(cfg: pulumi.Config, tls: bool) -> tuple[str | None, str | None, str | None]:
+    """`domain` in a zone the user owns: a CNAME to the cloudapp name, and DNS-01."""
+    domain = (cfg.get("domain") or "").lower().rstrip(".") or None
+    if not domain:
+        return None, None, None
+    if not _HOST.match(domain):
+        raise ConfigError("domain", f"{domain!r} is not a host name (e.g. scoring.contoso.com)")
+    if not tls:
+        raise ConfigError("domain", "needs tls true: the domain exists to get a certificate "
+                          "that does not depend on the shared cloudapp.azure.com name")
+    zone = (cfg.get("dnsZoneName") or "").lower().rstrip(".")
+    group = cfg.get("dnsZoneResourceGroup") or ""
+    if not zone:
+        raise ConfigError("dnsZoneName", "is required with domain: the Azure DNS zone that "
+                          "holds it (e.g. contoso.com)")
+    if not group:
+        raise ConfigError("dnsZoneResourceGroup", "is required with domain: the resource group "
+                          f"of the zone {zone}")
+    if not domain.endswith("." + zone):
+        raise ConfigError("domain", f"{domain!r} is not below dnsZoneName {zone!r} (a CNAME "
+                          "cannot sit at the zone apex either)")
+    return domain, zone, group
 
 
 def _scaling(cfg: pulumi.Config, gpu: GpuPoolConfig, monitoring: bool) -> ScalingConfig:
@@ -283,22 +475,39 @@ def _gpu_pool(cfg: pulumi.Config, zones: tuple[str, ...]) -> GpuPoolConfig:
         driver=_choice(cfg, "gpuDriver", "aks", GPU_DRIVERS))
 
 
+def _model_source(prefix: str, prebuilt: str | None, raw_dir: str | None,
+                  model_store: str = "image") -> tuple[str | None, Path | None]:
+    """A prebuilt image pinned by digest, and the SavedModel directory: baked into the image
+    (modelStore image; none with a prebuilt image) or published as data (blob; always)."""
+    if prebuilt and (not isinstance(prebuilt, str) or not _DIGEST_REF.match(prebuilt)):
+        raise ConfigError(f"{prefix}prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
+                          "<registry>/<repo>@sha256:<64 hex>")
+    if prebuilt and model_store == "image":
+        return prebuilt, None
+    model_dir = (REPO_ROOT / str(raw_dir or "models/resnet50")).resolve()
+    if not (model_dir / "saved_model.pb").is_file():
+        raise ConfigError(f"{prefix}modelDir", f"{str(model_dir)!r} holds no saved_model.pb; "
+                          "point it at a TensorFlow SavedModel directory, or set prebuiltImage")
+    return prebuilt or None, model_dir
+
+
 def _image(cfg: pulumi.Config) -> ImageConfig:
     prebuilt = cfg.get("prebuiltImage") or None
     model_store = _choice(cfg, "modelStore", "blob", MODEL_STORES)
-    model_dir = None
     if prebuilt and not _DIGEST_REF.match(prebuilt):
         raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
                           "<registry>/<repo>@sha256:<64 hex>")
     uri = cfg.get("modelUri") or None
     if uri:
         return _model_uri_image(cfg, prebuilt, model_store, uri)
-    if model_store == "blob" or not prebuilt:  # blob: the stack publishes modelDir
-        raw = cfg.get("modelDir") or "models/resnet50"
-        model_dir = (REPO_ROOT / raw).resolve()
-        if not (model_dir / "saved_model.pb").is_file():
-            raise ConfigError("modelDir", f"{str(model_dir)!r} holds no saved_model.pb; point "
-                              "it at a TensorFlow SavedModel directory, or set prebuiltImage")
+    if cfg.get_object("deployments"):
+        # Each deployment names its own model; the top-level keys are only defaults, and a
+        # missing default directory must not fail a stack whose deployments all set theirs.
+        model_dir = None
+        if cfg.get("modelDir") or (prebuilt and model_store == "image"):
+            prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
+    else:
+        prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
     plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
     if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
         raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "

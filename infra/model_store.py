@@ -168,19 +168,23 @@ class ModelStoreArgs:
     oidc_issuer_url: pulumi.Input[str]
     namespace: str
     service_account: str
-    model: PublishedModel | None  # modelDir, published by the stack
+    #: deployment name -> its modelDir, published by the stack (None with modelUri)
+    models: dict[str, PublishedModel] | None
     model_uri: str | None = None  # or a model published elsewhere (config modelUri)
     model_sha256: str | None = None
     model_uri_scope: str | None = None  # its container's ARM id: the one place read is granted
     model_size_limit: str = "4Gi"
     public_key_pem: str | None = None
+    deployments: tuple[str, ...] = ()  # with modelUri: the deployments that all fetch it
 
 
 class ModelStore(pulumi.ComponentResource):
     """The account, container, published prefix and the pods' identity."""
 
     account_name: pulumi.Output[str]
-    model_uri: pulumi.Output[str]
+    model_uri: pulumi.Output[str]  # the first deployment's (by name)
+    model_uris: dict[str, pulumi.Output[str]]  # deployment -> the prefix its pods fetch
+    pod_models: dict[str, PodModel]  # deployment -> its Deployment's hook
     client_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
@@ -202,12 +206,14 @@ class ModelStore(pulumi.ComponentResource):
                            principal_type="ServicePrincipal")
             self.account_name = pulumi.Output.from_input(args.model_uri.split("/")[2].split(".")[0])
             self.model_uri = pulumi.Output.from_input(args.model_uri)
-            self.pod_model = PodModel(
+            pod_model = PodModel(
                 model_uri=self.model_uri, digest=args.model_sha256, size_limit=args.model_size_limit,
                 fetch_budget_s=FETCH_FIXED_BUDGET_S + math.ceil(
                     quantity_bytes(args.model_size_limit) / PLANNED_FETCH_BYTES_PER_S),
                 client_id=identity.client_id, depends_on=[federation, reader],
                 public_key_pem=args.public_key_pem)
+            self.pod_models = {d: pod_model for d in args.deployments}
+            self.model_uris = {d: self.model_uri for d in args.deployments}
         else:
             self._publish(name, args, child, deployer, identity, federation)
         self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
@@ -248,21 +254,28 @@ class ModelStore(pulumi.ComponentResource):
         writer = grant(f"{name}-deployer-write", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR,
                        container.id, deployer.subscription_id, child)
 
-        model = args.model
         account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
-        publish = local.Command(
-            f"{name}-publish",
-            create=pulumi.Output.concat(
-                ".venv/bin/python -m scoring_tools.publish_model ",
-                os.path.relpath(model.model_dir, REPO_ROOT),
-                " --account-url ", account_url, f" --container {CONTAINER}",
-                f" --name {model.name} --expect-sha256 {model.digest}"),
-            triggers=[account.name, model.digest],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
-
         self.account_name = account.name
-        self.model_uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
-        self.pod_model = PodModel(
-            model_uri=self.model_uri, digest=model.digest, size_limit=model.volume_size_limit,
-            fetch_budget_s=model.fetch_budget_s, client_id=identity.client_id,
-            depends_on=[publish, federation, reader], public_key_pem=args.public_key_pem)
+        self.pod_models, self.model_uris, published = {}, {}, {}
+        for deployment, model in sorted(args.models.items()):
+            # Content-addressed: deployments that name the same model share its prefix (and
+            # its upload); the first model keeps the name a single-model stack always had.
+            if model.prefix not in published:
+                suffix = "" if not published else f"-{deployment}"
+                published[model.prefix] = local.Command(
+                    f"{name}-publish{suffix}",
+                    create=pulumi.Output.concat(
+                        ".venv/bin/python -m scoring_tools.publish_model ",
+                        os.path.relpath(model.model_dir, REPO_ROOT),
+                        " --account-url ", account_url, f" --container {CONTAINER}",
+                        f" --name {model.name} --expect-sha256 {model.digest}"),
+                    triggers=[account.name, model.digest],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
+            uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
+            self.model_uris[deployment] = uri
+            self.pod_models[deployment] = PodModel(
+                model_uri=uri, digest=model.digest, size_limit=model.volume_size_limit,
+                fetch_budget_s=model.fetch_budget_s, client_id=identity.client_id,
+                depends_on=[published[model.prefix], federation, reader],
+                public_key_pem=args.public_key_pem)
+        self.model_uri = self.model_uris[min(self.model_uris)]

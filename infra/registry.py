@@ -28,7 +28,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry
 from pulumi_command import local
 
-from infra.config import REPO_ROOT, ImageConfig
+from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
 from infra.roles import ACR_PULL, ACR_PUSH, grant
 
@@ -46,13 +46,16 @@ class RegistryImageArgs:
     location: str
     kubelet_object_id: pulumi.Input[str]
     image: ImageConfig
+    deployments: tuple[DeploymentConfig, ...]  # each names its model (or a prebuilt image)
 
 
 class RegistryImage(pulumi.ComponentResource):
-    """ACR, pull rights for the cluster's kubelet, and the scoring image built and pushed to it."""
+    """ACR, pull rights for the cluster's kubelet, and each deployment's scoring image built
+    and pushed to it: one build per distinct SavedModel directory (two deployments of the
+    same model share an image)."""
 
     login_server: pulumi.Output[str]
-    image_ref: pulumi.Output[str]  # <registry>/<repo>@sha256:<digest>
+    image_refs: dict[str, pulumi.Output[str]]  # deployment -> <registry>/<repo>@sha256:<digest>
 
     def __init__(self, name: str, args: RegistryImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:RegistryImage", name, None, opts)
@@ -77,18 +80,29 @@ class RegistryImage(pulumi.ComponentResource):
         grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
               deployer.subscription_id, child, principal_type="ServicePrincipal")
         self.login_server = registry.login_server
-        if args.image.prebuilt_image:
-            self.image_ref = pulumi.Output.from_input(args.image.prebuilt_image)
-        else:
-            self.image_ref = self._build(name, registry, deployer, args.image, child)
-        self.register_outputs({"loginServer": self.login_server, "imageRef": self.image_ref})
+        self.image_refs, built, push_role = {}, {}, None
+        for deployment in args.deployments:  # sorted by name
+            if deployment.prebuilt_image:
+                self.image_refs[deployment.name] = pulumi.Output.from_input(
+                    deployment.prebuilt_image)
+                continue
+            # modelStore blob: every deployment runs the one app-only image (its tag changes
+            # only with the app; the models are data, infra/model_store.py). image: one image
+            # per distinct model, baked in.
+            model_context = (deployment.model_dir if args.image.model_store == "image"
+                             else NO_MODEL_DIR)
+            if model_context not in built:
+                if push_role is None:
+                    push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH,
+                                      registry.id, deployer.subscription_id, child)
+                # The first model keeps the names a single-model stack always had.
+                suffix = "" if not built else f"-{deployment.name}"
+                built[model_context] = self._build(
+                    f"{name}{suffix}", registry, push_role, model_context)
+            self.image_refs[deployment.name] = built[model_context]
+        self.register_outputs({"loginServer": self.login_server, "imageRefs": self.image_refs})
 
-    def _build(self, name, registry, deployer, image: ImageConfig, child) -> pulumi.Output[str]:
-        push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH, registry.id,
-                          deployer.subscription_id, child)
-        # modelStore blob: the image holds the app alone (its tag changes only with the app);
-        # the model is data (infra/model_store.py).
-        model_context = image.model_dir if image.model_store == "image" else NO_MODEL_DIR
+    def _build(self, name, registry, push_role, model_context) -> pulumi.Output[str]:
         tag = content_tag(APP_DIR, model_context)
         login = local.Command(
             f"{name}-login",

@@ -11,6 +11,8 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 #: Query an Azure Monitor workspace (KEDA reading the Prometheus metrics).
 MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
+#: Manage record sets in one DNS zone (cert-manager's DNS-01 TXT records).
+DNS_ZONE_CONTRIBUTOR = "befefa01-2a29-4197-83a8-272ff33ce314"
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:

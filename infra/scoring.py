@@ -1,4 +1,13 @@
-"""The scoring service: keys, Deployment, Service, disruption budget, network policy, scrape.
+"""The scoring endpoint: shared keys, network policy and scrape; per deployment a Deployment,
+Service and disruption budget.
+
+Azure ML's split, kept here: the endpoint owns the keys (one pair for every
+deployment) and the traffic (infra/edge.py's routes); each named deployment
+owns its model, image and scale, in objects named scoring-<deployment> and
+labelled aks-gpu-scoring/deployment=<deployment>. The pod reads its own
+deployment name from that label (the downward API, SCORING_DEPLOYMENT_NAME),
+and the PodMonitor copies the same label onto every metric as `deployment`,
+so nothing but the label says which deployment a pod belongs to.
 
 What the container expects is docs/contract.md: port 5001 `http`, metrics on
 9090, /readyz and /healthz, SCORING_* variables, keys as files.
@@ -11,10 +20,10 @@ The cost is one replica less during a rollout (with 1 replica in dev, a
 short outage); a PodDisruptionBudget of maxUnavailable 1 matches it and
 never blocks node drains.
 
-The Service is ClusterIP: clients come in through the edge's NGINX
-(infra/edge.py), and the network policy admits the scoring port from that
-controller's namespace only, the metrics port from the Prometheus scraper's
-(kube-system) only. When the stack autoscales, the Deployment leaves
+The Services are ClusterIP: clients come in through the edge's Envoy proxies
+(infra/edge.py), and the network policy admits the scoring port from their
+namespace only, the metrics port from the Prometheus scraper's (kube-system)
+only. When the stack autoscales, the Deployment leaves
 `replicas` unset so that `pulumi up` never fights KEDA over it.
 
 How long `pulumi up` waits for the rollout is derived from the same budgets
@@ -32,13 +41,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.config import ServiceConfig
-from infra.edge import APP_ROUTING_NAMESPACE
+from infra.config import DeploymentConfig, ServiceConfig
 from infra.model_store import PodModel
 from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
 
 NAMESPACE = "scoring"
+#: The Envoy Gateway proxies run in the controller's namespace (its default deploy type).
+EDGE_NAMESPACE = "envoy-gateway-system"
+APP_LABEL = {"app.kubernetes.io/name": "scoring"}
+#: The pod label that names its deployment; also the `deployment` label on its metrics.
+DEPLOYMENT_LABEL = "aks-gpu-scoring/deployment"
 HTTP_PORT = 5001
 METRICS_PORT = 9090
 KEYS_DIR = "/etc/scoring/keys"
@@ -59,32 +72,46 @@ IMAGE_PULL_BUDGET_S = 10 * 60
 
 @dataclass
 class ScoringServiceArgs:
-    image_ref: pulumi.Input[str]
+    deployments: tuple[DeploymentConfig, ...]
+    image_refs: dict[str, pulumi.Input[str]]  # deployment -> image
     service: ServiceConfig
     provider: k8s.Provider
     autoscaled: bool = False  # KEDA owns the replica count
     scraped: bool = False  # managed Prometheus is on: declare the PodMonitor
-    max_replicas: int | None = None  # the most pods a rollout replaces (default: replicas)
     gpu_pool: pulumi.Resource | None = None  # the pods' nodes: deleted only after the pods
     podmonitor_crd: pulumi.Resource | None = None  # wait until PodMonitor's CRD is Established
-    model: PodModel | None = None  # modelStore blob: the init container that fetches the model
+    #: modelStore blob: per deployment, the init container that fetches its model (one
+    #: identity per endpoint: every PodModel carries the same client id)
+    models: dict[str, PodModel] | None = None
 
 
-def container_env(cfg: ServiceConfig) -> list[dict]:
-    """The contract's variables; the keys are files, never environment variables."""
+def deployment_labels(deployment: str) -> dict[str, str]:
+    return {**APP_LABEL, DEPLOYMENT_LABEL: deployment}
+
+
+def object_name(deployment: str) -> str:
+    """The Deployment's, Service's and budget's name: scoring-<deployment>."""
+    return f"{NAMESPACE}-{deployment}"
+
+
+def container_env(cfg: ServiceConfig, deployment: DeploymentConfig) -> list[dict]:
+    """The contract's variables; the keys are files, never environment variables. The
+    deployment's name comes from the pod's own label, so the label is the one source."""
     env = {
         "SCORING_MODEL_DIR": MODEL_PATH_IN_IMAGE,
-        "SCORING_MODEL_NAME": cfg.model_name,
-        "SCORING_MODEL_VERSION": cfg.model_version,
+        "SCORING_MODEL_NAME": deployment.model_name,
+        "SCORING_MODEL_VERSION": deployment.model_version,
         "SCORING_API_KEYS_DIR": KEYS_DIR,
         "SCORING_PORT": str(HTTP_PORT),
         "SCORING_METRICS_PORT": str(METRICS_PORT),
         "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
         "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
-        "SCORING_PRECISION": cfg.precision,
+        "SCORING_PRECISION": deployment.precision,
         **dict(cfg.extra_env),
     }
-    return [{"name": key, "value": value} for key, value in env.items()]
+    return [{"name": "SCORING_DEPLOYMENT_NAME", "valueFrom": {"fieldRef": {
+        "fieldPath": f"metadata.labels['{DEPLOYMENT_LABEL}']"}}},
+            *({"name": key, "value": value} for key, value in env.items())]
 
 
 def rollout_timeouts(cfg: ServiceConfig, max_replicas: int,
@@ -113,11 +140,11 @@ def grace_period_s(cfg: ServiceConfig) -> int:
 
 
 class ScoringService(pulumi.ComponentResource):
-    """The GPU scoring Deployment behind a cluster-internal Service."""
+    """The GPU scoring deployments, each behind its own cluster-internal Service."""
 
     namespace: str
-    service_name: pulumi.Output[str]
-    deployment_name: pulumi.Output[str]
+    service_names: dict[str, pulumi.Output[str]]  # deployment -> Service name
+    deployment_names: dict[str, pulumi.Output[str]]  # deployment -> Deployment name
     primary_key: pulumi.Output[str]
     secondary_key: pulumi.Output[str]
 
@@ -125,7 +152,6 @@ class ScoringService(pulumi.ComponentResource):
         super().__init__("aks-gpu-scoring:infra:ScoringService", name, None, opts)
         self._child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         cfg = args.service
-        labels = {"app.kubernetes.io/name": "scoring"}
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
@@ -136,33 +162,40 @@ class ScoringService(pulumi.ComponentResource):
         )
         ns = namespace.metadata.name
         keys = self._keys(name, cfg, ns)
+        first = next(iter(args.models.values()), None) if args.models else None
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata={"name": SERVICE_ACCOUNT, "namespace": ns, **(
-                {"annotations": args.model.service_account_annotations} if args.model else {})},
+                {"annotations": first.service_account_annotations} if first else {})},
             automount_service_account_token=False, opts=self._child)
-        signer = args.model.signer_config_map(ns) if args.model else None
+        signer = first.signer_config_map(ns) if first else None
         if signer:  # modelPublicKey: the public key the fetch checks signatures with
             k8s.core.v1.ConfigMap(f"{name}-model-signer", **signer, opts=self._child)
-        deployment = self._deployment(name, args, ns, labels, keys, account)
-        service = k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata={"name": "scoring", "namespace": ns, "labels": labels},
-            spec={"type": "ClusterIP", "selector": labels,
-                  "ports": [{"name": "http", "port": 80, "targetPort": "http",
-                             "protocol": "TCP"}]},
-            opts=self._child)
+        self.service_names, self.deployment_names = {}, {}
+        for deployment in args.deployments:
+            labels = deployment_labels(deployment.name)
+            prefix, k8s_name = f"{name}-{deployment.name}", object_name(deployment.name)
+            created = self._deployment(prefix, k8s_name, args, deployment, ns, labels, keys,
+                                       account)
+            service = k8s.core.v1.Service(
+                f"{prefix}-svc",
+                metadata={"name": k8s_name, "namespace": ns, "labels": labels},
+                spec={"type": "ClusterIP", "selector": labels,
+                      "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                                 "protocol": "TCP"}]},
+                opts=self._child)
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{prefix}-pdb", metadata={"name": k8s_name, "namespace": ns, "labels": labels},
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+                opts=self._child)
+            self.service_names[deployment.name] = service.metadata.name
+            self.deployment_names[deployment.name] = created.metadata.name
         if args.scraped:
-            self._pod_monitor(name, ns, labels, args.podmonitor_crd)
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb", metadata={"name": "scoring", "namespace": ns},
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=self._child)
-        self._network_policy(name, ns, labels)
+            self._pod_monitor(name, ns, APP_LABEL, args.podmonitor_crd)
+        self._network_policy(name, ns, APP_LABEL)
 
         self.namespace = NAMESPACE
-        self.service_name = service.metadata.name
-        self.deployment_name = deployment.metadata.name
-        self.register_outputs({"serviceName": self.service_name,
-                               "deploymentName": self.deployment_name})
+        self.register_outputs({"serviceNames": self.service_names,
+                               "deploymentNames": self.deployment_names})
 
     def _keys(self, name: str, cfg: ServiceConfig, ns) -> k8s.core.v1.Secret:
         """Two independent keys. Bumping one key's version in config replaces only that key,
@@ -179,16 +212,17 @@ class ScoringService(pulumi.ComponentResource):
             f"{name}-keys", metadata={"name": "scoring-api-keys", "namespace": ns},
             type="Opaque", string_data=results, opts=self._child)
 
-    def _deployment(self, name, args: ScoringServiceArgs, ns, labels, keys, account):
+    def _deployment(self, name, k8s_name, args: ScoringServiceArgs,
+                    deployment: DeploymentConfig, ns, labels, keys, account):
         cfg = args.service
         probe = {"httpGet": {"path": "/readyz", "port": "http"}, "timeoutSeconds": 3}
         container = {
             "name": "scoring",
-            "image": args.image_ref,
+            "image": args.image_refs[deployment.name],
             "imagePullPolicy": "Always",
             "ports": [{"name": "http", "containerPort": HTTP_PORT},
                       {"name": "metrics", "containerPort": METRICS_PORT}],
-            "env": container_env(cfg),
+            "env": container_env(cfg, deployment),
             "resources": {
                 "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
                 "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit,
@@ -230,13 +264,14 @@ class ScoringService(pulumi.ComponentResource):
                     "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
             ],
         }
-        if args.model:  # modelStore blob: infra/model_store.py
-            args.model.apply(template_metadata, pod_spec, container, APP_UID)
+        model = args.models.get(deployment.name) if args.models else None
+        if model:  # modelStore blob: infra/model_store.py, this deployment's own prefix
+            model.apply(template_metadata, pod_spec, container, APP_UID)
         return k8s.apps.v1.Deployment(
             f"{name}-deploy",
-            metadata={"name": "scoring", "namespace": ns, "labels": labels},
+            metadata={"name": k8s_name, "namespace": ns, "labels": labels},
             spec={
-                "replicas": None if args.autoscaled else cfg.replicas,
+                "replicas": None if args.autoscaled else deployment.replicas,
                 "selector": {"matchLabels": labels},
                 "strategy": {"type": "RollingUpdate",
                              "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
@@ -244,10 +279,10 @@ class ScoringService(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 custom_timeouts=rollout_timeouts(
-                    cfg, args.max_replicas if args.max_replicas is not None else cfg.replicas,
-                    args.model.fetch_budget_s if args.model else 0),
+                    cfg, deployment.max_pods(args.autoscaled),
+                    model.fetch_budget_s if model else 0),
                 depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
-                            *(args.model.depends_on if args.model else [])] or None)),
+                            *(model.depends_on if model else [])] or None)),
         )
 
     def _pod_monitor(self, name, ns, labels, crd) -> None:
@@ -258,8 +293,13 @@ class ScoringService(pulumi.ComponentResource):
             metadata={"name": "scoring", "namespace": ns},
             spec={
                 "selector": {"matchLabels": labels},
-                "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics",
-                                         "interval": SCRAPE_INTERVAL}],
+                "podMetricsEndpoints": [{
+                    "port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL,
+                    # Every series carries the pod's deployment: the dashboard, KEDA and
+                    # `compare` tell blue from green by it.
+                    "relabelings": [{
+                        "sourceLabels": [_meta_label(DEPLOYMENT_LABEL)],
+                        "targetLabel": "deployment", "action": "replace"}]}],
                 # The limits Azure's templates ask for, so no series is dropped unseen.
                 "labelLimit": 63, "labelNameLengthLimit": 511, "labelValueLengthLimit": 1023,
             },
@@ -267,7 +307,7 @@ class ScoringService(pulumi.ComponentResource):
                 depends_on=[crd] if crd else None)))
 
     def _network_policy(self, name, ns, labels):
-        """In: the scoring port from the edge's NGINX only, the metrics port from the scraper's
+        """In: the scoring port from the edge's Envoy proxies only, the metrics port from the scraper's
         namespace only (so no path from the internet reaches it). Out: DNS and the internet,
         never the instance metadata service (it would hand out the node's identity tokens)."""
         k8s.networking.v1.NetworkPolicy(
@@ -277,7 +317,7 @@ class ScoringService(pulumi.ComponentResource):
                 "podSelector": {"matchLabels": labels},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
-                    {"from": [_namespace(APP_ROUTING_NAMESPACE)],
+                    {"from": [_namespace(EDGE_NAMESPACE)],
                      "ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
                     {"from": [_namespace(SCRAPER_NAMESPACE)],
                      "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
@@ -296,3 +336,8 @@ class ScoringService(pulumi.ComponentResource):
 def _namespace(name: str) -> dict:
     """A NetworkPolicy peer: every pod of one namespace, by the label Kubernetes sets on it."""
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def _meta_label(label: str) -> str:
+    """Prometheus's discovery label for a pod label (every other character becomes _)."""
+    return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in label)

@@ -9,15 +9,15 @@ The scheduler places a pod only where its *requests* fit the node's
   kube-reserved CPU by core count (60m for 1 core ... 740m for 64), and memory
   less min(20 MB x max pods + 50 MB, 25% of the VM's memory) less the 100 Mi
   eviction threshold. Max pods is Azure CNI Overlay's default, 250.
-- Requests: the stack's own pods are exact (its manifests and the application
-  routing operator's NGINX, 500m / 127Mi per replica, read from
-  Azure/aks-app-routing-operator). AKS's add-ons are *estimates* of what AKS
+- Requests: the stack's own pods are exact (its manifests, and the Envoy
+  Gateway controller's chart default, 100m / 256Mi, read from
+  envoyproxy/gateway charts/gateway-helm/values.tmpl.yaml at v1.9.0; the Envoy
+  proxies' requests the stack sets in its EnvoyProxy, infra/edge.py). AKS's add-ons are *estimates* of what AKS
   ships today (they change with AKS releases; docs/deploying.md shows how to
   read the real figures off a node), rounded up.
 
-SYSTEM_WORKLOADS is the table a later edge (the Gateway API move) adds its
-pods to: one row per Deployment or DaemonSet, with the condition under which
-the stack runs it.
+SYSTEM_WORKLOADS has one row per Deployment or DaemonSet, with the condition
+under which the stack runs it.
 """
 from __future__ import annotations
 
@@ -42,8 +42,13 @@ VM_SIZES = {
     "Standard_D2ds_v6": (2, 8), "Standard_D4ds_v6": (4, 16), "Standard_D8ds_v6": (8, 32),
     "Standard_E2s_v5": (2, 16), "Standard_E4s_v5": (4, 32), "Standard_E8s_v5": (8, 64),
 }
-#: The NGINX replicas of the stack's own NginxIngressController (spec.scaling min = max).
+#: The Envoy proxy replicas behind the Gateway (the EnvoyProxy's envoyDeployment.replicas).
 EDGE_REPLICAS = 2
+#: Per proxy pod, the stack sets both containers' requests (infra/edge.py): Envoy itself,
+#: and Envoy Gateway's shutdown manager at its own default (api/v1alpha1/shared_types.go).
+EDGE_PROXY_REQUESTS = {"envoy": ("200m", "256Mi"), "shutdown-manager": ("10m", "32Mi")}
+#: The Envoy Gateway controller (one replica, gateway-helm's default requests).
+EDGE_CONTROLLER_REQUESTS = ("100m", "256Mi")
 #: cert-manager's pods: the chart sets no requests, so the stack sets these (infra/edge.py).
 CERT_MANAGER_REQUESTS = {"controller": ("10m", "64Mi"), "webhook": ("10m", "32Mi"),
                          "cainjector": ("10m", "64Mi")}
@@ -92,8 +97,13 @@ SYSTEM_WORKLOADS: tuple[Workload, ...] = (
     Workload("azure-policy-webhook", 30, 50, replicas=1),
     Workload("gatekeeper-audit", 100, 256, replicas=1),
     Workload("gatekeeper-controller", 100, 256, replicas=2),
-    # The edge: the stack's NGINX (exact: Azure/aks-app-routing-operator's manifest).
-    Workload("nginx (scoring-nginx)", 500, 127, replicas=EDGE_REPLICAS, estimate=False),
+    # The edge: Envoy Gateway's controller and the Gateway's Envoy proxies; exact.
+    Workload("envoy-gateway", _m(EDGE_CONTROLLER_REQUESTS[0]), _mi(EDGE_CONTROLLER_REQUESTS[1]),
+             replicas=1, estimate=False),
+    Workload("envoy (scoring gateway)",
+             sum(_m(cpu) for cpu, _ in EDGE_PROXY_REQUESTS.values()),
+             sum(_mi(mem) for _, mem in EDGE_PROXY_REQUESTS.values()),
+             replicas=EDGE_REPLICAS, estimate=False),
     # Managed Prometheus's collector (monitoring: true); estimates.
     Workload("ama-metrics", 150, 500, replicas=2, when="monitoring"),
     Workload("ama-metrics-ksm", 5, 50, replicas=1, when="monitoring"),

@@ -16,6 +16,7 @@ from flask import Flask, jsonify, request
 
 from . import settings
 from .http import errors, jsonio, lane, probes
+from .http.deployment import DeploymentHeader
 from .model.interface import Model
 from .protocols import score, v2
 from .service import Service
@@ -45,6 +46,8 @@ def create_app(config: settings.Config | dict | None = None, model: Model | None
     lane.check_flask_hooks(app, probes.METRIC_HOOKS)
     service = Service(config, model)
     app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score: protocols/score.py
+    if config.deployment_name:  # around the lane, so POST /score carries it too
+        app.wsgi_app = DeploymentHeader(app.wsgi_app, config.deployment_name)
     init_service(app, service)
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -83,6 +84,15 @@ def _required_text(text: str) -> str:
     return text.strip()
 
 
+def _deployment_name(text: str) -> str:
+    """Empty, or a deployment name as the stack's config allows it (infra/config.py)."""
+    value = text.strip()
+    if value and not (len(value) <= 24 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", value)):
+        raise ValueError("must be empty or at most 24 characters of a-z, 0-9 and '-', "
+                         "starting with a letter and not ending with '-'")
+    return value
+
+
 def _var(default: str, parse: Callable[[str], Any], doc: str) -> Any:
     """A ``Config`` field's variable: its default (as the string a user would
     write), parser (string -> value, raising ValueError with the reason) and doc."""
@@ -104,6 +114,12 @@ class Config:
     model_version: str = _var(
         "1", _required_text,
         "Model version returned with every prediction.")
+    deployment_name: str = _var(
+        "", _deployment_name,
+        "The deployment this process belongs to (the stack sets it from the "
+        "pod's `aks-gpu-scoring/deployment` label); every answer then carries "
+        "`azureml-model-deployment: <name>`. A DNS-1123 label of at most 24 "
+        "characters. Empty: no header (a local run).")
     labels_file: str = _var(
         "", _text,
         "Class labels, one per line. Empty: a `labels.txt` (or the only "

@@ -2,11 +2,15 @@
 
     python -m scoring_tools.client IMAGE... --uri URI --key KEY
     python -m scoring_tools.client IMAGE... --stack dev
+    python -m scoring_tools.client IMAGE... --stack prod --deployment green
 
 ``--stack`` reads ``scoringUri`` and ``primaryKey`` from
 ``pulumi stack output --json --show-secrets --stack NAME``. Images are sent
 concurrently (raw bytes, as the 2019 clients did) with a progress bar, then a
-table: image, top classes, latency. 503 is retried with backoff.
+table: image, top classes, latency, and the deployment that answered (its
+``azureml-model-deployment`` header). ``--deployment NAME`` sends that header,
+so the endpoint's routes send the request to that deployment only. 503 is
+retried with backoff.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Result:
     status: int | None
     latency_s: float
     top: str
+    deployment: str = "-"  # azureml-model-deployment of the answer
 
 
 def stack_outputs(stack: str) -> tuple[str, str]:
@@ -58,10 +63,15 @@ def stack_outputs(stack: str) -> tuple[str, str]:
         raise ClientError(f"stack {stack!r} has no scoringUri/primaryKey outputs") from None
 
 
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
 def score_one(session: requests.Session, uri: str, key: str, path: Path, top_k: int,
-              retries: int, backoff_s: float) -> Result:
+              retries: int, backoff_s: float, deployment: str | None = None) -> Result:
     data = path.read_bytes()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"}
+    if deployment:
+        headers[DEPLOYMENT_HEADER] = deployment
     for attempt in range(retries + 1):
         started = time.perf_counter()
         try:
@@ -80,7 +90,8 @@ def score_one(session: requests.Session, uri: str, key: str, path: Path, top_k: 
                         for p in response.json()["predictions"])
     else:
         top = MESSAGES.get(response.status_code) or _error_message(response)
-    return Result(str(path), response.status_code, latency, top)
+    return Result(str(path), response.status_code, latency, top,
+                  response.headers.get(DEPLOYMENT_HEADER, "-"))
 
 
 def _error_message(response: requests.Response) -> str:
@@ -92,9 +103,9 @@ def _error_message(response: requests.Response) -> str:
 
 
 def table(results: list[Result]) -> str:
-    rows = [("image", "top classes", "latency")] + [
-        (r.image, r.top, f"{r.latency_s * 1000:.0f} ms") for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [("image", "top classes", "latency", "deployment")] + [
+        (r.image, r.top, f"{r.latency_s * 1000:.0f} ms", r.deployment) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -107,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--uri", help="the scoring URI, e.g. http://1.2.3.4/score")
     target.add_argument("--stack", help="a Pulumi stack to read scoringUri and primaryKey from")
     parser.add_argument("--key", help="the API key (with --uri)")
+    parser.add_argument("--deployment", help="send azureml-model-deployment: NAME, so only "
+                        "that deployment answers, whatever the traffic split")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--retries", type=int, default=4, help="retries on 503")
@@ -131,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         futures = [pool.submit(score_one, session, uri, key, path, args.top_k,
-                               args.retries, args.backoff) for path in args.images]
+                               args.retries, args.backoff, args.deployment)
+                   for path in args.images]
         for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                       desc="scoring", unit="image", file=sys.stderr):
             pass

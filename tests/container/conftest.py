@@ -72,7 +72,7 @@ def blob_stack(stacks):
 
 @pytest.fixture(scope="session")
 def pod(stack):
-    return stack.pod_spec("Deployment")
+    return runtime.pod_of(stack)
 
 
 @pytest.fixture(scope="session")

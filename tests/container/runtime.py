@@ -211,12 +211,30 @@ def security_args(pod: dict, container: dict) -> list[str]:
     return args
 
 
-def env_args(container: dict) -> list[str]:
+def pod_of(run) -> dict:
+    """The Deployment's pod spec, with the template's metadata beside it (as in a Pod object:
+    the downward API reads the pod's labels)."""
+    template = run.inputs("kubernetes:apps/v1:Deployment")["spec"]["template"]
+    return {**template["spec"], "metadata": template.get("metadata", {})}
+
+
+_LABEL_REF = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+
+
+def env_args(container: dict, labels: dict | None = None) -> list[str]:
+    """Literal values, and the downward API's pod labels (fieldRef metadata.labels['k']),
+    as the kubelet resolves them."""
     args = []
     for item in container.get("env", []):
-        if "value" not in item:
-            raise ValueError(f"env {item['name']}: only literal values are supported here")
-        args += ["--env", f"{item['name']}={item['value']}"]
+        if "value" in item:
+            value = item["value"]
+        else:
+            ref = _LABEL_REF.match(item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", ""))
+            if not ref or ref.group(1) not in (labels or {}):
+                raise ValueError(f"env {item['name']}: only literal values and the pod's own "
+                                 "labels are supported here")
+            value = labels[ref.group(1)]
+        args += ["--env", f"{item['name']}={value}"]
     return args
 
 
@@ -300,7 +318,9 @@ class Container:
         if not self.read_only:
             security.remove("--read-only")
         return [DOCKER, "run", "--detach", "--name", self.name, "--label", f"{LABEL}=1",
-                "--network", self.network, *security, *env_args(self.spec), *resource_args(self.spec),
+                "--network", self.network, *security,
+                *env_args(self.spec, self.pod.get("metadata", {}).get("labels")),
+                *resource_args(self.spec),
                 *mount_args(self.pod, self.spec, self.host_dirs), *self.extra_args,
                 *command_args(self.spec, self.image)]
 

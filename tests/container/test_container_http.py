@@ -37,8 +37,11 @@ def test_open_routes(baked, route):
 
 
 def test_scores_a_jpeg_with_the_deployments_model_name(baked, scoring):
-    env = {e["name"]: e["value"] for e in scoring["env"]}
-    body = score(baked, media.jpeg(media.RED)).json()
+    env = {e["name"]: e.get("value") for e in scoring["env"]}
+    answer = score(baked, media.jpeg(media.RED))
+    # SCORING_DEPLOYMENT_NAME from the pod's label (the downward API), back as the header
+    assert answer.headers["azureml-model-deployment"] == "blue"
+    body = answer.json()
     assert body["model"] == {"name": env["SCORING_MODEL_NAME"], "version": env["SCORING_MODEL_VERSION"]}
     assert body["predictions"][0]["label"] == "red"
     assert score(baked, media.jpeg(media.BLUE)).json()["predictions"][0]["label"] == "blue"
@@ -72,7 +75,7 @@ def test_get_score_is_405_with_allow_post(baked):
 
 
 def test_body_over_the_default_limit_is_413(baked, scoring):
-    env = {e["name"]: e["value"] for e in scoring["env"]}
+    env = {e["name"]: e.get("value") for e in scoring["env"]}
     assert "SCORING_MAX_BODY_BYTES" not in env, "the Deployment sets the limit: test that value"
     limit = 10 * 1024 * 1024  # docs/contract.md / README: the default of SCORING_MAX_BODY_BYTES
     response = score(baked, b"\xff" * (limit + 1))

@@ -44,7 +44,7 @@ def _readable_copy(src, folder):
 
 def test_the_init_container_fetches_and_the_scoring_container_serves(
         blob_image, blob_stack, azurite, encoded_model_dir, tmp_path, keys):
-    pod = blob_stack.pod_spec("Deployment")
+    pod = runtime.pod_of(blob_stack)
     [init] = pod["initContainers"]
     [scoring] = pod["containers"]
     env = {e["name"]: e["value"] for e in init["env"]}
@@ -105,7 +105,7 @@ def test_the_init_container_fetches_and_the_scoring_container_serves(
 
 def test_a_tampered_model_stops_the_init_container_in_one_line(
         blob_image, blob_stack, azurite, encoded_model_dir, tmp_path):
-    pod = blob_stack.pod_spec("Deployment")
+    pod = runtime.pod_of(blob_stack)
     [init] = pod["initContainers"]
     env = {e["name"]: e["value"] for e in init["env"]}
     container = azurite.container("tampered")

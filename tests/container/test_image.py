@@ -30,7 +30,7 @@ def in_image(image: str, script: str, pod, scoring) -> str:
 
 
 def env_of(scoring) -> dict:
-    return {e["name"]: e["value"] for e in scoring["env"]}
+    return {e["name"]: e.get("value") for e in scoring["env"]}
 
 
 def test_every_process_runs_as_the_deployments_user(baked, pod):

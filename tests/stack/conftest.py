@@ -1,4 +1,5 @@
 """Fixtures: the program run under mocks once per stack file, plus one variant run."""
+import json
 import sys
 
 import pytest
@@ -31,6 +32,29 @@ EXTERNAL_MODEL = {
     "modelPublicKey": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
 }
 
+#: prod as an Azure ML endpoint mid-rollout: three deployments (two models), a 90/10 split,
+#: a 20% shadow, and the endpoint on a domain of the user's own (DNS-01).
+ROLLOUT_OVERRIDES = {
+    "deployments": {"blue": {"maxReplicas": 3},
+                    "green": {"modelDir": "<model-v2>", "modelVersion": "2",
+                              "minReplicas": 1, "maxReplicas": 2},
+                    "shadow": {"modelDir": "<model-v2>", "modelVersion": "2",
+                               "minReplicas": 1, "maxReplicas": 1}},
+    "traffic": {"blue": 90, "green": 10},
+    "mirrorTraffic": {"shadow": 20},
+    "domain": "scoring.contoso.com",
+    "dnsZoneName": "contoso.com",
+    "dnsZoneResourceGroup": "contoso-dns",
+}
+#: The same stack with only traffic and mirrorTraffic changed: a routing-only `pulumi up`.
+RETRAFFIC_OVERRIDES = {"traffic": {"blue": 50, "green": 50}, "mirrorTraffic": {"shadow": 5}}
+
+
+def rollout(model_dir, model_v2, **changes) -> dict:
+    values = json.loads(json.dumps({**ROLLOUT_OVERRIDES, **changes}).replace(
+        "<model-v2>", str(model_v2)))
+    return {"modelDir": str(model_dir), **values}
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
@@ -53,14 +77,28 @@ def other_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def runs(model_dir, other_model_dir, tmp_path_factory):
+def model_v2(tmp_path_factory):
+    """A second stand-in SavedModel (green's), with other content, so another image tag."""
+    path = tmp_path_factory.mktemp("model-v2")
+    (path / "saved_model.pb").write_bytes(b"not a real graph either, version 2")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runs(model_dir, other_model_dir, model_v2, tmp_path_factory):
     """stack name -> Run for each stack file, "variant" -> dev with VARIANT_OVERRIDES,
-    "baked" -> dev with the model in the image, "remodelled" -> dev with another model."""
+    "baked" -> dev with the model in the image, "remodelled" -> dev with another model,
+    "external" -> dev with a modelUri model; "rollout" -> prod with ROLLOUT_OVERRIDES,
+    "retraffic" -> that with RETRAFFIC_OVERRIDES, "rollout-baked" -> the rollout with
+    modelStore image."""
     plan = {stack: (stack, {"modelDir": str(model_dir)}) for stack in STACKS}
     plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
     plan["baked"] = ("dev", {"modelDir": str(model_dir), "modelStore": "image"})
     plan["remodelled"] = ("dev", {"modelDir": str(other_model_dir)})
     plan["external"] = ("dev", {"modelDir": str(model_dir), **EXTERNAL_MODEL})
+    plan["rollout"] = ("prod", rollout(model_dir, model_v2))
+    plan["retraffic"] = ("prod", rollout(model_dir, model_v2, **RETRAFFIC_OVERRIDES))
+    plan["rollout-baked"] = ("prod", rollout(model_dir, model_v2, modelStore="image"))
     return run_programs(plan, tmp_path_factory.mktemp("runs"))
 
 

@@ -13,6 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("mock_run.py")
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+HELM_CHART = "kubernetes:helm.sh/v4:Chart"  # rendered by the provider at deploy time
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
 
 
@@ -77,10 +78,10 @@ class Run:
 
     def kubernetes_objects(self) -> list[dict]:
         """Every Kubernetes object, as the manifest the provider would apply (Helm releases
-        are not objects: the provider renders their charts at deploy time)."""
+        and charts are not objects: the provider renders them at deploy time)."""
         objects = []
         for r in self.resources:
-            if (r["type"].startswith("kubernetes:") and r["type"] != HELM_RELEASE
+            if (r["type"].startswith("kubernetes:") and r["type"] not in (HELM_RELEASE, HELM_CHART)
                     and not r["type"].endswith("Patch")):  # patches are partial objects
                 body = unwrap(r["inputs"])
                 assert body.get("apiVersion") and body.get("kind"), r["name"]

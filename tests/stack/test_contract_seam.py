@@ -20,9 +20,17 @@ def _parsed_env(run):
     [container] = run.pod_spec("Deployment")["containers"]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     known = {s.name for s in settings.SETTINGS}
-    assert set(env) <= known, f"the container does not read {sorted(set(env) - known)}"
+    names = {e["name"] for e in container["env"]}  # the downward-API ones too
+    assert names <= known, f"the container does not read {sorted(names - known)}"
+    # The deployment's name: the pod label's value, which the container must accept.
+    [from_label] = [e for e in container["env"] if "valueFrom" in e]
+    assert from_label["name"] == "SCORING_DEPLOYMENT_NAME"
+    label = run.inputs("kubernetes:apps/v1:Deployment")["spec"]["template"]["metadata"][
+        "labels"]["aks-gpu-scoring/deployment"]
+    env[from_label["name"]] = label
     parsed = settings.load(env)  # raises SettingsError naming a value the container rejects
     assert (parsed.port, parsed.metrics_port) == (HTTP_PORT, METRICS_PORT)
+    assert parsed.deployment_name == "blue"
     return parsed
 
 
@@ -32,6 +40,22 @@ def test_deployment_env_parses_with_the_containers_settings(stack_run):
 
 def test_a_baked_model_is_read_where_the_image_holds_it(runs):
     assert _parsed_env(runs["baked"]).model_dir == MODEL_PATH_IN_IMAGE
+
+
+def test_every_deployment_name_config_allows_the_container_accepts():
+    """infra/config.py's name rule and the container's are the same rule."""
+    from infra.config import DEPLOYMENT_NAME_MAX, _DEPLOYMENT_NAME
+    for name in ("blue", "green-2", "a", "x" * DEPLOYMENT_NAME_MAX):
+        assert _DEPLOYMENT_NAME.match(name)
+        assert settings.load({"SCORING_DEPLOYMENT_NAME": name}).deployment_name == name
+    for name in ("Blue", "blue-", "x" * (DEPLOYMENT_NAME_MAX + 1), "2blue"):
+        config_ok = bool(_DEPLOYMENT_NAME.match(name)) and len(name) <= DEPLOYMENT_NAME_MAX
+        assert not config_ok
+        try:
+            settings.load({"SCORING_DEPLOYMENT_NAME": name})
+        except settings.SettingsError:
+            continue
+        raise AssertionError(f"the container accepts {name!r}, which config refuses")
 
 
 def test_image_and_deployment_agree_on_paths_and_user():

@@ -105,6 +105,6 @@ def test_the_dashboard_covers_what_issue_4_asks_for():
 def test_kedas_queries_use_metrics_the_service_exports():
     from infra.autoscaling import load_queries
     exported = exported_series(service_families())
-    for trigger, query in load_queries("scoring").items():
+    for trigger, query in load_queries("scoring", "blue").items():
         assert selected_metrics(query) <= exported, trigger
-        assert re.search(r'namespace="scoring"', query), trigger
+        assert re.search(r'namespace="scoring",deployment="blue"', query), trigger

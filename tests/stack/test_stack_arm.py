@@ -103,7 +103,7 @@ def test_schemas_are_beside_the_repository():
 
 @pytest.mark.parametrize("type_", sorted(TARGETS))
 def test_azure_inputs_match_the_arm_schema(type_, stack_run, runs):
-    resources = [r for run in (stack_run, runs["variant"]) for r in run.all_of(type_)]
+    resources = [r for run in (stack_run, runs["variant"], runs["rollout"]) for r in run.all_of(type_)]
     assert resources, f"{stack_run.stack} declares no {type_}"
     check = validator(type_)
     errors = [f"{r['name']}: {'/'.join(map(str, e.absolute_path))}: {e.message}"

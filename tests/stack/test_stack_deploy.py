@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from stack_harness import HELM_RELEASE, STACKS, unwrap
+from stack_harness import HELM_CHART, HELM_RELEASE, STACKS, unwrap
 import mock_run
 
 from infra import kube_wait
@@ -21,11 +21,15 @@ POOL = "azure-native:containerservice:AgentPool"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 #: Custom resource group -> the wait (or Helm release) that must come first.
 CRD_SOURCES = {
-    "approuting.kubernetes.azure.com": "gpu-approuting-crds",
     "keda.sh": "gpu-keda-crds",
     "azmonitoring.coreos.com": "gpu-prometheus-crds",
-    "cert-manager.io": "edge-cert-manager",
+    "gateway.networking.k8s.io": "edge-gateway-crds-ready",
+    "gateway.envoyproxy.io": "edge-gateway-crds-ready",
+    "cert-manager.io": "edge-cert-manager-crds-ready",
 }
+#: Each stack-installed CRD wait runs after the release that brings those CRDs.
+CRD_RELEASES = {"edge-gateway-crds-ready": {"edge-gateway-crds", "edge-envoy-gateway"},
+                "edge-cert-manager-crds-ready": {"edge-cert-manager"}}
 
 
 def by_name(run) -> dict:
@@ -44,7 +48,9 @@ def depends_on(run, name: str) -> set[str]:
 
 
 def crd_name(api_version: str, kind: str) -> str:
-    return f"{kind.lower()}s.{api_version.split('/')[0]}"
+    irregular = {"EnvoyProxy": "envoyproxies", "GatewayClass": "gatewayclasses"}
+    plural = irregular.get(kind, kind.lower() + "s")
+    return f"{plural}.{api_version.split('/')[0]}"
 
 
 # --- item 4: the push keeps no credential ----------------------------------------------------
@@ -88,23 +94,24 @@ def test_every_custom_resource_waits_for_its_crd(stack_run):
         source = CRD_SOURCES[group]
         assert source in depends_on(stack_run, r["name"]), f"{r['name']} does not wait for {source}"
         crd = crd_name(body["apiVersion"], body["kind"])
-        if names[source]["type"] == COMMAND:
-            script = names[source]["inputs"]["create"]
-            assert f"crd/{crd}" in script and "--for=create" in script
-            assert "--for=condition=Established" in script
-        else:  # cert-manager's own chart installs its CRDs before the release is ready
-            assert names[source]["type"] == HELM_RELEASE
-            assert unwrap(names[source]["inputs"])["values"]["crds"]["enabled"] is True
-        # Each wait runs after RBAC lets the deployer in (it reads CRDs).
-        if names[source]["type"] == COMMAND:
-            assert "gpu-rbac-ready" in names[source]["options"]["dependsOn"]
+        assert names[source]["type"] == COMMAND
+        script = names[source]["inputs"]["create"]
+        assert f"crd/{crd}" in script and "--for=create" in script
+        assert "--for=condition=Established" in script
+        # Each wait runs after RBAC lets the deployer in (it reads CRDs), and after the
+        # release that installs its CRDs when the stack installs them itself.
+        assert "gpu-rbac-ready" in depends_on(stack_run, source)
+        assert CRD_RELEASES.get(source, set()) <= depends_on(stack_run, source)
+        for release in CRD_RELEASES.get(source, ()):
+            assert names[release]["type"] in (HELM_RELEASE, HELM_CHART)
 
 
 def test_add_on_waits_exist_only_for_add_ons_that_are_on(runs):
     def waits(run):
-        return {r["name"] for r in run.all_of(COMMAND) if r["name"].endswith("-crds")}
-    assert waits(runs["dev"]) == {"gpu-approuting-crds"}
-    assert waits(runs["prod"]) == {"gpu-approuting-crds", "gpu-keda-crds", "gpu-prometheus-crds"}
+        return {r["name"] for r in run.all_of(COMMAND) if "-crds" in r["name"]}
+    assert waits(runs["dev"]) == {"edge-gateway-crds-ready"}
+    assert waits(runs["prod"]) == {"edge-gateway-crds-ready", "edge-cert-manager-crds-ready",
+                                   "gpu-keda-crds", "gpu-prometheus-crds"}
 
 
 # --- item 1: KEDA can authenticate -----------------------------------------------------------
@@ -123,7 +130,7 @@ def test_keda_operator_is_annotated_and_restarted_before_its_triggers(runs):
     assert template["annotations"] == {"aks-gpu-scoring/keda-identity": mock_run.KEDA_CLIENT_ID}
     assert {"autoscaler-keda-federation", "autoscaler-keda-reader", "gpu-keda-crds"} <= set(
         prod.one("kubernetes:core/v1:ServiceAccountPatch")["options"]["dependsOn"])
-    for later in ("autoscaler-trigger-auth", "autoscaler-scaledobject"):
+    for later in ("autoscaler-trigger-auth", "autoscaler-blue-scaledobject"):
         assert {"autoscaler-keda-restart", "autoscaler-keda-sa"} <= depends_on(prod, later), later
     # The operator's Deployment and service account must exist before they are patched.
     script = prod.inputs(COMMAND, "gpu-keda-crds")["create"]
@@ -200,3 +207,17 @@ def test_the_comparison_sees_a_changed_input(runs):
     found = differences(runs["dev"], runs["variant"])
     assert "scoring-primary-key: inputs changed" in found
     assert any(line.startswith("only in one run:") for line in found)
+
+
+# --- issue 16: a traffic change is a routing change only -------------------------------------
+
+def test_a_traffic_only_change_updates_only_the_route(runs):
+    """traffic and mirrorTraffic changed, nothing else: the one HTTPRoute is the only input
+    that differs, so no Deployment, image or pod template changes and no pod restarts."""
+    before, after = runs["rollout"], runs["retraffic"]
+    assert differences(before, after) == ["edge-route: inputs changed"]
+    rules = [unwrap(run.inputs("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "edge-route"))
+             ["spec"]["rules"][-1] for run in (before, after)]
+    assert [r["weight"] for r in rules[0]["backendRefs"]] == [90, 10]
+    assert [r["weight"] for r in rules[1]["backendRefs"]] == [50, 50]
+    assert after.outputs["deployments"]["value"]["shadow"]["mirrorTraffic"] == 5

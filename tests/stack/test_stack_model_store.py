@@ -113,7 +113,7 @@ def test_the_init_container_fetches_the_digest_the_stack_published(stack_run, mo
     # the token reaches the init container only, not the container that serves the internet
     assert annotations["annotations"]["azure.workload.identity/skip-containers"] == "scoring"
     # the pod waits for the upload, the federation and the grant
-    depends = stack_run.one("kubernetes:apps/v1:Deployment", "scoring-deploy")["options"]["dependsOn"]
+    depends = stack_run.one("kubernetes:apps/v1:Deployment", "scoring-blue-deploy")["options"]["dependsOn"]
     assert {"models-publish", "models-federation", "models-pods-read"} <= set(depends)
 
 

@@ -183,7 +183,7 @@ def test_image_is_built_from_scoring_app_tagged_by_content_and_deployed_by_diges
     assert image["buildArgs"] == {"MODEL_DIR": "/opt/scoring/model"}  # empty under modelStore blob
     push = stack_run.inputs(ROLE, "registry-deployer-push")
     assert push["principalId"] == mock_run.DEPLOYER_OID
-    ref = stack_run.outputs["image"]["value"]
+    ref = stack_run.outputs["deployments"]["value"]["blue"]["image"]
     assert re.fullmatch(rf"{re.escape(login)}/scoring@sha256:[0-9a-f]{{64}}", ref)
     [container] = stack_run.pod_spec("Deployment")["containers"]
     assert container["image"] == ref
@@ -193,7 +193,7 @@ def test_prebuilt_image_skips_the_build(runs):
     variant = runs["variant"]
     assert not variant.all_of("docker-build:index:Image")
     assert "registry-login" not in {r["name"] for r in variant.all_of("command:local:Command")}
-    assert variant.outputs["image"]["value"] == PREBUILT
+    assert variant.outputs["deployments"]["value"]["blue"]["image"] == PREBUILT
     assert variant.pod_spec("Deployment")["containers"][0]["image"] == PREBUILT
     variant.one(ROLE, "registry-kubelet-pull")
 
@@ -242,6 +242,7 @@ def test_keys_are_random_with_keepers_and_mounted_as_files(stack_run):
         assert pw["length"] >= 32 and pw["keepers"] == {"version": "1"}
     secret = stack_run.one("kubernetes:core/v1:Secret")["inputs"]
     assert set(secret["stringData"]) == {"__secret__"}
+    assert secret["metadata"]["name"] == "scoring-api-keys"
     assert set(secret["stringData"]["__secret__"]) == {"primary", "secondary"}
     spec = stack_run.pod_spec("Deployment")
     keys = next(v for v in spec["volumes"] if v["name"] == "api-keys")["secret"]
@@ -249,7 +250,7 @@ def test_keys_are_random_with_keepers_and_mounted_as_files(stack_run):
                              {"key": "secondary", "path": "secondary"}]
     [c] = spec["containers"]
     mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
     assert mount["readOnly"] and env["SCORING_API_KEYS_DIR"] == mount["mountPath"]
 
 
@@ -283,10 +284,15 @@ def test_deployment_follows_the_contract(stack_run):
     assert spec["nodeSelector"] == {"aks-gpu-scoring/pool": "gpu"}
     assert c["startupProbe"]["httpGet"]["path"] == c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["SCORING_PORT"] == "5001" and env["SCORING_METRICS_PORT"] == "9090"
     assert env["SCORING_MODEL_DIR"] == "/var/lib/scoring/model"  # the init container's emptyDir
     assert {"SCORING_MODEL_NAME", "SCORING_MODEL_VERSION"} <= set(env)
+    # The deployment's name comes from the pod's own label (the downward API).
+    [name] = [e for e in c["env"] if e["name"] == "SCORING_DEPLOYMENT_NAME"]
+    assert name["valueFrom"] == {"fieldRef": {
+        "fieldPath": "metadata.labels['aks-gpu-scoring/deployment']"}}
+    assert deploy["template"]["metadata"]["labels"]["aks-gpu-scoring/deployment"] == "blue"
 
 
 def test_deployment_security_context_is_restricted(stack_run):
@@ -305,7 +311,7 @@ def test_deployment_security_context_is_restricted(stack_run):
 def test_precision_is_fp32_unless_the_stack_says_mixed(runs):
     def env(run):
         [c] = run.pod_spec("Deployment")["containers"]
-        return {e["name"]: e["value"] for e in c["env"]}
+        return {e["name"]: e.get("value") for e in c["env"]}
     assert env(runs["dev"])["SCORING_PRECISION"] == "fp32"
     assert env(runs["variant"])["SCORING_PRECISION"] == "mixed"
 
@@ -315,7 +321,7 @@ def test_spread_and_graceful_shutdown(stack_run):
     assert "kubernetes.io/hostname" in {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
     [c] = spec["containers"]
     pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
     drain, graceful = int(env["SCORING_DRAIN_SECONDS"]), int(env["SCORING_GRACEFUL_TIMEOUT_S"])
     # the shutdown timeline of docs/contract.md: preStop, then drain, then graceful finish
     assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + drain + graceful
@@ -335,81 +341,133 @@ def test_service_is_internal_and_the_network_policy_admits_only_the_edge_and_scr
     admitted = {rule["ports"][0]["port"]: rule["from"] for rule in spec["ingress"]}
     only = lambda ns: [{"namespaceSelector": {"matchLabels": {  # noqa: E731
         "kubernetes.io/metadata.name": ns}}}]
-    assert admitted == {5001: only("app-routing-system"), 9090: only("kube-system")}
+    assert admitted == {5001: only("envoy-gateway-system"), 9090: only("kube-system")}
     assert all(len(rule["ports"]) == 1 for rule in spec["ingress"])
     blocks = [p["ipBlock"] for rule in spec["egress"] for p in rule.get("to", []) if "ipBlock" in p]
     assert blocks and all("169.254.169.254/32" in b.get("except", []) for b in blocks)
 
 
-# --- edge: ingress, DNS name, certificate ---------------------------------------------------
+# --- edge: Gateway API, DNS name, certificate -----------------------------------------------
 
-NGINX = "kubernetes:approuting.kubernetes.azure.com/v1alpha1:NginxIngressController"
+GW = "kubernetes:gateway.networking.k8s.io/v1"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SYSTEM = {"key": "CriticalAddonsOnly", "operator": "Equal", "value": "true",
+          "effect": "NoSchedule"}
 
 
-def test_the_dns_label_and_source_ranges_sit_on_the_controllers_load_balancer(stack_run, runs):
-    # Only the stack's own controller: AKS's default one would add a second public IP.
-    assert stack_run.inputs(MC)["ingressProfile"] == {"webAppRouting": {
-        "enabled": True, "nginx": {"defaultIngressControllerType": "None"}}}
-    nginx = stack_run.inputs(NGINX)
-    annotations = nginx["spec"]["loadBalancerAnnotations"]
-    label = annotations["service.beta.kubernetes.io/azure-dns-label-name"]
+def test_the_edge_is_envoy_gateway_pinned_with_standard_channel_crds(stack_run):
+    # Application routing (managed NGINX) is off, said explicitly for older stacks.
+    assert stack_run.inputs(MC)["ingressProfile"] == {"webAppRouting": {"enabled": False}}
+    assert not [r for r in stack_run.resources if "approuting" in r["type"]
+                or r["type"].endswith(":Ingress")]
+    # The CRDs are rendered and applied as objects: several MB, over what a release holds.
+    crds = stack_run.inputs("kubernetes:helm.sh/v4:Chart", "edge-gateway-crds")
+    assert (crds["chart"], crds["version"]) == ("oci://docker.io/envoyproxy/gateway-crds-helm",
+                                                "v1.9.0")
+    assert crds["values"]["crds"] == {"gatewayAPI": {"enabled": True, "channel": "standard"},
+                                      "envoyGateway": {"enabled": True}}
+    controller = stack_run.inputs(RELEASE, "edge-envoy-gateway")
+    assert controller["chart"] == "oci://docker.io/envoyproxy/gateway-helm"
+    assert controller["version"] == crds["version"]
+    assert controller["skipCrds"] is True and controller["values"]["crds"] == {"enabled": False}
+    assert controller["namespace"] == crds["namespace"] == "envoy-gateway-system"
+    for part in (controller["values"]["deployment"]["pod"], controller["values"]["certgen"]["job"]):
+        assert part["tolerations"] == [SYSTEM]  # the system pool: the GPU pool is for scoring
+    requests = controller["values"]["deployment"]["envoyGateway"]["resources"]["requests"]
+    assert requests == {"cpu": "100m", "memory": "256Mi"}  # what infra/system_pool.py counts
+    gw_class = stack_run.inputs(f"{GW}:GatewayClass")
+    assert gw_class["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    proxy = stack_run.inputs("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")
+    ref = gw_class["spec"]["parametersRef"]
+    assert (ref["kind"], ref["name"], ref["namespace"]) == (
+        "EnvoyProxy", proxy["metadata"]["name"], proxy["metadata"]["namespace"])
+    deployment = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]
+    assert deployment["replicas"] == 2 and deployment["pod"]["tolerations"] == [SYSTEM]
+    assert deployment["container"]["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}
+    # Envoy writes its log and UDS socket to its root filesystem: Envoy Gateway's own
+    # restricted-safe default leaves it writable, and the stack does not override it.
+    assert "securityContext" not in deployment["container"]
+    labels = stack_run.inputs("kubernetes:core/v1:Namespace", "edge-gateway-ns")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_dns_label_and_source_ranges_sit_on_the_gateways_load_balancer(stack_run, runs):
+    proxy = stack_run.inputs("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")
+    service = proxy["spec"]["provider"]["kubernetes"]["envoyService"]
+    assert service["type"] == "LoadBalancer"
+    label = service["annotations"]["service.beta.kubernetes.io/azure-dns-label-name"]
     assert re.fullmatch(rf"aks-gpu-scoring-{stack_run.stack}-[a-z0-9]{{6}}", label)
-    assert "service.beta.kubernetes.io/azure-allowed-ip-ranges" not in annotations
-    ingress = stack_run.inputs("kubernetes:networking.k8s.io/v1:Ingress")
-    assert ingress["spec"]["ingressClassName"] == nginx["spec"]["ingressClassName"]
-    [rule] = ingress["spec"]["rules"]
-    assert rule["host"] == f"{label}.westeurope.cloudapp.azure.com"
-    [path] = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": "scoring", "port": {"name": "http"}}
-    variant = runs["variant"].inputs(NGINX)["spec"]["loadBalancerAnnotations"]
-    assert variant == {"service.beta.kubernetes.io/azure-dns-label-name": "contoso-scoring",
-                       "service.beta.kubernetes.io/azure-allowed-ip-ranges": "198.51.100.0/24"}
+    assert "service.beta.kubernetes.io/azure-allowed-ip-ranges" not in service["annotations"]
+    gateway = stack_run.inputs(f"{GW}:Gateway")
+    assert gateway["metadata"]["namespace"] == "scoring"
+    assert gateway["spec"]["gatewayClassName"] == stack_run.inputs(
+        f"{GW}:GatewayClass")["metadata"]["name"]
+    variant = runs["variant"].inputs("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")
+    assert variant["spec"]["provider"]["kubernetes"]["envoyService"]["annotations"] == {
+        "service.beta.kubernetes.io/azure-dns-label-name": "contoso-scoring",
+        "service.beta.kubernetes.io/azure-allowed-ip-ranges": "198.51.100.0/24"}
 
 
-def test_nginx_limits_sit_just_past_the_services_own(stack_run):
-    notes = stack_run.inputs("kubernetes:networking.k8s.io/v1:Ingress")["metadata"]["annotations"]
-    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "11m"  # service: 10 MiB
-    assert notes["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "40"  # service: 30 s
+def test_the_routes_timeout_sits_just_past_the_services_own(stack_run):
+    route = stack_run.inputs(f"{GW}:HTTPRoute", "edge-route")
+    for rule in route["spec"]["rules"]:
+        assert rule["timeouts"] == {"request": "40s"}  # service: 30 s, then its JSON 504
+    # No body cap at the edge: Envoy streams, so the service's own JSON 413 is what clients see.
+    assert "BackendTrafficPolicy" not in {o["kind"] for o in stack_run.kubernetes_objects()}
 
 
 def test_prod_serves_https_with_a_pinned_cert_manager_and_lets_encrypt(runs):
     prod = runs["prod"]
-    release = prod.inputs("kubernetes:helm.sh/v3:Release")
+    release = prod.inputs(RELEASE, "edge-cert-manager")
     assert (release["chart"], release["version"]) == ("cert-manager", "v1.19.1")
     assert release["repositoryOpts"] == {"repo": "https://charts.jetstack.io"}
     assert release["namespace"] == "cert-manager" and release["atomic"] is True
     values = release["values"]
     assert values["crds"] == {"enabled": True, "keep": True}
-    system = {"key": "CriticalAddonsOnly", "operator": "Equal", "value": "true",
-              "effect": "NoSchedule"}
+    assert values["config"]["enableGatewayAPI"] is True
+    assert values["config"]["kind"] == "ControllerConfiguration"
+    # It starts only once the Gateway API CRDs exist (it watches Gateways from the start).
+    assert "edge-gateway-crds-ready" in prod.one(RELEASE, "edge-cert-manager")["options"]["dependsOn"]
     for part in (values, values["webhook"], values["cainjector"], values["startupapicheck"]):
-        assert part["tolerations"] == [system]  # both pools are tainted
+        assert part["tolerations"] == [SYSTEM]  # both pools are tainted
         assert part["nodeSelector"]["kubernetes.azure.com/mode"] == "system"
     issuer = prod.inputs("kubernetes:cert-manager.io/v1:ClusterIssuer")
     acme = issuer["spec"]["acme"]
     assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert acme["email"] == stack_file_config("prod")["acmeEmail"]
     [solver] = acme["solvers"]
-    assert solver["http01"]["ingress"]["ingressClassName"] == "scoring-nginx"
-    assert solver["http01"]["ingress"]["podTemplate"]["spec"]["tolerations"] == [system]
+    assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [{
+        "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "scoring",
+        "namespace": "scoring", "sectionName": "http"}]
+    assert solver["http01"]["gatewayHTTPRoute"]["podTemplate"]["spec"]["tolerations"] == [SYSTEM]
     cert = prod.inputs("kubernetes:cert-manager.io/v1:Certificate")["spec"]
-    ingress = prod.inputs("kubernetes:networking.k8s.io/v1:Ingress")
-    host = ingress["spec"]["rules"][0]["host"]
-    assert cert["dnsNames"] == [host] and cert["issuerRef"]["name"] == issuer["metadata"]["name"]
-    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": cert["secretName"]}]
-    notes = ingress["metadata"]["annotations"]
-    assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"  # HTTP -> 308
+    listeners = {l["name"]: l for l in prod.inputs(f"{GW}:Gateway")["spec"]["listeners"]}
+    assert set(listeners) == {"http", "https"}
+    https = listeners["https"]
+    assert (https["port"], https["protocol"]) == (443, "HTTPS")
+    assert cert["dnsNames"] == [https["hostname"]]
+    assert cert["issuerRef"]["name"] == issuer["metadata"]["name"]
+    assert https["tls"]["certificateRefs"] == [{"kind": "Secret", "name": cert["secretName"]}]
+    # Scoring is served on HTTPS only; plain HTTP answers a redirect.
+    route = prod.inputs(f"{GW}:HTTPRoute", "edge-route")
+    assert route["spec"]["parentRefs"] == [{"name": "scoring", "sectionName": "https"}]
+    redirect = prod.inputs(f"{GW}:HTTPRoute", "edge-redirect")
+    assert redirect["spec"]["parentRefs"] == [{"name": "scoring", "sectionName": "http"}]
+    [rule] = redirect["spec"]["rules"]
+    assert "matches" not in rule  # everything but the solver's Exact-path challenge route
+    assert rule["filters"] == [{"type": "RequestRedirect", "requestRedirect": {
+        "scheme": "https", "statusCode": 301}}]
     names = {r["name"]: r for r in prod.resources}
     assert names["edge-issuer"]["options"]["parent"] == "edge"
 
 
 def test_dev_stays_on_plain_http_without_certificate_machinery(runs):
     dev = runs["dev"]
-    assert not dev.all_of("kubernetes:helm.sh/v3:Release")
+    assert {r["name"] for r in dev.all_of(RELEASE)} == {"edge-envoy-gateway"}
     assert not [r for r in dev.resources if r["type"].startswith("kubernetes:cert-manager.io")]
-    ingress = dev.inputs("kubernetes:networking.k8s.io/v1:Ingress")
-    assert "tls" not in ingress["spec"]
-    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] == "false"
+    [listener] = dev.inputs(f"{GW}:Gateway")["spec"]["listeners"]
+    assert (listener["name"], listener["port"], listener["protocol"]) == ("http", 80, "HTTP")
+    assert [r["name"] for r in dev.all_of(f"{GW}:HTTPRoute")] == ["edge-route"]
 
 
 # --- monitoring and autoscaling -------------------------------------------------------------
@@ -437,8 +495,14 @@ def test_managed_prometheus_is_wired_from_cluster_to_workspace(runs):
     deployment_ports = {p["name"]: p["containerPort"]
                         for p in prod.pod_spec("Deployment")["containers"][0]["ports"]}
     assert deployment_ports[endpoint["port"]] == 9090
-    assert monitor["spec"]["selector"]["matchLabels"] == prod.inputs(
-        "kubernetes:apps/v1:Deployment")["spec"]["selector"]["matchLabels"]
+    # One PodMonitor for every deployment's pods, each series labelled with its deployment.
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "scoring"}
+    assert selector.items() <= prod.inputs(
+        "kubernetes:apps/v1:Deployment")["spec"]["selector"]["matchLabels"].items()
+    assert endpoint["relabelings"] == [{
+        "sourceLabels": ["__meta_kubernetes_pod_label_aks_gpu_scoring_deployment"],
+        "targetLabel": "deployment", "action": "replace"}]
     assert prod.outputs["prometheusQueryEndpoint"]["value"] == mock_run.PROM_ENDPOINT
 
 
@@ -459,7 +523,7 @@ def test_keda_scales_the_deployment_on_load_as_its_own_identity(runs):
     assert auth["spec"]["podIdentity"] == {"provider": "azure-workload",
                                            "identityId": mock_run.KEDA_CLIENT_ID}
     scaled = prod.inputs("kubernetes:keda.sh/v1alpha1:ScaledObject")["spec"]
-    assert scaled["scaleTargetRef"]["name"] == "scoring"
+    assert scaled["scaleTargetRef"]["name"] == "scoring-blue"
     assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (3, 6)
     assert scaled["maxReplicaCount"] <= prod.inputs(POOL)["maxCount"]  # GPUs for every pod
     triggers = {t["name"]: t for t in scaled["triggers"]}
@@ -482,7 +546,7 @@ def test_outputs(stack_run, runs):
     out = stack_run.outputs
     cfg = stack_file_config(stack_run.stack)
     assert set(out) == {"scoringUri", "swaggerUri", "primaryKey", "secondaryKey", "kubeconfig",
-                        "resourceGroupName", "clusterName", "registryLoginServer", "image",
+                        "resourceGroupName", "clusterName", "registryLoginServer", "deployments",
                         "modelUri",  # modelStore blob, the default
                         *(["prometheusQueryEndpoint"] if cfg["monitoring"] else [])}
     location = cfg["location"]

@@ -125,8 +125,11 @@ def test_the_system_pool_table_counts_daemonsets_per_node_and_options_only_when_
     per_node = sum(w.cpu_m for w in SYSTEM_WORKLOADS if w.per_node and w.when == "always")
     assert two.cpu_m - one.cpu_m == per_node > 0
     assert not [w for w, _ in rows if w.when != "always"]
-    nginx = next(w for w in SYSTEM_WORKLOADS if w.name.startswith("nginx"))
-    assert (nginx.cpu_m, nginx.memory_mi, nginx.replicas, nginx.estimate) == (500, 127, 2, False)
+    assert not [w for w in SYSTEM_WORKLOADS if "nginx" in w.name]  # the retired edge is gone
+    envoy = next(w for w in SYSTEM_WORKLOADS if w.name.startswith("envoy ("))
+    assert (envoy.cpu_m, envoy.memory_mi, envoy.replicas, envoy.estimate) == (210, 288, 2, False)
+    controller = next(w for w in SYSTEM_WORKLOADS if w.name == "envoy-gateway")
+    assert (controller.cpu_m, controller.memory_mi, controller.replicas) == (100, 256, 1)
     with_tls, rows = requested(1, {"tls"})
     assert {w.name for w, _ in rows if w.when == "tls"} == {
         "cert-manager", "cert-manager-webhook", "cert-manager-cainjector"}
