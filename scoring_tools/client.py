@@ -19,13 +19,15 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
+
+from scoring_tools.stack import StackOutputError
+from scoring_tools.stack import stack_outputs as read_outputs
 
 MESSAGES = {
     401: "401 Unauthorized: the key was refused; check --key (or the stack's primaryKey)",
@@ -49,18 +51,11 @@ class Result:
 
 def stack_outputs(stack: str) -> tuple[str, str]:
     """``(scoringUri, primaryKey)`` of a Pulumi stack."""
-    cmd = ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise ClientError("the pulumi CLI is not on PATH; use --uri and --key") from None
-    if done.returncode != 0:
-        raise ClientError(f"pulumi stack output failed: {done.stderr.strip()}")
-    try:
-        outputs = json.loads(done.stdout)
-        return outputs["scoringUri"], outputs["primaryKey"]
-    except (ValueError, KeyError, TypeError):
-        raise ClientError(f"stack {stack!r} has no scoringUri/primaryKey outputs") from None
+        return read_outputs(stack, ("scoringUri", "primaryKey"), show_secrets=True,
+                            instead="--uri and --key")
+    except StackOutputError as exc:
+        raise ClientError(str(exc)) from None
 
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"

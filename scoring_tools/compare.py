@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import re
-import subprocess
 import sys
 
 import requests
+
+from scoring_tools.stack import StackOutputError, stack_outputs
 
 #: The routes that are scoring work (as KEDA's and the dashboard's queries).
 SCORING_ROUTES = "/score|/v2/models/.+/infer"
@@ -159,18 +159,12 @@ def table(candidate: Stats, baseline: Stats) -> str:
 
 def stack_endpoint(stack: str) -> str:
     """The stack's prometheusQueryEndpoint output."""
-    cmd = ["pulumi", "stack", "output", "--json", "--stack", stack]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise CompareError("the pulumi CLI is not on PATH; use --prometheus-url") from None
-    if done.returncode != 0:
-        raise CompareError(f"pulumi stack output failed: {done.stderr.strip()}")
-    try:
-        return json.loads(done.stdout)["prometheusQueryEndpoint"]
-    except (ValueError, KeyError, TypeError):
-        raise CompareError(f"stack {stack!r} has no prometheusQueryEndpoint output "
-                           "(monitoring: true makes one)") from None
+        [endpoint] = stack_outputs(stack, ("prometheusQueryEndpoint",), instead="--prometheus-url",
+                                   missing_hint=" (monitoring: true makes one)")
+    except StackOutputError as exc:
+        raise CompareError(str(exc)) from None
+    return endpoint
 
 
 def azure_token() -> str:
