@@ -45,13 +45,13 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization, managedidentity
+from pulumi_azure_native import authorization
 
 from infra.config import DeploymentConfig, ScalingConfig
+from infra.identity import workload_identity
 from infra.roles import MONITORING_DATA_READER, grant
 
 KEDA_NAMESPACE, KEDA_OPERATOR = "kube-system", "keda-operator"
-KEDA_SUBJECT = f"system:serviceaccount:{KEDA_NAMESPACE}:{KEDA_OPERATOR}"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
 USE_LABEL = "azure.workload.identity/use"
 #: On the operator's pod template: a new client id rolls the operator once.
@@ -97,13 +97,9 @@ class Autoscaler(pulumi.ComponentResource):
         cfg = args.scaling
         deployer = authorization.get_client_config_output()
 
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-keda-identity", resource_group_name=args.resource_group_name,
-            location=args.location, opts=azure)
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-keda-federation", resource_group_name=args.resource_group_name,
-            resource_name_=identity.name, issuer=args.oidc_issuer_url, subject=KEDA_SUBJECT,
-            audiences=["api://AzureADTokenExchange"], opts=azure)
+        identity, federation = workload_identity(
+            f"{name}-keda", args.resource_group_name, args.location, args.oidc_issuer_url,
+            KEDA_NAMESPACE, KEDA_OPERATOR, azure)
         reader = grant(f"{name}-keda-reader", identity.principal_id, MONITORING_DATA_READER,
                        args.workspace_id, deployer.subscription_id, azure,
                        principal_type="ServicePrincipal")

@@ -47,6 +47,7 @@ from pulumi_azure_native import authorization, dns, managedidentity
 
 from infra import kube_wait
 from infra.config import DeploymentConfig, EdgeConfig, ServiceConfig
+from infra.identity import workload_identity
 from infra.roles import DNS_ZONE_CONTRIBUTOR, grant
 from infra.scheduling import system_pool_placement
 from infra.scoring import EDGE_NAMESPACE, object_name
@@ -349,14 +350,9 @@ class Edge(pulumi.ComponentResource):
         write TXT records in the user's zone (DNS Zone Contributor on that zone only)."""
         args, azure = self._args, pulumi.ResourceOptions(parent=self)
         group = pulumi.Output.from_input(cfg.dns_zone_resource_group)
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-dns01-identity", resource_group_name=args.resource_group_name,
-            location=args.location, opts=azure)
-        managedidentity.FederatedIdentityCredential(
-            f"{name}-dns01-federation", resource_group_name=args.resource_group_name,
-            resource_name_=identity.name, issuer=args.oidc_issuer_url,
-            subject=f"system:serviceaccount:{CERT_MANAGER_NAMESPACE}:{CERT_MANAGER_ACCOUNT}",
-            audiences=["api://AzureADTokenExchange"], opts=azure)
+        identity, _ = workload_identity(
+            f"{name}-dns01", args.resource_group_name, args.location, args.oidc_issuer_url,
+            CERT_MANAGER_NAMESPACE, CERT_MANAGER_ACCOUNT, azure)
         zone_id = pulumi.Output.concat("/subscriptions/", self._subscription,
                                        "/resourceGroups/", group,
                                        "/providers/Microsoft.Network/dnszones/", cfg.dns_zone_name)

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_random as random
-from pulumi_azure_native import authorization, managedidentity, storage
+from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
 from infra.config import REPO_ROOT
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
+from infra.identity import workload_identity
 from infra.scheduling import locked_down_container
 from scoring_app.model_store import manifest as mf
 
@@ -45,7 +46,6 @@ USE_LABEL = "azure.workload.identity/use"
 #: this pod annotation names (Azure/azure-workload-identity pkg/webhook/webhook.go,
 #: getSkipContainers): the scoring container serves the internet and needs no storage token.
 SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
-TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 #: The emptyDir the init container fills; the model appears at MODEL_PATH inside it.
 VOLUME = "model"
 MOUNT = "/var/lib/scoring"
@@ -191,14 +191,9 @@ class ModelStore(pulumi.ComponentResource):
         super().__init__("aks-gpu-scoring:infra:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         deployer = authorization.get_client_config_output()
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity", resource_group_name=args.resource_group_name,
-            location=args.location, opts=child)
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-federation", resource_group_name=args.resource_group_name,
-            resource_name_=identity.name, issuer=args.oidc_issuer_url,
-            subject=f"system:serviceaccount:{args.namespace}:{args.service_account}",
-            audiences=[TOKEN_AUDIENCE], opts=child)
+        identity, federation = workload_identity(
+            name, args.resource_group_name, args.location, args.oidc_issuer_url,
+            args.namespace, args.service_account, child)
         self.client_id = identity.client_id
         if args.model_uri:  # published elsewhere: read on that container, nothing declared there
             reader = grant(f"{name}-pods-read", identity.principal_id, STORAGE_BLOB_DATA_READER,
