@@ -65,7 +65,8 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def _bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """The true/false words every boolean variable takes (the fetch's too)."""
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -133,7 +134,7 @@ class Config:
         "", _text,
         "Name of the scores output. Empty: the only `[N, K]` float output.")
     apply_softmax: bool = _var(
-        "false", _bool,
+        "false", parse_bool,
         "Apply softmax to the scores output (when the model returns logits).")
     precision: str = _var(
         "fp32", _choice("fp32", "mixed"),

@@ -12,6 +12,8 @@ Reads (docs/contract.md, "Models as data"):
   SCORING_MODEL_CERTIFICATE_CHAIN  optional: PEM files, ':'-separated (certificate method)
       Either one makes a valid `model.sig` (the model-signing library's signature, in the
       prefix and its manifest) a condition: a missing or bad signature stops the pod.
+  SCORING_MODEL_SCAN   optional, default false: true runs modelscan over the verified model
+      (scoring_app/model_store/scan.py); a finding exits 2, a scan that cannot finish exits 1.
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
@@ -23,7 +25,9 @@ next to SCORING_MODEL_DIR, then each file's size and sha256 are checked from dis
 Only when all match is the staging directory renamed to SCORING_MODEL_DIR (one
 rename(2) on the same filesystem): the model path either holds the whole verified
 model or does not exist, so a partial model is never loaded. Any failure prints one
-line naming the file or the permission and exits 1, which stops the pod.
+line naming the file or the permission and exits 1 (2: the scan flagged the model),
+which stops the pod. The signature and the scan run on the staging directory, after
+every file has matched the manifest and before the rename.
 """
 from __future__ import annotations
 
@@ -40,13 +44,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scoring_app import settings
 from scoring_app.model_store import manifest as mf
+from scoring_app.model_store import scan as model_scan
 
 LOG = logging.getLogger("scoring.model_fetch")
 #: What the fetch command reads (the server's own variables are scoring_app/settings.py's).
 VARIABLES = ("SCORING_MODEL_URI", "SCORING_MODEL_DIGEST", "SCORING_MODEL_DIR",
              "SCORING_FETCH_CONCURRENCY", "SCORING_FETCH_RETRIES", "SCORING_MODEL_PUBLIC_KEY",
-             "SCORING_MODEL_CERTIFICATE_CHAIN")
+             "SCORING_MODEL_CERTIFICATE_CHAIN", "SCORING_MODEL_SCAN")
 READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 #: Written next to the model after a fetch; the server reports it as metrics.
@@ -206,9 +212,10 @@ class Signer:
 def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *,
           concurrency: int = 8, retries: int = 6, connection_verify=None,
           initial_backoff: float = 1, increment_base: float = 2, progress_every_s: float = 2.0,
-          on_progress=None, signer: Signer | None = None) -> dict:
-    """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}``. Raises
-    FetchError (or ManifestError) with one line; then ``dest`` does not exist."""
+          on_progress=None, signer: Signer | None = None, scan: bool = False) -> dict:
+    """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}`` (and
+    ``"scan_seconds"`` with ``scan``). Raises FetchError, ManifestError or
+    model_scan.ScanError with one line; then ``dest`` does not exist."""
     mf.check_digest(expected_digest, "SCORING_MODEL_DIGEST")
     if concurrency < 1:
         raise FetchError(f"SCORING_FETCH_CONCURRENCY must be at least 1, got {concurrency}")
@@ -278,9 +285,12 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
         if signer is not None:
             signer.verify(staging)
             LOG.info("model fetch: %s verified against the named signer", SIGNATURE_NAME)
+        scanned = model_scan.scan(staging) if scan else None
         seconds = time.monotonic() - started
         stats = {"bytes": got, "seconds": round(seconds, 3), "files": len(entries),
                  "digest": expected_digest}
+        if scanned:
+            stats["scan_seconds"] = scanned["seconds"]
         (staging.parent / STATS_NAME).write_text(json.dumps(stats))
         os.rename(staging, dest)
         LOG.info("model fetch: verified %d files, %.1f MB in %.1f s (%.1f MB/s) -> %s",
@@ -313,6 +323,14 @@ def _int_env(name: str, default: int) -> int:
         raise FetchError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _bool_env(name: str) -> bool:
+    raw = os.environ.get(name, "").strip() or "false"
+    try:
+        return settings.parse_bool(raw)
+    except ValueError as exc:
+        raise FetchError(f"{name} {exc}, got {raw!r}") from None
+
+
 def _required(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -323,11 +341,13 @@ def _required(name: str) -> str:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("modelscan").setLevel(logging.CRITICAL)  # its findings: our one line
     try:
         uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_DIGEST")
         dest = _required("SCORING_MODEL_DIR")
         concurrency = _int_env("SCORING_FETCH_CONCURRENCY", 8)
         retries = _int_env("SCORING_FETCH_RETRIES", 6)
+        scan = _bool_env("SCORING_MODEL_SCAN")
         parse_uri(uri)  # bad input is named before any identity is asked for
         mf.check_digest(digest, "SCORING_MODEL_DIGEST")
         key = os.environ.get("SCORING_MODEL_PUBLIC_KEY", "").strip()
@@ -338,10 +358,11 @@ def main() -> int:
             credential = WorkloadIdentityCredential()
         except ValueError as exc:  # the webhook's variables are missing
             raise FetchError(f"workload identity is not configured: {exc}") from None
-        fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries, signer=signer)
-    except (FetchError, mf.ManifestError) as exc:
+        fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries, signer=signer,
+              scan=scan)
+    except (FetchError, mf.ManifestError, model_scan.ScanError) as exc:
         print(f"model fetch failed: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     return 0
 
 

@@ -231,6 +231,10 @@ def _cli(env):
       "SCORING_FETCH_CONCURRENCY": "many"},
      "model fetch failed: SCORING_FETCH_CONCURRENCY must be an integer, got 'many'"),
     ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+      "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
+      "SCORING_MODEL_SCAN": "maybe"},
+     "model fetch failed: SCORING_MODEL_SCAN must be true or false, got 'maybe'"),
+    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
       "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
      "model fetch failed: workload identity is not configured: "),
 ])
