@@ -56,7 +56,7 @@ DEPLOYMENT_NAME_MAX = 24
 DEFAULT_DEPLOYMENT = "blue"
 #: What may differ per deployment; each defaults to the top-level key of the same name.
 DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
-                   "replicas", "minReplicas", "maxReplicas", "precision")
+                   "replicas", "minReplicas", "maxReplicas", "precision", "modelScan")
 
 
 class ConfigError(ValueError):
@@ -131,6 +131,7 @@ class ServiceConfig:
     source_ranges: tuple[str, ...]
     primary_key_version: str
     secondary_key_version: str
+    model_scan: bool = False  # modelScan: each deployment's default (SCORING_MODEL_SCAN)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class DeploymentConfig:
     traffic: int  # percent of the endpoint's requests (the weighted split)
     mirror: int  # percent of the split traffic copied here, answers discarded
     precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
+    model_scan: bool = False  # modelscan over the fetched model (default: the stack key)
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -345,12 +347,26 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
     if precision not in PRECISIONS:
         raise ConfigError(f"{key}.precision", f"{precision!r} is not one of "
                           f"{', '.join(PRECISIONS)}")
+    scan_key = f"{key}.modelScan" if "modelScan" in entry else "modelScan"
+    model_scan = _flag(scan_key, entry.get("modelScan", service.model_scan))
+    if model_scan and store != "blob":
+        raise ConfigError(scan_key, "needs modelStore blob (the init container "
+                          "scans the model it fetched; a baked-in model is never fetched)")
     return DeploymentConfig(
         name=name, model_dir=model_dir, prebuilt_image=prebuilt,
         model_name=str(entry.get("modelName") or service.model_name),
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
-        precision=precision)
+        precision=precision, model_scan=model_scan)
+
+
+def _flag(key: str, value) -> bool:
+    """true or false, or the string `pulumi config set --path` may store for one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(key, f"{value!r} must be true or false")
 
 
 def _system_pool_fits(cluster: ClusterConfig, edge: EdgeConfig, scaling: ScalingConfig,
@@ -592,6 +608,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         source_ranges=_cidrs(cfg, "loadBalancerSourceRanges"),
         primary_key_version=cfg.get("primaryKeyVersion") or "1",
         secondary_key_version=cfg.get("secondaryKeyVersion") or "1",
+        model_scan=bool(cfg.get_bool("modelScan") or False),
     )
 
 

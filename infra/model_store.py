@@ -123,7 +123,7 @@ class PodModel:
     def service_account_annotations(self) -> dict:
         return {CLIENT_ID_ANNOTATION: self.client_id}
 
-    def init_container(self, image: pulumi.Input[str], uid: int) -> dict:
+    def init_container(self, image: pulumi.Input[str], uid: int, scan: bool = False) -> dict:
         signer_env, signer_mount = [], []
         if self.public_key_pem:
             signer_env = [{"name": "SCORING_MODEL_PUBLIC_KEY", "value": f"{SIGNER_MOUNT}/{SIGNER_KEY}"}]
@@ -135,7 +135,8 @@ class PodModel:
             "command": FETCH_COMMAND,
             "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
                     {"name": "SCORING_MODEL_DIGEST", "value": self.digest},
-                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env],
+                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env,
+                    *([{"name": "SCORING_MODEL_SCAN", "value": "true"}] if scan else [])],
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                           "limits": {"cpu": "2", "memory": "1Gi"}},
             "securityContext": {**locked_down_container(), "runAsNonRoot": True,
@@ -144,14 +145,16 @@ class PodModel:
                              {"name": "tmp", "mountPath": "/tmp"}, *signer_mount],
         }
 
-    def apply(self, template_metadata: dict, pod_spec: dict, container: dict, uid: int) -> None:
-        """The init container first, the emptyDir, the label that has AKS's webhook inject
-        the identity's token, and the scoring container reading the fetched model read-only."""
+    def apply(self, template_metadata: dict, pod_spec: dict, container: dict, uid: int,
+              scan: bool = False) -> None:
+        """The init container first (with `scan`, it runs modelscan over the model), the
+        emptyDir, the label that has AKS's webhook inject the identity's token, and the
+        scoring container reading the fetched model read-only."""
         template_metadata.setdefault("labels", {})[USE_LABEL] = "true"
         annotations = template_metadata.setdefault("annotations", {})
         annotations["scoring/model-sha256"] = self.digest
         annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
-        pod_spec["initContainers"] = [self.init_container(container["image"], uid)]
+        pod_spec["initContainers"] = [self.init_container(container["image"], uid, scan)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
         if self.public_key_pem:
             pod_spec["volumes"].append({"name": "model-signer", "configMap": {

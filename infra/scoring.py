@@ -266,7 +266,7 @@ class ScoringService(pulumi.ComponentResource):
         }
         model = args.models.get(deployment.name) if args.models else None
         if model:  # modelStore blob: infra/model_store.py, this deployment's own prefix
-            model.apply(template_metadata, pod_spec, container, APP_UID)
+            model.apply(template_metadata, pod_spec, container, APP_UID, deployment.model_scan)
         return k8s.apps.v1.Deployment(
             f"{name}-deploy",
             metadata={"name": k8s_name, "namespace": ns, "labels": labels},

@@ -11,7 +11,7 @@ if str(REPO) not in sys.path:  # the config and unit tests import infra/ in-proc
 
 PREBUILT = "contoso.azurecr.io/scoring@sha256:" + "ab" * 32
 #: dev with every optional branch flipped: prebuilt image, GPU Operator route,
-#: fixed DNS label, source ranges, and the primary key rotated.
+#: fixed DNS label, source ranges, the primary key rotated, and the fetch's modelscan on.
 VARIANT_OVERRIDES = {
     "prebuiltImage": PREBUILT,
     "gpuDriver": "gpu-operator",
@@ -19,6 +19,7 @@ VARIANT_OVERRIDES = {
     "loadBalancerSourceRanges": ["198.51.100.0/24"],
     "primaryKeyVersion": "2",
     "precision": "mixed",
+    "modelScan": True,
 }
 
 

@@ -192,6 +192,19 @@ def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
     assert run.inputs("docker-build:index:Image")["tags"] == runs["dev"].inputs("docker-build:index:Image")["tags"]
 
 
+def test_the_model_scan_is_on_only_where_the_stack_turns_it_on(stack_run, runs):
+    """modelScan: true (the variant) sets SCORING_MODEL_SCAN on the init container; the
+    stack files leave it unset, and the fetch's default is off."""
+    init_env = lambda run: {e["name"]: e["value"] for e in  # noqa: E731
+                            run.pod_spec("Deployment")["initContainers"][0]["env"]}
+    assert init_env(runs["variant"])["SCORING_MODEL_SCAN"] == "true"
+    assert "SCORING_MODEL_SCAN" not in init_env(stack_run)
+    # the scoring container never sees it: the scan is the init container's
+    for run in (stack_run, runs["variant"]):
+        assert "SCORING_MODEL_SCAN" not in {
+            e["name"] for e in run.pod_spec("Deployment")["containers"][0]["env"]}
+
+
 def test_no_signer_no_signature_check(stack_run):
     [init] = stack_run.pod_spec("Deployment")["initContainers"]
     assert "SCORING_MODEL_PUBLIC_KEY" not in {e["name"] for e in init["env"]}

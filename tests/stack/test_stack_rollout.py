@@ -158,6 +158,29 @@ def test_precision_is_per_deployment_defaulting_to_the_stack_key(dev_values, mod
         assert env["SCORING_PRECISION"] == d.precision
 
 
+def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
+    """modelScan, as precision: a deployment's own, else the stack's (false by default), and
+    only a deployment that scans gets SCORING_MODEL_SCAN on its init container."""
+    from infra.model_store import PodModel
+    values = {**dev_values, "gpuMaxCount": "3",
+              "deployments": json.dumps({"blue": {}, "green": {"modelScan": False},
+                                         "shadow": {"modelScan": "true"}}),
+              "traffic": json.dumps({"blue": 100})}
+    assert {d.name: d.model_scan for d in load(values).deployments} == {
+        "blue": False, "green": False, "shadow": True}
+    cfg = load({**values, "modelScan": "true"})
+    assert {d.name: d.model_scan for d in cfg.deployments} == {
+        "blue": True, "green": False, "shadow": True}
+    pod = PodModel(model_uri="https://a.blob.core.windows.net/models/m/" + "0" * 64,
+                   digest="0" * 64, size_limit="1Gi", fetch_budget_s=1, client_id="id")
+    for d in cfg.deployments:
+        template, spec = {}, {"volumes": []}
+        pod.apply(template, spec, {"name": "scoring", "image": "i", "env": [], "volumeMounts": []},
+                  10001, d.model_scan)
+        env = {e["name"]: e["value"] for e in spec["initContainers"][0]["env"]}
+        assert env.get("SCORING_MODEL_SCAN") == ("true" if d.model_scan else None), d.name
+
+
 # --- config checks, each naming its key -------------------------------------------------------
 
 TWO = {"blue": {}, "green": {"modelVersion": "2"}}
@@ -208,6 +231,11 @@ BAD = [
     ({"deployments": {"blue": {"precision": "fp16"}}, "traffic": {"blue": 100}},
      "deployments.blue.precision", r"'fp16' is not one of fp32, mixed"),
     ({"scoringEnv": ["SCORING_PRECISION=mixed"]}, "scoringEnv", r"does not set itself"),
+    ({"deployments": {"blue": {"modelScan": "yes"}}, "traffic": {"blue": 100}},
+     "deployments.blue.modelScan", r"'yes' must be true or false"),
+    ({"deployments": {"blue": {"modelScan": True}}, "traffic": {"blue": 100},
+      "modelStore": "image"}, "deployments.blue.modelScan", r"needs modelStore blob"),
+    ({"modelScan": True, "modelStore": "image"}, "modelScan", r"needs modelStore blob"),
 ]
 
 
