@@ -12,6 +12,14 @@ SavedModel (modelscan/settings.py, modelscan/scanners/saved_model/scan.py):
 - pickle-family files (``.pkl``, ``.joblib``, ``.dat``, ``.data``, ...) are checked for
   unsafe imports. Variables, the index and text assets have no scanner: they are skipped.
 
+modelscan's own list of unsafe TensorFlow ops is those two. Other ops read, list or write files
+just as well and pass it (measured: MatchingFiles, TextLineDataset, tf.print to ``file://``), so
+``EXTRA_FILE_OPS`` adds, through modelscan's settings, the file-touching ops a serving graph
+has no use for. Not on it, and so not caught by any op-name check: SaveV2, RestoreV2 and
+MergeV2Checkpoints (every SavedModel carries them for its own checkpoint),
+InitializeTableFromTextFileV2 (vocabularies from assets) and PrintV2 (its stream is an
+attribute, ``file://...`` included). README, "Models as data", says what that leaves.
+
 What its answer means here (fail closed; docs/contract.md, "Models as data"):
 - any issue, whatever its severity: the model is refused (``ModelFlagged``, exit 2);
 - any error (a file it could not parse, TensorFlow missing, a scanner that did not import,
@@ -33,6 +41,23 @@ LOG = logging.getLogger("scoring.model_fetch")
 GRAPH = "saved_model.pb"
 #: The other forms TensorFlow's loader accepts (tensorflow/python/saved_model/loader_impl.py).
 UNSCANNABLE_GRAPHS = ("saved_model.pbtxt", "saved_model.cpb")
+#: Ops that take a file name or pattern and that serving has no use for: input pipelines and
+#: readers, a file listing, dataset/summary/debug writers, a memory-mapped constant. HIGH,
+#: like modelscan's ReadFile and WriteFile (each is a tf.raw_ops name: tests/model_store).
+EXTRA_FILE_OPS = (
+    "MatchingFiles", "ImmutableConst",
+    "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "CSVDataset", "CSVDatasetV2", "ExperimentalCSVDataset",
+    "LMDBDataset", "ExperimentalLMDBDataset", "SqlDataset", "ExperimentalSqlDataset",
+    "LoadDataset", "SnapshotDataset", "SnapshotDatasetV2", "SnapshotDatasetReader",
+    "SnapshotChunkDataset",
+    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
+    "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
+    "FixedLengthRecordReaderV2", "LMDBReader",
+    "SaveDataset", "SaveDatasetV2", "DatasetToTFRecord", "ExperimentalDatasetToTFRecord",
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "DebugIdentityV2", "DebugIdentityV3",
+)
+_TF_OP_SCANNER = "modelscan.scanners.SavedModelTensorflowOpScan"
 
 
 class ScanError(RuntimeError):
@@ -52,6 +77,16 @@ def _version() -> str:
     return f"modelscan {version('modelscan')}"
 
 
+def scan_settings() -> dict:
+    """modelscan's defaults (a copy: its CLI writes into the settings it is given), with
+    EXTRA_FILE_OPS among the TensorFlow ops it reports."""
+    from modelscan.settings import DEFAULT_SETTINGS
+    chosen = copy.deepcopy(DEFAULT_SETTINGS)
+    chosen["scanners"][_TF_OP_SCANNER]["unsafe_tf_operators"].update(
+        dict.fromkeys(EXTRA_FILE_OPS, "HIGH"))
+    return chosen
+
+
 def scan(model_dir: str | Path) -> dict:
     """Scan ``model_dir``; returns ``{"seconds", "scanned", "skipped"}`` when it is clean, or
     raises ModelFlagged / ScanError with one line naming the file and the finding."""
@@ -63,9 +98,7 @@ def scan(model_dir: str | Path) -> dict:
                             "so this model cannot be scanned (export it with tf.saved_model.save)")
     try:
         from modelscan.modelscan import ModelScan  # imports TensorFlow: only when asked for
-        from modelscan.settings import DEFAULT_SETTINGS
-        # a copy: modelscan's CLI writes into the settings it is given
-        report = ModelScan(settings=copy.deepcopy(DEFAULT_SETTINGS)).scan(model_dir)
+        report = ModelScan(settings=scan_settings()).scan(model_dir)
     except Exception as exc:  # noqa: BLE001 - whatever it raised, the model is not vouched for
         raise ScanError(f"model scan: modelscan failed on {model_dir}: {type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None

@@ -16,6 +16,26 @@ from tests.model_store.test_fetch import (CLIENT_ID, _cli, _fetch, _nothing_left
 pytestmark = pytest.mark.slow
 
 
+def _save_serving(directory, side_effect):
+    """A SavedModel whose serving signature runs `side_effect()` and returns zero scores."""
+    import tensorflow as tf
+
+    class Serving(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, images):
+            side_effect()
+            return {"scores": tf.zeros([tf.shape(images)[0], 2])}
+
+    module = Serving()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+    return directory
+
+
+def _serve_once(model_dir):
+    import tensorflow as tf
+    tf.saved_model.load(str(model_dir)).signatures["serving_default"](images=tf.constant([b"x"]))
+
+
 @pytest.fixture(scope="module")
 def file_model(tmp_path_factory):
     """A serving signature that reads a file outside the model and writes it elsewhere: the
@@ -24,16 +44,8 @@ def file_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("file-model")
     secret, loot = root / "secret.txt", root / "loot.txt"
     secret.write_text("the node's credentials")
-
-    class Exfiltrate(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def serve(self, images):
-            tf.io.write_file(str(loot), tf.io.read_file(str(secret)))
-            return {"scores": tf.zeros([tf.shape(images)[0], 2])}
-
-    module = Exfiltrate()
-    model = root / "model"
-    tf.saved_model.save(module, str(model), signatures={"serving_default": module.serve})
+    model = _save_serving(root / "model", lambda: tf.io.write_file(
+        str(loot), tf.io.read_file(str(secret))))
     return model, secret, loot
 
 
@@ -62,7 +74,6 @@ def test_a_model_that_reads_and_writes_files_is_refused_with_the_scan_on(
 def test_with_the_scan_off_the_same_model_is_loaded_and_does_what_the_scan_said(
         azurite, container, published_file_model, file_model, tmp_path):
     """The default: the fetch verifies the bytes against the digest, not what the graph does."""
-    import tensorflow as tf
     model, secret, loot = file_model
     prefix, digest = published_file_model
     dest = tmp_path / "model"
@@ -70,8 +81,7 @@ def test_with_the_scan_off_the_same_model_is_loaded_and_does_what_the_scan_said(
     assert "scan_seconds" not in stats
     assert mf.build(dest) == mf.build(model)
     loot.unlink(missing_ok=True)
-    loaded = tf.saved_model.load(str(dest))
-    loaded.signatures["serving_default"](images=tf.constant([b"an image"]))
+    _serve_once(dest)
     assert loot.read_text() == secret.read_text()  # it read a file and wrote it elsewhere
 
 
@@ -106,6 +116,58 @@ def test_the_command_exits_2_on_a_finding_and_0_on_a_clean_model(
     assert clean.returncode == 0, clean.stderr
     assert "model scan (modelscan 0.8.8): clean" in clean.stderr
     assert mf.build(tmp_path / "b" / "model") == mf.build(encoded_model_dir)
+
+
+# --- file ops beyond modelscan's ReadFile/WriteFile: scan.EXTRA_FILE_OPS ---------------------
+
+def test_every_extra_file_op_is_a_tensorflow_op():
+    """A misspelt name would guard nothing."""
+    import tensorflow as tf
+    assert [op for op in model_scan.EXTRA_FILE_OPS if not hasattr(tf.raw_ops, op)] == []
+    assert len(set(model_scan.EXTRA_FILE_OPS)) == len(model_scan.EXTRA_FILE_OPS)
+
+
+def _list_etc():
+    import tensorflow as tf
+    tf.print(tf.io.matching_files("/etc/*"))
+
+
+def _read_lines(path):
+    def read():
+        import tensorflow as tf
+        for line in tf.data.TextLineDataset(str(path)).take(1):
+            tf.print(line)
+    return read
+
+
+@pytest.mark.parametrize("op", ["MatchingFiles", "TextLineDataset"])
+def test_file_ops_modelscan_passes_are_refused_by_the_extra_list(tmp_path, op):
+    """modelscan's defaults let these through (if that changes, EXTRA_FILE_OPS can shrink);
+    with the extra list they are HIGH findings."""
+    import copy
+
+    from modelscan.modelscan import ModelScan
+    from modelscan.settings import DEFAULT_SETTINGS
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a line of someone's file\n")
+    side_effect = _list_etc if op == "MatchingFiles" else _read_lines(secret)
+    model = _save_serving(tmp_path / "model", side_effect)
+    assert ModelScan(settings=copy.deepcopy(DEFAULT_SETTINGS)).scan(model)["issues"] == []
+    with pytest.raises(model_scan.ModelFlagged,
+                       match=f"saved_model.pb: Use of unsafe operator '{op}' .* \\(HIGH\\)"):
+        model_scan.scan(model)
+
+
+def test_known_limit_print_to_a_file_passes_the_scan(tmp_path):
+    """What the README says the scan cannot see: PrintV2's stream is an attribute, and a
+    serving graph may print, so `tf.print(..., output_stream="file://...")` passes and writes."""
+    import tensorflow as tf
+    written = tmp_path / "written.txt"
+    model = _save_serving(tmp_path / "model",
+                          lambda: tf.print("from the model", output_stream=f"file://{written}"))
+    assert sorted(model_scan.scan(model)["scanned"]) == ["fingerprint.pb", "saved_model.pb"]
+    _serve_once(model)
+    assert written.read_text().strip() == "from the model"
 
 
 # --- what a scan error or an unread graph means: refused (fail closed), exit 1 ---------------
