@@ -84,5 +84,5 @@ def test_the_fetch_reads_exactly_the_variables_it_lists():
 
     from scoring_app.model_store import fetch
     source = Path(fetch.__file__).read_text()
-    read = set(re.findall(r'(?:_required|_int_env|os\.environ\.get)\("(SCORING_[A-Z_]+)"', source))
+    read = set(re.findall(r'(?:_required|_int_env|_bool_env|os\.environ\.get)\("(SCORING_[A-Z_]+)"', source))
     assert read == set(fetch.VARIABLES)
