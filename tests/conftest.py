@@ -32,6 +32,18 @@ def tensor_model_dir(trained_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """One Azurite (HTTPS + OAuth, on 127.0.0.1) per session, for the fetch tests and the
+    container tests (tests/model_store/azurite.py)."""
+    from tests.model_store.azurite import Azurite
+    emulator = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
 def secret_dir(tmp_path_factory):
     keys = SecretDir(tmp_path_factory.mktemp("keys") / "scoring-keys")
     keys.write(primary="primary-key-1", secondary="secondary-key-1")

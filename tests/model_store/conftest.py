@@ -1,22 +1,13 @@
-"""One Azurite per session (HTTPS + OAuth), a container per test, the demo SavedModel."""
+"""A container per test in the session's Azurite (tests/conftest.py), and a token."""
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from tests.model_store.azurite import Azurite, Token
+from tests.model_store.azurite import Token
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory):
-    emulator = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture()
