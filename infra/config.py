@@ -57,6 +57,11 @@ DEFAULT_DEPLOYMENT = "blue"
 #: What may differ per deployment; each defaults to the top-level key of the same name.
 DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
                    "replicas", "minReplicas", "maxReplicas", "precision")
+#: A model someone else published, per deployment: modelDigest, modelUriScope and modelSizeLimit
+#: go with the deployment's own modelUri (they belong to one URI); the rest default as above.
+MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
+
+DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, "modelPublicKey")
 
 
 class ConfigError(ValueError):
@@ -100,17 +105,30 @@ class GpuPoolConfig:
 
 
 @dataclass(frozen=True)
+class ExternalModel:
+    """modelUri: a model someone published under a prefix of their own storage account."""
+    uri: str  # https://<account>.blob.core.windows.net/<container>/<prefix> (its own manifest)
+    sha256: str  # that manifest's sha256: what the pods must get
+    scope: str  # ARM id of its container: where the stack grants read, and nowhere wider
+    size_limit: str = "4Gi"  # the emptyDir it is fetched into (its size is not known here)
+
+    @property
+    def container(self) -> tuple[str, str]:
+        """(account, container): storage account names are global, so this names one container."""
+        return tuple(_MODEL_URI.match(self.uri).groups()[:2])
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     registry_sku: str
     prebuilt_image: str | None
     model_dir: Path | None  # None when prebuilt_image is set and the model is in the image
     device_plugin_image: str
     model_store: str = "blob"  # blob: pulled at pod start (infra/model_store.py); image: baked in
-    model_uri: str | None = None  # a model already published elsewhere (its own manifest)
-    model_sha256: str | None = None  # that manifest's sha256: what the pods must get
-    model_uri_scope: str | None = None  # ARM id of its container: where the stack grants read
-    model_size_limit: str = "4Gi"  # the emptyDir for a modelUri model (its size is not known here)
-    model_public_key: str | None = None  # PEM: the OpenSSF model signature the pods require
+    model_size_limit: str = "4Gi"  # the stack's modelSizeLimit: the default for modelUri models
+    #: the stack's modelUri: every deployment's model unless it names modelDir or modelUri
+    external: ExternalModel | None = None
+    model_public_key: str | None = None  # PEM: the stack's default modelPublicKey
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,10 @@ class DeploymentConfig:
     traffic: int  # percent of the endpoint's requests (the weighted split)
     mirror: int  # percent of the split traffic copied here, answers discarded
     precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
+    #: modelUri (this deployment's, else the stack's unless it names modelDir): model_dir is None
+    external: ExternalModel | None = None
+    #: PEM: the OpenSSF model signature its pods require (default: the stack's modelPublicKey)
+    model_public_key: str | None = None
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -262,6 +284,7 @@ def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
                           "shadow of the others' requests, so set its traffic to 0 first")
     out = tuple(_deployment(name, raw[name], traffic.get(name, 0), mirror.get(name, 0),
                             gpu, image, service, scaling) for name in sorted(raw))
+    _one_scope_per_container(out, image)
     # Blue and green run side by side during a rollout: all of them must fit at once.
     pods = {d.name: d.max_pods(scaling.enabled) for d in out}
     if sum(pods.values()) > gpu.max_gpus:
@@ -324,23 +347,7 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
     high = number("maxReplicas", scaling.max_replicas, 1)
     if low > high:
         raise ConfigError(f"{key}.minReplicas", f"{low} is greater than maxReplicas ({high})")
-    store = image.model_store
-    if image.model_uri and "modelDir" in entry:
-        raise ConfigError(f"{key}.modelDir", "cannot be set with modelUri: the stack's "
-                          "modelUri model is every deployment's model")
-    if image.model_uri:  # published elsewhere: the pods fetch that one model
-        prebuilt, model_dir = entry.get("prebuiltImage") or image.prebuilt_image, None
-        if prebuilt:
-            _model_source(f"{key}.", prebuilt, None, "image")
-    elif "modelDir" in entry or "prebuiltImage" in entry:
-        prebuilt, model_dir = _model_source(
-            f"{key}.", entry.get("prebuiltImage") or (image.prebuilt_image if store == "blob"
-                                                      and "prebuiltImage" not in entry else None),
-            entry.get("modelDir") or (image.model_dir and str(image.model_dir)), store)
-    else:
-        prebuilt, model_dir = image.prebuilt_image, image.model_dir
-        if model_dir is None and (store == "blob" or not prebuilt):
-            prebuilt, model_dir = _model_source(f"{key}.", prebuilt, None, store)
+    prebuilt, model_dir, external = _deployment_model(key, entry, image)
     precision = entry.get("precision", service.precision)
     if precision not in PRECISIONS:
         raise ConfigError(f"{key}.precision", f"{precision!r} is not one of "
@@ -350,7 +357,61 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_name=str(entry.get("modelName") or service.model_name),
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
-        precision=precision)
+        precision=precision, external=external,
+        model_public_key=_public_key(f"{key}.modelPublicKey", entry.get(
+            "modelPublicKey", image.model_public_key), image.model_store))
+
+
+def _deployment_model(key: str, entry: dict, image: ImageConfig,
+                      ) -> tuple[str | None, Path | None, ExternalModel | None]:
+    """A deployment's model and the prebuilt image that serves it: its own modelDir or
+    modelUri, else the stack's (the stack's modelUri first, as the stack keys always had it)."""
+    store = image.model_store
+    if "modelDir" in entry and "modelUri" in entry:
+        raise ConfigError(f"{key}.modelUri", "cannot be set with modelDir in the same "
+                          "deployment: name the model the stack publishes (modelDir) or one "
+                          "published elsewhere (modelUri), not both")
+    loose = [k for k in MODEL_URI_KEYS[1:] if k in entry and "modelUri" not in entry]
+    if loose:
+        raise ConfigError(f"{key}.{loose[0]}", f"goes with {key}.modelUri (a digest and a "
+                          "scope belong to one model): set modelUri in this deployment too, "
+                          "or remove it")
+    if "modelUri" in entry:
+        external = _external_model(f"{key}.", {k: entry.get(k) for k in MODEL_URI_KEYS},
+                                   store, image.model_size_limit)
+    else:
+        external = None if "modelDir" in entry else image.external
+    if external:  # published elsewhere: the pods fetch it; an image only runs the app
+        prebuilt = entry.get("prebuiltImage") or image.prebuilt_image
+        if prebuilt:
+            _model_source(f"{key}.", prebuilt, None, "image")
+        return prebuilt or None, None, external
+    if "modelDir" in entry or "prebuiltImage" in entry:
+        return (*_model_source(
+            f"{key}.", entry.get("prebuiltImage") or (image.prebuilt_image if store == "blob"
+                                                      and "prebuiltImage" not in entry else None),
+            entry.get("modelDir") or (image.model_dir and str(image.model_dir)), store), None)
+    prebuilt, model_dir = image.prebuilt_image, image.model_dir
+    if model_dir is None and (store == "blob" or not prebuilt):
+        prebuilt, model_dir = _model_source(f"{key}.", prebuilt, None, store)
+    return prebuilt, model_dir, None
+
+
+def _one_scope_per_container(deployments: tuple[DeploymentConfig, ...],
+                             image: ImageConfig) -> None:
+    """Deployments that read one container name one resource id for it: the stack grants
+    read once per container, so two spellings would be two grants of the same thing."""
+    first: dict[tuple[str, str], DeploymentConfig] = {}
+    for d in deployments:
+        if not d.external:
+            continue
+        seen = first.setdefault(d.external.container, d)
+        if seen.external.scope != d.external.scope:
+            key = "modelUriScope" if d.external is image.external else (
+                f"deployments.{d.name}.modelUriScope")
+            raise ConfigError(key, f"{d.external.scope!r} is not the {seen.external.scope!r} that "
+                              f"{seen.name} names for the same container "
+                              f"{'/'.join(d.external.container)}: use one resource id for it")
 
 
 def _system_pool_fits(cluster: ClusterConfig, edge: EdgeConfig, scaling: ScalingConfig,
@@ -497,10 +558,15 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
     if prebuilt and not _DIGEST_REF.match(prebuilt):
         raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
                           "<registry>/<repo>@sha256:<64 hex>")
-    uri = cfg.get("modelUri") or None
-    if uri:
-        return _model_uri_image(cfg, prebuilt, model_store, uri)
-    if cfg.get_object("deployments"):
+    size = cfg.get("modelSizeLimit") or "4Gi"
+    external = None
+    if cfg.get("modelUri"):  # the stack's model is someone else's: modelDir is not published
+        external = _external_model("", {"modelUri": cfg.get("modelUri"),
+                                        "modelDigest": cfg.get("modelDigest"),
+                                        "modelUriScope": cfg.get("modelUriScope"),
+                                        "modelSizeLimit": size}, model_store, size)
+        model_dir = None
+    elif cfg.get_object("deployments"):
         # Each deployment names its own model; the top-level keys are only defaults, and a
         # missing default directory must not fail a stack whose deployments all set theirs.
         model_dir = None
@@ -508,14 +574,17 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
             prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
     else:
         prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
+    if not _QUANTITY.match(size):
+        raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
     plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
     if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
         raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "
                           "(not latest) or a digest")
     return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
                        prebuilt_image=prebuilt, model_dir=model_dir,
-                       device_plugin_image=plugin, model_store=model_store,
-                       model_public_key=_public_key(cfg, model_store))
+                       device_plugin_image=plugin, model_store=model_store, external=external,
+                       model_size_limit=size, model_public_key=_public_key(
+                           "modelPublicKey", cfg.get("modelPublicKey"), model_store))
 
 
 _MODEL_URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/([^?#]+)$")
@@ -524,44 +593,50 @@ _CONTAINER_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/
                            r"containers/([a-z0-9-]{3,63})$")
 
 
-def _public_key(cfg: pulumi.Config, model_store: str) -> str | None:
-    key = (cfg.get("modelPublicKey") or "").strip() or None
-    if key and model_store != "blob":
-        raise ConfigError("modelPublicKey", "needs modelStore blob (the fetch checks the signature)")
-    if key and not (key.startswith("-----BEGIN PUBLIC KEY-----")
-                    and key.endswith("-----END PUBLIC KEY-----")):
-        raise ConfigError("modelPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
-    return key
+def _public_key(key: str, value, model_store: str) -> str | None:
+    """modelPublicKey (the stack's, or a deployment's): empty means no signature check."""
+    pem = str(value or "").strip() or None
+    if pem and model_store != "blob":
+        raise ConfigError(key, "needs modelStore blob (the fetch checks the signature)")
+    if pem and not (pem.startswith("-----BEGIN PUBLIC KEY-----")
+                    and pem.endswith("-----END PUBLIC KEY-----")):
+        raise ConfigError(key, "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+    return pem
 
 
-def _model_uri_image(cfg: pulumi.Config, prebuilt, model_store: str, uri: str) -> ImageConfig:
-    """modelUri: a model someone published under a prefix of their own storage account."""
+def _external_model(prefix: str, raw: dict, model_store: str, default_size: str) -> ExternalModel:
+    """modelUri and the keys that go with it, at `prefix` ("" for the stack's, or
+    "deployments.<name>."): what to fetch, the digest it must have, and where read is granted."""
+    def text(name: str) -> str:
+        value = raw.get(name)
+        return "" if value is None else str(value)
+    uri = text("modelUri")
     if model_store != "blob":
-        raise ConfigError("modelUri", "needs modelStore blob (the pods fetch it)")
+        raise ConfigError(f"{prefix}modelUri", "needs modelStore blob (the pods fetch it; with "
+                          "modelStore image every model is baked into an image from its modelDir)")
     match = _MODEL_URI.match(uri)
-    if not match:
-        raise ConfigError("modelUri", f"{uri!r} must be https://<account>.blob.core.windows.net/"
-                          "<container>/<prefix>, with no query (no SAS: the pods use their identity)")
-    digest = cfg.get("modelDigest") or ""
+    if not match:  # a query may be a SAS token: never repeat it in an error
+        shown = uri.split("?", 1)[0] + ("?<query not shown>" if "?" in uri else "")
+        raise ConfigError(f"{prefix}modelUri", f"{shown!r} must be https://<account>.blob.core."
+                          "windows.net/<container>/<prefix>, with no query (no SAS: the pods "
+                          "use their identity)")
+    digest = text("modelDigest")
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise ConfigError("modelDigest", "with modelUri, the sha256 of its manifest.json "
-                          "(64 lowercase hex; scoring_tools.publish_model prints it)")
-    scope = cfg.get("modelUriScope") or ""
+        raise ConfigError(f"{prefix}modelDigest", f"with {prefix}modelUri, the sha256 of its "
+                          "manifest.json (64 lowercase hex; scoring_tools.publish_model prints it)")
+    scope = text("modelUriScope")
     scope_match = _CONTAINER_ID.match(scope)
     if not scope_match or scope_match.groups() != match.groups()[:2]:
-        raise ConfigError("modelUriScope", f"with modelUri, the resource id of its container "
-                          f"(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/"
-                          f"storageAccounts/{match.group(1)}/blobServices/default/containers/"
-                          f"{match.group(2)}): the stack grants read there and nowhere wider")
-    size = cfg.get("modelSizeLimit") or "4Gi"
+        raise ConfigError(f"{prefix}modelUriScope", f"with {prefix}modelUri, the resource id of "
+                          f"its container (/subscriptions/<id>/resourceGroups/<group>/providers/"
+                          f"Microsoft.Storage/storageAccounts/{match.group(1)}/blobServices/default/"
+                          f"containers/{match.group(2)}): the stack grants read there and nowhere "
+                          "wider")
+    size = text("modelSizeLimit") or default_size
     if not _QUANTITY.match(size):
-        raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
-    key = _public_key(cfg, model_store)
-    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
-    return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
-                       prebuilt_image=prebuilt, model_dir=None, device_plugin_image=plugin,
-                       model_store=model_store, model_uri=uri, model_sha256=digest,
-                       model_uri_scope=scope, model_size_limit=size, model_public_key=key)
+        raise ConfigError(f"{prefix}modelSizeLimit", f"{size!r} is not a Kubernetes quantity, "
+                          "e.g. 4Gi")
+    return ExternalModel(uri=uri, sha256=digest, scope=scope, size_limit=size)
 
 
 def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:

@@ -42,7 +42,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.config import DeploymentConfig, ServiceConfig
-from infra.model_store import PodModel
+from infra.model_store import PodModel, signer_config_map
 from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
 
@@ -167,8 +167,8 @@ class ScoringService(pulumi.ComponentResource):
             f"{name}-sa", metadata={"name": SERVICE_ACCOUNT, "namespace": ns, **(
                 {"annotations": first.service_account_annotations} if first else {})},
             automount_service_account_token=False, opts=self._child)
-        signer = first.signer_config_map(ns) if first else None
-        if signer:  # modelPublicKey: the public key the fetch checks signatures with
+        signer = signer_config_map(ns, args.models) if args.models else None
+        if signer:  # modelPublicKey: the public keys the fetches check signatures with
             k8s.core.v1.ConfigMap(f"{name}-model-signer", **signer, opts=self._child)
         self.service_names, self.deployment_names = {}, {}
         for deployment in args.deployments:
