@@ -261,6 +261,8 @@ def test_blue_on_the_stacks_model_green_on_a_model_published_elsewhere(runs, mod
     assert {"models-publish", "models-pods-read", "models-federation"} <= fetch["blue"]["dependsOn"]
     assert {"models-read-theirmodels-published", "models-federation"} <= fetch["green"]["dependsOn"]
     assert not {"models-publish", "models-pods-read"} & fetch["green"]["dependsOn"]
+    assert "scoring-model-signer" in fetch["green"]["dependsOn"]  # its key is there first
+    assert "scoring-model-signer" not in fetch["blue"]["dependsOn"]
     # the deployments output names each one's own model
     out = run.outputs["deployments"]["value"]
     assert {n: d["modelUri"] for n, d in out.items()} == {"blue": blue_uri, "green": green["modelUri"]}
