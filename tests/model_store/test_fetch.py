@@ -47,7 +47,8 @@ def test_fetched_model_is_served_and_scores(azurite, container, published, encod
     token = Token()
     dest = tmp_path / "models" / "model"
     stats = _fetch(azurite, container, prefix, digest, dest, token)
-    assert token.calls >= 1  # the bearer-token path, not a key
+    # the bearer-token path, not a key: once before the downloads, then the SDK's policy
+    assert token.calls >= 2
     assert stats["files"] == len(mf.build(encoded_model_dir))
     assert mf.build(dest) == mf.build(encoded_model_dir)  # byte for byte
     assert stats["bytes"] == sum(e.size for e in mf.build(dest))
@@ -269,18 +270,37 @@ def test_the_command_fetches_with_its_workload_identity_credential(azurite, cont
     assert mf.build(dest) == mf.build(encoded_model_dir)
     assert "model fetch: verified" in done.stderr and "MB/s" in done.stderr
 
-    # a token the federation does not know: one line, nothing on disk (the SDK's retry policy
-    # retries a failed token request too; one retry keeps this test short)
+    # a token the federation does not know: one request (the token is asked for outside the
+    # blob retries, and azure-identity does not retry Entra's 400), one line, nothing on disk
     token_file.write_text("someone-elses-token")
     dest2 = tmp_path / "models2" / "model"
     with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
-        failed = _cli({**_workload_env(azurite, entra, token_file, uri, digest, dest2),
-                       "SCORING_FETCH_RETRIES": "1"})
-        assert len(entra.requests) == 2
+        failed = _cli(_workload_env(azurite, entra, token_file, uri, digest, dest2))
+        assert len(entra.requests) == 1
     assert failed.returncode == 1
-    [line] = failed.stderr.strip().splitlines()[-1:]
+    [line] = failed.stderr.strip().splitlines()
     assert line.startswith("model fetch failed: no token for ") and "AADSTS700211" in line
     assert _nothing_left(dest2)
+
+
+def test_a_token_endpoint_in_trouble_is_retried_a_bounded_number_of_times(
+        azurite, container, published, tmp_path):
+    """Entra answering 503: azure-identity's own retries (TOKEN_RETRIES), not those times the
+    blob retries (6), then one line; the blob retries stay for the blob requests."""
+    from scoring_app.model_store.fetch import TOKEN_RETRIES
+    prefix, digest = published
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("projected-service-account-token")
+    uri = f"{azurite.account_url}/{container.container_name}/{prefix}"
+    dest = tmp_path / "models" / "model"
+    with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token",
+                   fail_with=503) as entra:
+        failed = _cli(_workload_env(azurite, entra, token_file, uri, digest, dest))
+        assert len(entra.requests) == 1 + TOKEN_RETRIES
+    assert failed.returncode == 1
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"model fetch failed: no token for {azurite.account_url}"), line
+    assert _nothing_left(dest)
 
 
 @pytest.fixture(scope="module")
