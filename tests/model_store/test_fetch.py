@@ -378,3 +378,68 @@ def test_a_signer_must_be_one_readable_thing(tmp_path):
         fetch_mod.Signer()
     with pytest.raises(fetch_mod.FetchError, match="is not a readable file"):
         fetch_mod.Signer(public_key=str(tmp_path / "nope.pem"))
+
+
+@pytest.fixture(scope="module")
+def certificates_dir(tmp_path_factory):
+    """A publisher's CA, a signing certificate it issued (EC P-256, digitalSignature) with its
+    key, and another CA that issued nothing of the model's: PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    folder = tmp_path_factory.mktemp("signing-certificates")
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject, key, issuer, issuer_key, ca: bool):
+        usage = x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca,
+                              content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False)
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .add_extension(usage, critical=True)
+                .sign(issuer_key, hashes.SHA256()))
+
+    def pem(path, cert):
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_key, other_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    pem(folder / "ca.pem", certificate("publisher CA", ca_key, "publisher CA", ca_key, True))
+    pem(folder / "other-ca.pem", certificate("other CA", other_key, "other CA", other_key, True))
+    pem(folder / "signer.pem", certificate("model signer", leaf_key, "publisher CA", ca_key, False))
+    (folder / "signer.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder
+
+
+def test_the_certificate_method_verifies_with_the_publishers_chain(
+        azurite, container, encoded_model_dir, certificates_dir, tmp_path):
+    """SCORING_MODEL_CERTIFICATE_CHAIN (what a deployment's modelCertificateChain mounts): a
+    model signed by a certificate its CA issued verifies; against another CA it is refused."""
+    import shutil
+
+    from model_signing import signing
+    model = tmp_path / "cert-signed"
+    shutil.copytree(encoded_model_dir, model)
+    signing.Config().use_certificate_signer(
+        private_key=certificates_dir / "signer.key",
+        signing_certificate=certificates_dir / "signer.pem",
+        certificate_chain=[certificates_dir / "ca.pem"]).sign(model, model / fetch_mod.SIGNATURE_NAME)
+    prefix, digest = publish(model, container, "cert-signed")
+    dest = tmp_path / "model"
+    _fetch(azurite, container, prefix, digest, dest,
+           signer=fetch_mod.Signer(certificate_chain=(str(certificates_dir / "ca.pem"),)))
+    assert mf.build(dest) == mf.build(model)
+    other = tmp_path / "other"
+    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: "):
+        _fetch(azurite, container, prefix, digest, other,
+               signer=fetch_mod.Signer(certificate_chain=(str(certificates_dir / "other-ca.pem"),)))
+    assert _nothing_left(other)
