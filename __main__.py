@@ -33,6 +33,8 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         models={  # each deployment's modelUri, or its modelDir published under its own prefix
             d.name: d.external or describe(d.model_name, d.model_dir) for d in cfg.deployments},
         public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
+        certificate_chains={d.name: d.model_certificate_chain for d in cfg.deployments
+                            if d.model_certificate_chain},
         stack_uri_scope=cfg.image.external.scope if cfg.image.external else None))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     deployments=cfg.deployments, image_refs=registry.image_refs, service=cfg.service,

@@ -61,7 +61,10 @@ DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
 #: go with the deployment's own modelUri (they belong to one URI); the rest default as above.
 MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
 
-DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, "modelPublicKey")
+#: Whose signature a deployment's model must carry: a public key or a certificate chain.
+SIGNER_KEYS = ("modelPublicKey", "modelCertificateChain")
+
+DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS)
 
 
 class ConfigError(ValueError):
@@ -129,6 +132,7 @@ class ImageConfig:
     #: the stack's modelUri: every deployment's model unless it names modelDir or modelUri
     external: ExternalModel | None = None
     model_public_key: str | None = None  # PEM: the stack's default modelPublicKey
+    model_certificate_chain: str | None = None  # PEM: its default modelCertificateChain
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,10 @@ class DeploymentConfig:
     precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
     #: modelUri (this deployment's, else the stack's unless it names modelDir): model_dir is None
     external: ExternalModel | None = None
-    #: PEM: the OpenSSF model signature its pods require (default: the stack's modelPublicKey)
+    #: PEM: the OpenSSF model signature its pods require, by this key or by a certificate this
+    #: chain issued (at most one; default: the stack's, unless the deployment names either)
     model_public_key: str | None = None
+    model_certificate_chain: str | None = None
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -357,9 +363,17 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_name=str(entry.get("modelName") or service.model_name),
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
-        precision=precision, external=external,
-        model_public_key=_public_key(f"{key}.modelPublicKey", entry.get(
-            "modelPublicKey", image.model_public_key), image.model_store))
+        precision=precision, external=external, **_deployment_signer(key, entry, image))
+
+
+def _deployment_signer(key: str, entry: dict, image: ImageConfig) -> dict:
+    """A deployment that names either signer key has its own signer (an empty value: none);
+    one that names neither has the stack's."""
+    if not any(k in entry for k in SIGNER_KEYS):
+        return {"model_public_key": image.model_public_key,
+                "model_certificate_chain": image.model_certificate_chain}
+    return _signer(f"{key}.", entry.get("modelPublicKey"), entry.get("modelCertificateChain"),
+                   image.model_store)
 
 
 def _deployment_model(key: str, entry: dict, image: ImageConfig,
@@ -583,8 +597,9 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
     return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
                        prebuilt_image=prebuilt, model_dir=model_dir,
                        device_plugin_image=plugin, model_store=model_store, external=external,
-                       model_size_limit=size, model_public_key=_public_key(
-                           "modelPublicKey", cfg.get("modelPublicKey"), model_store))
+                       model_size_limit=size, **_signer(
+                           "", cfg.get("modelPublicKey"), cfg.get("modelCertificateChain"),
+                           model_store))
 
 
 _MODEL_URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/([^?#]+)$")
@@ -593,15 +608,27 @@ _CONTAINER_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/
                            r"containers/([a-z0-9-]{3,63})$")
 
 
-def _public_key(key: str, value, model_store: str) -> str | None:
-    """modelPublicKey (the stack's, or a deployment's): empty means no signature check."""
-    pem = str(value or "").strip() or None
-    if pem and model_store != "blob":
-        raise ConfigError(key, "needs modelStore blob (the fetch checks the signature)")
-    if pem and not (pem.startswith("-----BEGIN PUBLIC KEY-----")
-                    and pem.endswith("-----END PUBLIC KEY-----")):
-        raise ConfigError(key, "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
-    return pem
+def _signer(prefix: str, key, chain, model_store: str) -> dict:
+    """modelPublicKey or modelCertificateChain at `prefix` (the stack's, or a deployment's),
+    checked: PEM text, at most one, modelStore blob. Empty means no signature check."""
+    found = {}
+    for name, value, kind in (("modelPublicKey", key, "PUBLIC KEY"),
+                              ("modelCertificateChain", chain, "CERTIFICATE")):
+        pem = str(value or "").strip() or None
+        if pem and model_store != "blob":
+            raise ConfigError(f"{prefix}{name}", "needs modelStore blob (the fetch checks the "
+                              "signature)")
+        if pem and not (pem.startswith(f"-----BEGIN {kind}-----")
+                        and pem.endswith(f"-----END {kind}-----")):
+            raise ConfigError(f"{prefix}{name}", f"must be PEM (-----BEGIN {kind}-----"
+                              f"{', one or more' if kind == 'CERTIFICATE' else ''})")
+        found[name] = pem
+    if found["modelPublicKey"] and found["modelCertificateChain"]:
+        raise ConfigError(f"{prefix}modelCertificateChain", f"cannot be set with {prefix}"
+                          "modelPublicKey: a model's signature is checked with a key or with a "
+                          "certificate chain, not both")
+    return {"model_public_key": found["modelPublicKey"],
+            "model_certificate_chain": found["modelCertificateChain"]}
 
 
 def _external_model(prefix: str, raw: dict, model_store: str, default_size: str) -> ExternalModel:

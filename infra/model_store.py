@@ -54,11 +54,16 @@ VOLUME = "model"
 MOUNT = "/var/lib/scoring"
 MODEL_PATH = f"{MOUNT}/model"
 FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
-#: modelPublicKey: a ConfigMap (a public key is no secret) holding each deployment's key as
-#: `<deployment>.pem`, of which its init container mounts its own, as SIGNER_KEY.
+#: modelPublicKey / modelCertificateChain: a ConfigMap (neither is a secret) holding each
+#: deployment's as `<deployment>.pem` / `<deployment>.chain.pem`; its init container mounts
+#: its own, as the file the fetch's variable names.
 SIGNER_CONFIG_MAP = "scoring-model-signer"
 SIGNER_MOUNT = "/etc/scoring/model-signer"
 SIGNER_KEY = "public.pem"
+SIGNER_CHAIN = "chain.pem"
+#: variable -> (the file in SIGNER_MOUNT, the ConfigMap key's suffix after the deployment)
+SIGNER_FILES = {"SCORING_MODEL_PUBLIC_KEY": (SIGNER_KEY, ".pem"),
+                "SCORING_MODEL_CERTIFICATE_CHAIN": (SIGNER_CHAIN, ".chain.pem")}
 SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
@@ -120,8 +125,14 @@ class PodModel:
     fetch_budget_s: int
     client_id: pulumi.Input[str]
     depends_on: list = field(default_factory=list)  # the upload, the federation, the grant
-    public_key_pem: str | None = None  # modelPublicKey: the signature the fetch requires
-    signer_item: str = SIGNER_KEY  # the key of SIGNER_CONFIG_MAP that holds public_key_pem
+    #: the signature the fetch requires: SIGNER_FILES' variable, and the PEM it gets
+    signer_variable: str | None = None
+    signer_pem: str | None = None
+    signer_item: str = SIGNER_KEY  # the key of SIGNER_CONFIG_MAP that holds signer_pem
+
+    @property
+    def signer_file(self) -> str:
+        return SIGNER_FILES[self.signer_variable][0]
 
     @property
     def service_account_annotations(self) -> dict:
@@ -129,8 +140,9 @@ class PodModel:
 
     def init_container(self, image: pulumi.Input[str], uid: int) -> dict:
         signer_env, signer_mount = [], []
-        if self.public_key_pem:
-            signer_env = [{"name": "SCORING_MODEL_PUBLIC_KEY", "value": f"{SIGNER_MOUNT}/{SIGNER_KEY}"}]
+        if self.signer_pem:
+            signer_env = [{"name": self.signer_variable,
+                           "value": f"{SIGNER_MOUNT}/{self.signer_file}"}]
             signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
         return {
             "name": "fetch-model",
@@ -157,20 +169,20 @@ class PodModel:
         annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
         pod_spec["initContainers"] = [self.init_container(container["image"], uid)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
-        if self.public_key_pem:
+        if self.signer_pem:
             pod_spec["volumes"].append({"name": "model-signer", "configMap": {
                 "name": SIGNER_CONFIG_MAP, "items": [{"key": self.signer_item,
-                                                      "path": SIGNER_KEY}]}})
+                                                      "path": self.signer_file}]}})
         container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
         container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
             {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}]
 
 
 def signer_config_map(namespace, models: dict[str, PodModel]) -> dict | None:
-    """The one ConfigMap infra/scoring.py declares for every deployment's public key
+    """The one ConfigMap infra/scoring.py declares for every deployment's key or chain
     (None: no deployment checks a signature)."""
-    data = {m.signer_item: m.public_key_pem.strip() + "\n"
-            for _, m in sorted(models.items()) if m.public_key_pem}
+    data = {m.signer_item: m.signer_pem.strip() + "\n"
+            for _, m in sorted(models.items()) if m.signer_pem}
     if not data:
         return None
     return {"metadata": {"name": SIGNER_CONFIG_MAP, "namespace": namespace}, "data": data}
@@ -186,8 +198,10 @@ class ModelStoreArgs:
     #: deployment name -> its model: a modelDir the stack publishes (describe()), or a
     #: modelUri someone else published
     models: dict[str, PublishedModel | ExternalModel]
-    #: deployment name -> the PEM public key its model's signature must verify with
+    #: deployment name -> the PEM public key its model's signature must verify with, or
+    #: the PEM certificate chain that issued the signing certificate
     public_keys: dict[str, str] = field(default_factory=dict)
+    certificate_chains: dict[str, str] = field(default_factory=dict)
     #: the stack-level modelUriScope: its grant was "<name>-pods-read" while modelUri was a
     #: stack key only, and keeps its state under the new name (a Pulumi alias)
     stack_uri_scope: str | None = None
@@ -226,9 +240,15 @@ class ModelStore(pulumi.ComponentResource):
                                "identityClientId": self.client_id})
 
     def _pod_model(self, args: ModelStoreArgs, deployment: str, **fields) -> PodModel:
-        key = args.public_keys.get(deployment)
-        return PodModel(client_id=self.client_id, public_key_pem=key,
-                        signer_item=f"{deployment}.pem", **fields)
+        """A deployment's hook, with its signer (config allows at most one) under a
+        ConfigMap key of its own."""
+        signer = {}
+        for variable, pems in (("SCORING_MODEL_PUBLIC_KEY", args.public_keys),
+                               ("SCORING_MODEL_CERTIFICATE_CHAIN", args.certificate_chains)):
+            if deployment in pems:
+                signer = {"signer_variable": variable, "signer_pem": pems[deployment],
+                          "signer_item": deployment + SIGNER_FILES[variable][1]}
+        return PodModel(client_id=self.client_id, **signer, **fields)
 
     def _read_elsewhere(self, name, args: ModelStoreArgs, external: dict[str, ExternalModel],
                         own_container: bool, child, deployer, principal_id, federation) -> None:

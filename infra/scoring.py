@@ -286,7 +286,7 @@ class ScoringService(pulumi.ComponentResource):
                 depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
                             *(model.depends_on if model else []),
                             # its key is in the ConfigMap before a pod mounts it
-                            *([self._signer] if model and model.public_key_pem else [])]
+                            *([self._signer] if model and model.signer_pem else [])]
                 or None)),
         )
 

@@ -46,6 +46,10 @@ def external(account: str, container: str, digest_char: str, **more) -> dict:
             "modelDigest": digest, "modelUriScope": container_id(account, container), **more}
 
 
+#: A publisher's CA chain (PEM shape only: the stack mounts it, the fetch checks signatures).
+CERTIFICATE_CHAIN = ("-----BEGIN CERTIFICATE-----\nMIIBfake-intermediate\n-----END CERTIFICATE-----\n"
+                     "-----BEGIN CERTIFICATE-----\nMIIBfake-root\n-----END CERTIFICATE-----")
+
 #: Blue on the model the stack publishes (modelDir), green on one someone else published and
 #: signed (its own modelUri, digest, scope and key): the point of a per-deployment modelUri.
 MIXED_OVERRIDES = {
@@ -56,12 +60,14 @@ MIXED_OVERRIDES = {
     "traffic": {"blue": 100},
 }
 #: The same stack with two more deployments: teal on green's container (another prefix; one
-#: grant for both), red on another account's container (a grant of its own).
+#: grant for both), red on another account's container (a grant of its own), signed by a
+#: certificate its publisher's CA issued.
 MIXED_PLUS_OVERRIDES = {
     "gpuMaxCount": 4,
     "deployments": {**MIXED_OVERRIDES["deployments"],
                     "teal": external("theirmodels", "published", "e", modelSizeLimit="1Gi"),
-                    "red": external("othermodels", "resnets", "f")},
+                    "red": external("othermodels", "resnets", "f",
+                                    modelCertificateChain=CERTIFICATE_CHAIN)},
     "traffic": {"blue": 100},
 }
 

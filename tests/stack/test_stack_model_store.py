@@ -299,6 +299,15 @@ def test_read_is_granted_once_per_container_on_that_container_only(runs):
     assert "models-read-theirmodels-published" in fetch["teal"]["dependsOn"]
     assert "models-read-othermodels-resnets" in fetch["red"]["dependsOn"]
     assert "SCORING_MODEL_PUBLIC_KEY" not in fetch["teal"]["env"]  # green's key is green's
+    assert fetch["teal"]["signer"] is None
+    # red's model is checked with its publisher's certificate chain, mounted as the fetch's file
+    assert fetch["red"]["env"]["SCORING_MODEL_CERTIFICATE_CHAIN"] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_CHAIN}"
+    assert "SCORING_MODEL_PUBLIC_KEY" not in fetch["red"]["env"]
+    assert fetch["red"]["signer"] == {"name": ms.SIGNER_CONFIG_MAP,
+                                      "items": [{"key": "red.chain.pem", "path": ms.SIGNER_CHAIN}]}
+    [config_map] = [o for o in run.kubernetes_objects() if o["kind"] == "ConfigMap"]
+    assert config_map["data"] == {"green.pem": wanted["green"]["modelPublicKey"] + "\n",
+                                  "red.chain.pem": wanted["red"]["modelCertificateChain"] + "\n"}
 
 
 def test_adding_deployments_leaves_the_first_ones_grants_and_pods_as_they_were(runs):
@@ -323,6 +332,8 @@ GREEN = {"modelUri": "https://theirmodels.blob.core.windows.net/published/resnet
                            "theirs/providers/Microsoft.Storage/storageAccounts/theirmodels/"
                            "blobServices/default/containers/published")}
 TWO = {"gpuMaxCount": "2", "traffic": {"blue": 100}}
+PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"
+CHAIN = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----"
 BAD_PER_DEPLOYMENT = [
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelDir": "models/resnet50"}}},
      "deployments.green.modelUri", r"cannot be set with modelDir in the same deployment"),
@@ -349,7 +360,7 @@ BAD_PER_DEPLOYMENT = [
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelSizeLimit": "big"}}},
      "deployments.green.modelSizeLimit", r"not a Kubernetes quantity"),
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelPublicKey": "ssh-ed25519 AAAA"}}},
-     "deployments.green.modelPublicKey", r"PEM public key"),
+     "deployments.green.modelPublicKey", r"must be PEM \(-----BEGIN PUBLIC KEY-----\)"),
     ({"deployments": {"blue": {}, "green": {**GREEN, "prebuiltImage": "contoso.azurecr.io/s:1"}}},
      "deployments.green.prebuiltImage", r"pinned by digest"),
     # modelStore image bakes each model into an image from its modelDir: nothing to fetch
@@ -359,6 +370,15 @@ BAD_PER_DEPLOYMENT = [
         "modelPublicKey": "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----"}}},
      "deployments.green.modelPublicKey", r"needs modelStore blob"),
     ({"modelStore": "image", **{k: v for k, v in GREEN.items()}}, "modelUri", r"needs modelStore blob"),
+    # a signature is checked with a key or a certificate chain, at one level or the other
+    ({"deployments": {"blue": {}, "green": {**GREEN, "modelPublicKey": PEM, "modelCertificateChain": CHAIN}}},
+     "deployments.green.modelCertificateChain", r"cannot be set with deployments\.green\.modelPublicKey"),
+    ({"modelPublicKey": PEM, "modelCertificateChain": CHAIN}, "modelCertificateChain",
+     r"cannot be set with modelPublicKey"),
+    ({"deployments": {"blue": {}, "green": {**GREEN, "modelCertificateChain": PEM}}},
+     "deployments.green.modelCertificateChain", r"must be PEM \(-----BEGIN CERTIFICATE-----, one or more"),
+    ({"modelStore": "image", "modelCertificateChain": CHAIN}, "modelCertificateChain",
+     r"needs modelStore blob"),
     # two deployments on one container must name it the same way: it gets one grant
     ({"deployments": {"blue": GREEN, "green": {**GREEN, "modelUriScope": GREEN["modelUriScope"].replace(
         "resourceGroups/theirs", "resourceGroups/Theirs")}}},
@@ -398,15 +418,16 @@ def test_a_sas_in_a_model_uri_is_refused_and_never_repeated(dev_values):
 
 def test_the_stack_keys_are_the_default_each_deployment_inherits(dev_values, model_dir):
     """A stack-level modelUri is every deployment's model unless it names its own modelDir
-    or modelUri (the key wins, as precision's does); modelPublicKey likewise, and empty means
-    no signature check for that deployment."""
+    or modelUri (the key wins, as precision's does); the signer likewise (a deployment naming
+    modelPublicKey or modelCertificateChain names its own; empty: no check for it)."""
     pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"
     stack = {k: GREEN[k].replace("d" * 64, "c" * 64) for k in ("modelUri", "modelDigest")}
     values = {**dev_values, **stack, "modelUriScope": GREEN["modelUriScope"],
-              "modelPublicKey": pem, "modelSizeLimit": "2Gi", "gpuMaxCount": "3",
+              "modelPublicKey": pem, "modelSizeLimit": "2Gi", "gpuMaxCount": "4",
               "traffic": json.dumps({"blue": 100}), "deployments": json.dumps({
                   "blue": {}, "green": {"modelDir": str(model_dir), "modelPublicKey": ""},
-                  "teal": {**GREEN, "modelPublicKey": pem.replace("AE", "AF")}})}
+                  "teal": {**GREEN, "modelPublicKey": pem.replace("AE", "AF")},
+                  "red": {"modelCertificateChain": CHAIN}})}
     cfg = load(values)
     models = {d.name: (d.external, d.model_dir, d.model_public_key) for d in cfg.deployments}
     assert models["blue"] == (cfg.image.external, None, pem)
@@ -416,6 +437,11 @@ def test_the_stack_keys_are_the_default_each_deployment_inherits(dev_values, mod
     assert (teal.uri, teal.sha256, teal.scope, teal.size_limit) == (
         GREEN["modelUri"], GREEN["modelDigest"], GREEN["modelUriScope"], "2Gi")
     assert models["teal"][2] == pem.replace("AE", "AF")
+    # naming a certificate chain is naming this deployment's signer: the stack's key goes
+    red = [d for d in cfg.deployments if d.name == "red"][0]
+    assert (red.external, red.model_public_key, red.model_certificate_chain) == (
+        cfg.image.external, None, CHAIN)
+    assert all(d.model_certificate_chain is None for d in cfg.deployments if d.name != "red")
     # without deployments, the stack keys make blue as they always did
     [only] = load({**dev_values, **stack, "modelUriScope": GREEN["modelUriScope"]}).deployments
     assert (only.name, only.external.uri, only.model_dir) == ("blue", stack["modelUri"], None)
