@@ -30,12 +30,12 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
         service_account=SERVICE_ACCOUNT,
-        models=None if cfg.image.model_uri else {  # each deployment's modelDir, its own prefix
-            d.name: describe(d.model_name, d.model_dir) for d in cfg.deployments},
-        deployments=tuple(d.name for d in cfg.deployments),
-        model_uri=cfg.image.model_uri, model_sha256=cfg.image.model_sha256,
-        model_uri_scope=cfg.image.model_uri_scope, model_size_limit=cfg.image.model_size_limit,
-        public_key_pem=cfg.image.model_public_key))
+        models={  # each deployment's modelUri, or its modelDir published under its own prefix
+            d.name: d.external or describe(d.model_name, d.model_dir) for d in cfg.deployments},
+        public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
+        certificate_chains={d.name: d.model_certificate_chain for d in cfg.deployments
+                            if d.model_certificate_chain},
+        stack_uri_scope=cfg.image.external.scope if cfg.image.external else None))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     deployments=cfg.deployments, image_refs=registry.image_refs, service=cfg.service,
     provider=cluster.provider, autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,

@@ -57,6 +57,14 @@ DEFAULT_DEPLOYMENT = "blue"
 #: What may differ per deployment; each defaults to the top-level key of the same name.
 DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
                    "replicas", "minReplicas", "maxReplicas", "precision", "modelScan")
+#: A model someone else published, per deployment: modelDigest, modelUriScope and modelSizeLimit
+#: go with the deployment's own modelUri (they belong to one URI); the rest default as above.
+MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
+
+#: Whose signature a deployment's model must carry: a public key or a certificate chain.
+SIGNER_KEYS = ("modelPublicKey", "modelCertificateChain")
+
+DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS)
 
 
 class ConfigError(ValueError):
@@ -100,17 +108,31 @@ class GpuPoolConfig:
 
 
 @dataclass(frozen=True)
+class ExternalModel:
+    """modelUri: a model someone published under a prefix of their own storage account."""
+    uri: str  # https://<account>.blob.core.windows.net/<container>/<prefix> (its own manifest)
+    sha256: str  # that manifest's sha256: what the pods must get
+    scope: str  # ARM id of its container: where the stack grants read, and nowhere wider
+    size_limit: str = "4Gi"  # the emptyDir it is fetched into (its size is not known here)
+
+    @property
+    def container(self) -> tuple[str, str]:
+        """(account, container): storage account names are global, so this names one container."""
+        return tuple(_MODEL_URI.match(self.uri).groups()[:2])
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     registry_sku: str
     prebuilt_image: str | None
     model_dir: Path | None  # None when prebuilt_image is set and the model is in the image
     device_plugin_image: str
     model_store: str = "blob"  # blob: pulled at pod start (infra/model_store.py); image: baked in
-    model_uri: str | None = None  # a model already published elsewhere (its own manifest)
-    model_sha256: str | None = None  # that manifest's sha256: what the pods must get
-    model_uri_scope: str | None = None  # ARM id of its container: where the stack grants read
-    model_size_limit: str = "4Gi"  # the emptyDir for a modelUri model (its size is not known here)
-    model_public_key: str | None = None  # PEM: the OpenSSF model signature the pods require
+    model_size_limit: str = "4Gi"  # the stack's modelSizeLimit: the default for modelUri models
+    #: the stack's modelUri: every deployment's model unless it names modelDir or modelUri
+    external: ExternalModel | None = None
+    model_public_key: str | None = None  # PEM: the stack's default modelPublicKey
+    model_certificate_chain: str | None = None  # PEM: its default modelCertificateChain
 
 
 @dataclass(frozen=True)
@@ -173,6 +195,12 @@ class DeploymentConfig:
     mirror: int  # percent of the split traffic copied here, answers discarded
     precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
     model_scan: bool = False  # modelscan over the fetched model (default: the stack key)
+    #: modelUri (this deployment's, else the stack's unless it names modelDir): model_dir is None
+    external: ExternalModel | None = None
+    #: PEM: the OpenSSF model signature its pods require, by this key or by a certificate this
+    #: chain issued (at most one; default: the stack's, unless the deployment names either)
+    model_public_key: str | None = None
+    model_certificate_chain: str | None = None
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -264,6 +292,7 @@ def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
                           "shadow of the others' requests, so set its traffic to 0 first")
     out = tuple(_deployment(name, raw[name], traffic.get(name, 0), mirror.get(name, 0),
                             gpu, image, service, scaling) for name in sorted(raw))
+    _one_scope_per_container(out, image)
     # Blue and green run side by side during a rollout: all of them must fit at once.
     pods = {d.name: d.max_pods(scaling.enabled) for d in out}
     if sum(pods.values()) > gpu.max_gpus:
@@ -326,30 +355,14 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
     high = number("maxReplicas", scaling.max_replicas, 1)
     if low > high:
         raise ConfigError(f"{key}.minReplicas", f"{low} is greater than maxReplicas ({high})")
-    store = image.model_store
-    if image.model_uri and "modelDir" in entry:
-        raise ConfigError(f"{key}.modelDir", "cannot be set with modelUri: the stack's "
-                          "modelUri model is every deployment's model")
-    if image.model_uri:  # published elsewhere: the pods fetch that one model
-        prebuilt, model_dir = entry.get("prebuiltImage") or image.prebuilt_image, None
-        if prebuilt:
-            _model_source(f"{key}.", prebuilt, None, "image")
-    elif "modelDir" in entry or "prebuiltImage" in entry:
-        prebuilt, model_dir = _model_source(
-            f"{key}.", entry.get("prebuiltImage") or (image.prebuilt_image if store == "blob"
-                                                      and "prebuiltImage" not in entry else None),
-            entry.get("modelDir") or (image.model_dir and str(image.model_dir)), store)
-    else:
-        prebuilt, model_dir = image.prebuilt_image, image.model_dir
-        if model_dir is None and (store == "blob" or not prebuilt):
-            prebuilt, model_dir = _model_source(f"{key}.", prebuilt, None, store)
+    prebuilt, model_dir, external = _deployment_model(key, entry, image)
     precision = entry.get("precision", service.precision)
     if precision not in PRECISIONS:
         raise ConfigError(f"{key}.precision", f"{precision!r} is not one of "
                           f"{', '.join(PRECISIONS)}")
     scan_key = f"{key}.modelScan" if "modelScan" in entry else "modelScan"
     model_scan = _flag(scan_key, entry.get("modelScan", service.model_scan))
-    if model_scan and store != "blob":
+    if model_scan and image.model_store != "blob":
         raise ConfigError(scan_key, "needs modelStore blob (the init container "
                           "scans the model it fetched; a baked-in model is never fetched)")
     return DeploymentConfig(
@@ -357,7 +370,70 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_name=str(entry.get("modelName") or service.model_name),
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
-        precision=precision, model_scan=model_scan)
+        precision=precision, model_scan=model_scan, external=external,
+        **_deployment_signer(key, entry, image))
+
+
+def _deployment_signer(key: str, entry: dict, image: ImageConfig) -> dict:
+    """A deployment that names either signer key has its own signer (an empty value: none);
+    one that names neither has the stack's."""
+    if not any(k in entry for k in SIGNER_KEYS):
+        return {"model_public_key": image.model_public_key,
+                "model_certificate_chain": image.model_certificate_chain}
+    return _signer(f"{key}.", entry.get("modelPublicKey"), entry.get("modelCertificateChain"),
+                   image.model_store)
+
+
+def _deployment_model(key: str, entry: dict, image: ImageConfig,
+                      ) -> tuple[str | None, Path | None, ExternalModel | None]:
+    """A deployment's model and the prebuilt image that serves it: its own modelDir or
+    modelUri, else the stack's (the stack's modelUri first, as the stack keys always had it)."""
+    store = image.model_store
+    if "modelDir" in entry and "modelUri" in entry:
+        raise ConfigError(f"{key}.modelUri", "cannot be set with modelDir in the same "
+                          "deployment: name the model the stack publishes (modelDir) or one "
+                          "published elsewhere (modelUri), not both")
+    loose = [k for k in MODEL_URI_KEYS[1:] if k in entry and "modelUri" not in entry]
+    if loose:
+        raise ConfigError(f"{key}.{loose[0]}", f"goes with {key}.modelUri (a digest and a "
+                          "scope belong to one model): set modelUri in this deployment too, "
+                          "or remove it")
+    if "modelUri" in entry:
+        external = _external_model(f"{key}.", {k: entry.get(k) for k in MODEL_URI_KEYS},
+                                   store, image.model_size_limit)
+    else:
+        external = None if "modelDir" in entry else image.external
+    if external:  # published elsewhere: the pods fetch it; an image only runs the app
+        prebuilt = entry.get("prebuiltImage") or image.prebuilt_image
+        if prebuilt:
+            _model_source(f"{key}.", prebuilt, None, "image")
+        return prebuilt or None, None, external
+    if "modelDir" in entry or "prebuiltImage" in entry:
+        return (*_model_source(
+            f"{key}.", entry.get("prebuiltImage") or (image.prebuilt_image if store == "blob"
+                                                      and "prebuiltImage" not in entry else None),
+            entry.get("modelDir") or (image.model_dir and str(image.model_dir)), store), None)
+    prebuilt, model_dir = image.prebuilt_image, image.model_dir
+    if model_dir is None and (store == "blob" or not prebuilt):
+        prebuilt, model_dir = _model_source(f"{key}.", prebuilt, None, store)
+    return prebuilt, model_dir, None
+
+
+def _one_scope_per_container(deployments: tuple[DeploymentConfig, ...],
+                             image: ImageConfig) -> None:
+    """Deployments that read one container name one resource id for it: the stack grants
+    read once per container, so two spellings would be two grants of the same thing."""
+    first: dict[tuple[str, str], DeploymentConfig] = {}
+    for d in deployments:
+        if not d.external:
+            continue
+        seen = first.setdefault(d.external.container, d)
+        if seen.external.scope != d.external.scope:
+            key = "modelUriScope" if d.external is image.external else (
+                f"deployments.{d.name}.modelUriScope")
+            raise ConfigError(key, f"{d.external.scope!r} is not the {seen.external.scope!r} that "
+                              f"{seen.name} names for the same container "
+                              f"{'/'.join(d.external.container)}: use one resource id for it")
 
 
 def _flag(key: str, value) -> bool:
@@ -513,10 +589,15 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
     if prebuilt and not _DIGEST_REF.match(prebuilt):
         raise ConfigError("prebuiltImage", f"{prebuilt!r} must be pinned by digest: "
                           "<registry>/<repo>@sha256:<64 hex>")
-    uri = cfg.get("modelUri") or None
-    if uri:
-        return _model_uri_image(cfg, prebuilt, model_store, uri)
-    if cfg.get_object("deployments"):
+    size = cfg.get("modelSizeLimit") or "4Gi"
+    external = None
+    if cfg.get("modelUri"):  # the stack's model is someone else's: modelDir is not published
+        external = _external_model("", {"modelUri": cfg.get("modelUri"),
+                                        "modelDigest": cfg.get("modelDigest"),
+                                        "modelUriScope": cfg.get("modelUriScope"),
+                                        "modelSizeLimit": size}, model_store, size)
+        model_dir = None
+    elif cfg.get_object("deployments"):
         # Each deployment names its own model; the top-level keys are only defaults, and a
         # missing default directory must not fail a stack whose deployments all set theirs.
         model_dir = None
@@ -524,14 +605,18 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
             prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
     else:
         prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
+    if not _QUANTITY.match(size):
+        raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
     plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
     if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
         raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "
                           "(not latest) or a digest")
     return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
                        prebuilt_image=prebuilt, model_dir=model_dir,
-                       device_plugin_image=plugin, model_store=model_store,
-                       model_public_key=_public_key(cfg, model_store))
+                       device_plugin_image=plugin, model_store=model_store, external=external,
+                       model_size_limit=size, **_signer(
+                           "", cfg.get("modelPublicKey"), cfg.get("modelCertificateChain"),
+                           model_store))
 
 
 _MODEL_URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/([^?#]+)$")
@@ -540,44 +625,62 @@ _CONTAINER_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/
                            r"containers/([a-z0-9-]{3,63})$")
 
 
-def _public_key(cfg: pulumi.Config, model_store: str) -> str | None:
-    key = (cfg.get("modelPublicKey") or "").strip() or None
-    if key and model_store != "blob":
-        raise ConfigError("modelPublicKey", "needs modelStore blob (the fetch checks the signature)")
-    if key and not (key.startswith("-----BEGIN PUBLIC KEY-----")
-                    and key.endswith("-----END PUBLIC KEY-----")):
-        raise ConfigError("modelPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
-    return key
+def _signer(prefix: str, key, chain, model_store: str) -> dict:
+    """modelPublicKey or modelCertificateChain at `prefix` (the stack's, or a deployment's),
+    checked: PEM text, at most one, modelStore blob. Empty means no signature check."""
+    found = {}
+    for name, value, kind in (("modelPublicKey", key, "PUBLIC KEY"),
+                              ("modelCertificateChain", chain, "CERTIFICATE")):
+        pem = str(value or "").strip() or None
+        if pem and model_store != "blob":
+            raise ConfigError(f"{prefix}{name}", "needs modelStore blob (the fetch checks the "
+                              "signature)")
+        if pem and not (pem.startswith(f"-----BEGIN {kind}-----")
+                        and pem.endswith(f"-----END {kind}-----")):
+            raise ConfigError(f"{prefix}{name}", f"must be PEM (-----BEGIN {kind}-----"
+                              f"{', one or more' if kind == 'CERTIFICATE' else ''})")
+        found[name] = pem
+    if found["modelPublicKey"] and found["modelCertificateChain"]:
+        raise ConfigError(f"{prefix}modelCertificateChain", f"cannot be set with {prefix}"
+                          "modelPublicKey: a model's signature is checked with a key or with a "
+                          "certificate chain, not both")
+    return {"model_public_key": found["modelPublicKey"],
+            "model_certificate_chain": found["modelCertificateChain"]}
 
 
-def _model_uri_image(cfg: pulumi.Config, prebuilt, model_store: str, uri: str) -> ImageConfig:
-    """modelUri: a model someone published under a prefix of their own storage account."""
+def _external_model(prefix: str, raw: dict, model_store: str, default_size: str) -> ExternalModel:
+    """modelUri and the keys that go with it, at `prefix` ("" for the stack's, or
+    "deployments.<name>."): what to fetch, the digest it must have, and where read is granted."""
+    def text(name: str) -> str:
+        value = raw.get(name)
+        return "" if value is None else str(value)
+    uri = text("modelUri")
     if model_store != "blob":
-        raise ConfigError("modelUri", "needs modelStore blob (the pods fetch it)")
+        raise ConfigError(f"{prefix}modelUri", "needs modelStore blob (the pods fetch it; with "
+                          "modelStore image every model is baked into an image from its modelDir)")
     match = _MODEL_URI.match(uri)
-    if not match:
-        raise ConfigError("modelUri", f"{uri!r} must be https://<account>.blob.core.windows.net/"
-                          "<container>/<prefix>, with no query (no SAS: the pods use their identity)")
-    digest = cfg.get("modelDigest") or ""
+    if not match:  # a query may be a SAS token: never repeat it in an error
+        shown = uri.split("?", 1)[0] + ("?<query not shown>" if "?" in uri else "")
+        raise ConfigError(f"{prefix}modelUri", f"{shown!r} must be https://<account>.blob.core."
+                          "windows.net/<container>/<prefix>, with no query (no SAS: the pods "
+                          "use their identity)")
+    digest = text("modelDigest")
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise ConfigError("modelDigest", "with modelUri, the sha256 of its manifest.json "
-                          "(64 lowercase hex; scoring_tools.publish_model prints it)")
-    scope = cfg.get("modelUriScope") or ""
+        raise ConfigError(f"{prefix}modelDigest", f"with {prefix}modelUri, the sha256 of its "
+                          "manifest.json (64 lowercase hex; scoring_tools.publish_model prints it)")
+    scope = text("modelUriScope")
     scope_match = _CONTAINER_ID.match(scope)
     if not scope_match or scope_match.groups() != match.groups()[:2]:
-        raise ConfigError("modelUriScope", f"with modelUri, the resource id of its container "
-                          f"(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/"
-                          f"storageAccounts/{match.group(1)}/blobServices/default/containers/"
-                          f"{match.group(2)}): the stack grants read there and nowhere wider")
-    size = cfg.get("modelSizeLimit") or "4Gi"
+        raise ConfigError(f"{prefix}modelUriScope", f"with {prefix}modelUri, the resource id of "
+                          f"its container (/subscriptions/<id>/resourceGroups/<group>/providers/"
+                          f"Microsoft.Storage/storageAccounts/{match.group(1)}/blobServices/default/"
+                          f"containers/{match.group(2)}): the stack grants read there and nowhere "
+                          "wider")
+    size = text("modelSizeLimit") or default_size
     if not _QUANTITY.match(size):
-        raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
-    key = _public_key(cfg, model_store)
-    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
-    return ImageConfig(registry_sku=_choice(cfg, "registrySku", "Basic", REGISTRY_SKUS),
-                       prebuilt_image=prebuilt, model_dir=None, device_plugin_image=plugin,
-                       model_store=model_store, model_uri=uri, model_sha256=digest,
-                       model_uri_scope=scope, model_size_limit=size, model_public_key=key)
+        raise ConfigError(f"{prefix}modelSizeLimit", f"{size!r} is not a Kubernetes quantity, "
+                          "e.g. 4Gi")
+    return ExternalModel(uri=uri, sha256=digest, scope=scope, size_limit=size)
 
 
 def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:

@@ -13,7 +13,10 @@ Declared here, away from the Deployment (infra/scoring.py calls one hook, `PodMo
   a new step; the old prefix stays (README, "Models as data", says how it is removed);
 - a user-assigned identity, federated with the scoring ServiceAccount
   (`system:serviceaccount:<namespace>:<sa>`, the cluster's OIDC issuer), holding
-  Storage Blob Data Reader on the models container and nothing wider.
+  Storage Blob Data Reader on the models container and nothing wider;
+- or, per deployment, a model someone else published (`modelUri`): nothing of theirs is
+  declared, only Storage Blob Data Reader for the same identity on that container, one
+  grant per distinct container however many deployments read it.
 
 The pod: an init container (the same image, `python3 -m scoring_app.model_store.fetch`)
 downloads the prefix into an emptyDir sized from the manifest, checks every file, and
@@ -33,7 +36,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
-from infra.config import REPO_ROOT
+from infra.config import REPO_ROOT, ExternalModel
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
 from infra.identity import workload_identity
 from infra.scheduling import locked_down_container
@@ -51,10 +54,16 @@ VOLUME = "model"
 MOUNT = "/var/lib/scoring"
 MODEL_PATH = f"{MOUNT}/model"
 FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
-#: modelPublicKey: a ConfigMap (a public key is no secret) mounted into the init container.
+#: modelPublicKey / modelCertificateChain: a ConfigMap (neither is a secret) holding each
+#: deployment's as `<deployment>.pem` / `<deployment>.chain.pem`; its init container mounts
+#: its own, as the file the fetch's variable names.
 SIGNER_CONFIG_MAP = "scoring-model-signer"
 SIGNER_MOUNT = "/etc/scoring/model-signer"
 SIGNER_KEY = "public.pem"
+SIGNER_CHAIN = "chain.pem"
+#: variable -> (the file in SIGNER_MOUNT, the ConfigMap key's suffix after the deployment)
+SIGNER_FILES = {"SCORING_MODEL_PUBLIC_KEY": (SIGNER_KEY, ".pem"),
+                "SCORING_MODEL_CERTIFICATE_CHAIN": (SIGNER_CHAIN, ".chain.pem")}
 SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
@@ -101,6 +110,12 @@ def describe(model_name: str, model_dir) -> PublishedModel:
                           sum(e.size for e in entries))
 
 
+def external_fetch_budget_s(model: ExternalModel) -> int:
+    """A modelUri model's size is not known here: budget for its whole emptyDir."""
+    return FETCH_FIXED_BUDGET_S + math.ceil(
+        quantity_bytes(model.size_limit) / PLANNED_FETCH_BYTES_PER_S)
+
+
 @dataclass
 class PodModel:
     """What the Deployment needs to fetch the model: one hook for infra/scoring.py."""
@@ -110,14 +125,14 @@ class PodModel:
     fetch_budget_s: int
     client_id: pulumi.Input[str]
     depends_on: list = field(default_factory=list)  # the upload, the federation, the grant
-    public_key_pem: str | None = None  # modelPublicKey: the signature the fetch requires
+    #: the signature the fetch requires: SIGNER_FILES' variable, and the PEM it gets
+    signer_variable: str | None = None
+    signer_pem: str | None = None
+    signer_item: str = SIGNER_KEY  # the key of SIGNER_CONFIG_MAP that holds signer_pem
 
-    def signer_config_map(self, namespace) -> dict | None:
-        """The ConfigMap infra/scoring.py declares for the public key (None: no signer)."""
-        if not self.public_key_pem:
-            return None
-        return {"metadata": {"name": SIGNER_CONFIG_MAP, "namespace": namespace},
-                "data": {SIGNER_KEY: self.public_key_pem.strip() + "\n"}}
+    @property
+    def signer_file(self) -> str:
+        return SIGNER_FILES[self.signer_variable][0]
 
     @property
     def service_account_annotations(self) -> dict:
@@ -125,8 +140,9 @@ class PodModel:
 
     def init_container(self, image: pulumi.Input[str], uid: int, scan: bool = False) -> dict:
         signer_env, signer_mount = [], []
-        if self.public_key_pem:
-            signer_env = [{"name": "SCORING_MODEL_PUBLIC_KEY", "value": f"{SIGNER_MOUNT}/{SIGNER_KEY}"}]
+        if self.signer_pem:
+            signer_env = [{"name": self.signer_variable,
+                           "value": f"{SIGNER_MOUNT}/{self.signer_file}"}]
             signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
         return {
             "name": "fetch-model",
@@ -156,12 +172,23 @@ class PodModel:
         annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
         pod_spec["initContainers"] = [self.init_container(container["image"], uid, scan)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
-        if self.public_key_pem:
+        if self.signer_pem:
             pod_spec["volumes"].append({"name": "model-signer", "configMap": {
-                "name": SIGNER_CONFIG_MAP, "items": [{"key": SIGNER_KEY, "path": SIGNER_KEY}]}})
+                "name": SIGNER_CONFIG_MAP, "items": [{"key": self.signer_item,
+                                                      "path": self.signer_file}]}})
         container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
         container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
             {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}]
+
+
+def signer_config_map(namespace, models: dict[str, PodModel]) -> dict | None:
+    """The one ConfigMap infra/scoring.py declares for every deployment's key or chain
+    (None: no deployment checks a signature)."""
+    data = {m.signer_item: m.signer_pem.strip() + "\n"
+            for _, m in sorted(models.items()) if m.signer_pem}
+    if not data:
+        return None
+    return {"metadata": {"name": SIGNER_CONFIG_MAP, "namespace": namespace}, "data": data}
 
 
 @dataclass
@@ -171,20 +198,22 @@ class ModelStoreArgs:
     oidc_issuer_url: pulumi.Input[str]
     namespace: str
     service_account: str
-    #: deployment name -> its modelDir, published by the stack (None with modelUri)
-    models: dict[str, PublishedModel] | None
-    model_uri: str | None = None  # or a model published elsewhere (config modelUri)
-    model_sha256: str | None = None
-    model_uri_scope: str | None = None  # its container's ARM id: the one place read is granted
-    model_size_limit: str = "4Gi"
-    public_key_pem: str | None = None
-    deployments: tuple[str, ...] = ()  # with modelUri: the deployments that all fetch it
+    #: deployment name -> its model: a modelDir the stack publishes (describe()), or a
+    #: modelUri someone else published
+    models: dict[str, PublishedModel | ExternalModel]
+    #: deployment name -> the PEM public key its model's signature must verify with, or
+    #: the PEM certificate chain that issued the signing certificate
+    public_keys: dict[str, str] = field(default_factory=dict)
+    certificate_chains: dict[str, str] = field(default_factory=dict)
+    #: the stack-level modelUriScope: its grant was "<name>-pods-read" while modelUri was a
+    #: stack key only, and keeps its state under the new name (a Pulumi alias)
+    stack_uri_scope: str | None = None
 
 
 class ModelStore(pulumi.ComponentResource):
-    """The account, container, published prefix and the pods' identity."""
+    """The account, container, published prefixes, the pods' identity and its read grants."""
 
-    account_name: pulumi.Output[str]
+    account_name: pulumi.Output[str]  # the stack's own account (else the first modelUri's)
     model_uri: pulumi.Output[str]  # the first deployment's (by name)
     model_uris: dict[str, pulumi.Output[str]]  # deployment -> the prefix its pods fetch
     pod_models: dict[str, PodModel]  # deployment -> its Deployment's hook
@@ -198,27 +227,56 @@ class ModelStore(pulumi.ComponentResource):
             name, args.resource_group_name, args.location, args.oidc_issuer_url,
             args.namespace, args.service_account, child)
         self.client_id = identity.client_id
-        if args.model_uri:  # published elsewhere: read on that container, nothing declared there
-            reader = grant(f"{name}-pods-read", identity.principal_id, STORAGE_BLOB_DATA_READER,
-                           args.model_uri_scope, deployer.subscription_id, child,
-                           principal_type="ServicePrincipal")
-            self.account_name = pulumi.Output.from_input(args.model_uri.split("/")[2].split(".")[0])
-            self.model_uri = pulumi.Output.from_input(args.model_uri)
-            pod_model = PodModel(
-                model_uri=self.model_uri, digest=args.model_sha256, size_limit=args.model_size_limit,
-                fetch_budget_s=FETCH_FIXED_BUDGET_S + math.ceil(
-                    quantity_bytes(args.model_size_limit) / PLANNED_FETCH_BYTES_PER_S),
-                client_id=identity.client_id, depends_on=[federation, reader],
-                public_key_pem=args.public_key_pem)
-            self.pod_models = {d: pod_model for d in args.deployments}
-            self.model_uris = {d: self.model_uri for d in args.deployments}
-        else:
-            self._publish(name, args, child, deployer, identity, federation)
+        self.pod_models, self.model_uris = {}, {}
+        published = {d: m for d, m in args.models.items() if isinstance(m, PublishedModel)}
+        external = {d: m for d, m in args.models.items() if isinstance(m, ExternalModel)}
+        if published:
+            self._publish(name, args, published, child, deployer, identity, federation)
+        if external:
+            self._read_elsewhere(name, args, external, bool(published), child, deployer,
+                                 identity.principal_id, federation)
+        if not published:
+            first = external[min(external)]
+            self.account_name = pulumi.Output.from_input(first.container[0])
+        self.model_uri = self.model_uris[min(self.model_uris)]
         self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
                                "identityClientId": self.client_id})
 
-    def _publish(self, name, args: ModelStoreArgs, child, deployer, identity, federation) -> None:
-        """The stack's own account and container, and modelDir uploaded to its prefix."""
+    def _pod_model(self, args: ModelStoreArgs, deployment: str, **fields) -> PodModel:
+        """A deployment's hook, with its signer (config allows at most one) under a
+        ConfigMap key of its own."""
+        signer = {}
+        for variable, pems in (("SCORING_MODEL_PUBLIC_KEY", args.public_keys),
+                               ("SCORING_MODEL_CERTIFICATE_CHAIN", args.certificate_chains)):
+            if deployment in pems:
+                signer = {"signer_variable": variable, "signer_pem": pems[deployment],
+                          "signer_item": deployment + SIGNER_FILES[variable][1]}
+        return PodModel(client_id=self.client_id, **signer, **fields)
+
+    def _read_elsewhere(self, name, args: ModelStoreArgs, external: dict[str, ExternalModel],
+                        own_container: bool, child, deployer, principal_id, federation) -> None:
+        """modelUri models: read on each one's container, one grant per container (named from
+        it, so another deployment on another container leaves this grant as it is)."""
+        grants = {}
+        for deployment, model in sorted(external.items()):
+            if model.container not in grants:
+                account, container = model.container
+                renamed = not own_container and model.scope == args.stack_uri_scope
+                grants[model.container] = grant(
+                    f"{name}-read-{account}-{container}", principal_id,
+                    STORAGE_BLOB_DATA_READER, model.scope, deployer.subscription_id,
+                    pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(aliases=[
+                        pulumi.Alias(name=f"{name}-pods-read")] if renamed else None)),
+                    principal_type="ServicePrincipal")
+            self.model_uris[deployment] = pulumi.Output.from_input(model.uri)
+            self.pod_models[deployment] = self._pod_model(
+                args, deployment, model_uri=model.uri, digest=model.sha256,
+                size_limit=model.size_limit, fetch_budget_s=external_fetch_budget_s(model),
+                depends_on=[federation, grants[model.container]])
+
+    def _publish(self, name, args: ModelStoreArgs, models: dict[str, PublishedModel], child,
+                 deployer, identity, federation) -> None:
+        """The stack's own account and container, and each modelDir uploaded to its prefix."""
         # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
         stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
         suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
@@ -254,8 +312,8 @@ class ModelStore(pulumi.ComponentResource):
 
         account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
         self.account_name = account.name
-        self.pod_models, self.model_uris, published = {}, {}, {}
-        for deployment, model in sorted(args.models.items()):
+        published = {}
+        for deployment, model in sorted(models.items()):
             # Content-addressed: deployments that name the same model share its prefix (and
             # its upload); the first model keeps the name a single-model stack always had.
             if model.prefix not in published:
@@ -271,9 +329,7 @@ class ModelStore(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
             uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
             self.model_uris[deployment] = uri
-            self.pod_models[deployment] = PodModel(
-                model_uri=uri, digest=model.digest, size_limit=model.volume_size_limit,
-                fetch_budget_s=model.fetch_budget_s, client_id=identity.client_id,
-                depends_on=[published[model.prefix], federation, reader],
-                public_key_pem=args.public_key_pem)
-        self.model_uri = self.model_uris[min(self.model_uris)]
+            self.pod_models[deployment] = self._pod_model(
+                args, deployment, model_uri=uri, digest=model.digest,
+                size_limit=model.volume_size_limit, fetch_budget_s=model.fetch_budget_s,
+                depends_on=[published[model.prefix], federation, reader])

@@ -42,7 +42,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.config import DeploymentConfig, ServiceConfig
-from infra.model_store import PodModel
+from infra.model_store import PodModel, signer_config_map
 from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
 
@@ -167,9 +167,11 @@ class ScoringService(pulumi.ComponentResource):
             f"{name}-sa", metadata={"name": SERVICE_ACCOUNT, "namespace": ns, **(
                 {"annotations": first.service_account_annotations} if first else {})},
             automount_service_account_token=False, opts=self._child)
-        signer = first.signer_config_map(ns) if first else None
-        if signer:  # modelPublicKey: the public key the fetch checks signatures with
-            k8s.core.v1.ConfigMap(f"{name}-model-signer", **signer, opts=self._child)
+        signer = signer_config_map(ns, args.models) if args.models else None
+        self._signer = None
+        if signer:  # modelPublicKey: the public keys the fetches check signatures with
+            self._signer = k8s.core.v1.ConfigMap(f"{name}-model-signer", **signer,
+                                                 opts=self._child)
         self.service_names, self.deployment_names = {}, {}
         for deployment in args.deployments:
             labels = deployment_labels(deployment.name)
@@ -282,7 +284,10 @@ class ScoringService(pulumi.ComponentResource):
                     cfg, deployment.max_pods(args.autoscaled),
                     model.fetch_budget_s if model else 0),
                 depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
-                            *(model.depends_on if model else [])] or None)),
+                            *(model.depends_on if model else []),
+                            # its key is in the ConfigMap before a pod mounts it
+                            *([self._signer] if model and model.signer_pem else [])]
+                or None)),
         )
 
     def _pod_monitor(self, name, ns, labels, crd) -> None:

@@ -17,7 +17,8 @@ Reads (docs/contract.md, "Models as data"):
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
-Order: the manifest is downloaded and its sha256 checked against SCORING_MODEL_DIGEST
+Order: a storage token first, outside the blob retries (a wrong identity fails at once,
+in one line); then the manifest is downloaded and its sha256 checked against SCORING_MODEL_DIGEST
 before anything in it is read; every listed file is downloaded (files in parallel,
 large files in parallel chunks, each request retried with exponential backoff by the
 SDK's ExponentialRetry on 408, 5xx and connection errors) into a staging directory
@@ -59,6 +60,14 @@ READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/r
 STATS_NAME = "fetch-stats.json"
 #: The OpenSSF model-signing signature, at the model's root (README, "Models as data").
 SIGNATURE_NAME = "model.sig"
+#: The token the downloads need: Azure Storage's data plane (what the SDK's bearer policy asks).
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+#: Retries of one token request, in azure-identity's own pipeline (azure-core's RetryPolicy:
+#: 408, 429, 500, 502, 503, 504 and connection errors, backing off from 0.8 s; Entra's 400
+#: for a wrong identity is not retried). Its defaults already stop each kind at 3 (status,
+#: connect, read); retry_total caps them together. Past that the init container fails, and
+#: the kubelet's restart of it is the outer retry.
+TOKEN_RETRIES = 3
 _CHUNK = 8 << 20
 
 
@@ -161,6 +170,21 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def first_token(credential, loc: Location) -> None:
+    """Ask for the storage token once, before any download. The storage SDK's retry policy
+    wraps its bearer-token call (it retries every AzureError), so a wrong identity would
+    wait out every blob retry, about 2 min with 6, for an answer Entra gives at once. The
+    token is then in the credential's cache (and the SDK's policy) for the downloads."""
+    from azure.core.exceptions import AzureError, ClientAuthenticationError
+    try:
+        credential.get_token(STORAGE_SCOPE)
+    except ClientAuthenticationError as exc:
+        raise _explain(exc, loc, "") from None
+    except AzureError as exc:  # the token endpoint did not answer, after its retries
+        raise FetchError(f"no token for {loc.account_url}: the token endpoint did not answer: "
+                         f"{_first_line(exc)}") from None
+
+
 def container_client(loc: Location, credential, *, retries: int = 6, connection_verify=None,
                      initial_backoff: float = 1, increment_base: float = 2):
     """A ContainerClient with a bearer-token credential only (no key, no SAS) and the SDK's
@@ -226,6 +250,7 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
     for old in (staging, dest):  # an init container rerun starts from nothing
         if old.exists():
             shutil.rmtree(old)
+    first_token(credential, loc)
     client = container_client(loc, credential, retries=retries, connection_verify=connection_verify,
                               initial_backoff=initial_backoff, increment_base=increment_base)
     try:
@@ -342,6 +367,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("modelscan").setLevel(logging.CRITICAL)  # its findings: our one line
+    # its "get_token failed" warning says what our one failure line says (first_token)
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_DIGEST")
         dest = _required("SCORING_MODEL_DIR")
@@ -355,7 +382,7 @@ def main() -> int:
         signer = Signer(key or None, chain) if (key or chain) else None
         from azure.identity import WorkloadIdentityCredential
         try:
-            credential = WorkloadIdentityCredential()
+            credential = WorkloadIdentityCredential(retry_total=TOKEN_RETRIES)
         except ValueError as exc:  # the webhook's variables are missing
             raise FetchError(f"workload identity is not configured: {exc}") from None
         fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries, signer=signer,

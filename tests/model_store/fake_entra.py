@@ -21,7 +21,8 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class FakeEntra:
-    def __init__(self, cert, key, client_id: str, assertion: str):
+    def __init__(self, cert, key, client_id: str, assertion: str, fail_with: int | None = None):
+        """`fail_with`: answer every request with this status (Entra in trouble)."""
         self.client_id, self.assertion, self.requests = client_id, assertion, []
         outer = self
 
@@ -39,7 +40,10 @@ class FakeEntra:
                       and form.get("client_id") == outer.client_id
                       and form.get("client_assertion") == outer.assertion
                       and "https://storage.azure.com/.default" in form.get("scope", ""))
-                if ok:
+                if fail_with:
+                    status, doc = fail_with, {"error": "temporarily_unavailable",
+                                              "error_description": "AADSTS90033: try again"}
+                elif ok:
                     status, doc = 200, {"token_type": "Bearer", "expires_in": 3600,
                                         "access_token": Token().get_token().token}
                 else:

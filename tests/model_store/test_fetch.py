@@ -47,7 +47,8 @@ def test_fetched_model_is_served_and_scores(azurite, container, published, encod
     token = Token()
     dest = tmp_path / "models" / "model"
     stats = _fetch(azurite, container, prefix, digest, dest, token)
-    assert token.calls >= 1  # the bearer-token path, not a key
+    # the bearer-token path, not a key: once before the downloads, then the SDK's policy
+    assert token.calls >= 2
     assert stats["files"] == len(mf.build(encoded_model_dir))
     assert mf.build(dest) == mf.build(encoded_model_dir)  # byte for byte
     assert stats["bytes"] == sum(e.size for e in mf.build(dest))
@@ -273,18 +274,37 @@ def test_the_command_fetches_with_its_workload_identity_credential(azurite, cont
     assert mf.build(dest) == mf.build(encoded_model_dir)
     assert "model fetch: verified" in done.stderr and "MB/s" in done.stderr
 
-    # a token the federation does not know: one line, nothing on disk (the SDK's retry policy
-    # retries a failed token request too; one retry keeps this test short)
+    # a token the federation does not know: one request (the token is asked for outside the
+    # blob retries, and azure-identity does not retry Entra's 400), one line, nothing on disk
     token_file.write_text("someone-elses-token")
     dest2 = tmp_path / "models2" / "model"
     with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
-        failed = _cli({**_workload_env(azurite, entra, token_file, uri, digest, dest2),
-                       "SCORING_FETCH_RETRIES": "1"})
-        assert len(entra.requests) == 2
+        failed = _cli(_workload_env(azurite, entra, token_file, uri, digest, dest2))
+        assert len(entra.requests) == 1
     assert failed.returncode == 1
-    [line] = failed.stderr.strip().splitlines()[-1:]
+    [line] = failed.stderr.strip().splitlines()
     assert line.startswith("model fetch failed: no token for ") and "AADSTS700211" in line
     assert _nothing_left(dest2)
+
+
+def test_a_token_endpoint_in_trouble_is_retried_a_bounded_number_of_times(
+        azurite, container, published, tmp_path):
+    """Entra answering 503: azure-identity's own retries (TOKEN_RETRIES), not those times the
+    blob retries (6), then one line; the blob retries stay for the blob requests."""
+    from scoring_app.model_store.fetch import TOKEN_RETRIES
+    prefix, digest = published
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("projected-service-account-token")
+    uri = f"{azurite.account_url}/{container.container_name}/{prefix}"
+    dest = tmp_path / "models" / "model"
+    with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token",
+                   fail_with=503) as entra:
+        failed = _cli(_workload_env(azurite, entra, token_file, uri, digest, dest))
+        assert len(entra.requests) == 1 + TOKEN_RETRIES
+    assert failed.returncode == 1
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"model fetch failed: no token for {azurite.account_url}"), line
+    assert _nothing_left(dest)
 
 
 @pytest.fixture(scope="module")
@@ -362,3 +382,68 @@ def test_a_signer_must_be_one_readable_thing(tmp_path):
         fetch_mod.Signer()
     with pytest.raises(fetch_mod.FetchError, match="is not a readable file"):
         fetch_mod.Signer(public_key=str(tmp_path / "nope.pem"))
+
+
+@pytest.fixture(scope="module")
+def certificates_dir(tmp_path_factory):
+    """A publisher's CA, a signing certificate it issued (EC P-256, digitalSignature) with its
+    key, and another CA that issued nothing of the model's: PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    folder = tmp_path_factory.mktemp("signing-certificates")
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject, key, issuer, issuer_key, ca: bool):
+        usage = x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca,
+                              content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False)
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .add_extension(usage, critical=True)
+                .sign(issuer_key, hashes.SHA256()))
+
+    def pem(path, cert):
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_key, other_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    pem(folder / "ca.pem", certificate("publisher CA", ca_key, "publisher CA", ca_key, True))
+    pem(folder / "other-ca.pem", certificate("other CA", other_key, "other CA", other_key, True))
+    pem(folder / "signer.pem", certificate("model signer", leaf_key, "publisher CA", ca_key, False))
+    (folder / "signer.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder
+
+
+def test_the_certificate_method_verifies_with_the_publishers_chain(
+        azurite, container, encoded_model_dir, certificates_dir, tmp_path):
+    """SCORING_MODEL_CERTIFICATE_CHAIN (what a deployment's modelCertificateChain mounts): a
+    model signed by a certificate its CA issued verifies; against another CA it is refused."""
+    import shutil
+
+    from model_signing import signing
+    model = tmp_path / "cert-signed"
+    shutil.copytree(encoded_model_dir, model)
+    signing.Config().use_certificate_signer(
+        private_key=certificates_dir / "signer.key",
+        signing_certificate=certificates_dir / "signer.pem",
+        certificate_chain=[certificates_dir / "ca.pem"]).sign(model, model / fetch_mod.SIGNATURE_NAME)
+    prefix, digest = publish(model, container, "cert-signed")
+    dest = tmp_path / "model"
+    _fetch(azurite, container, prefix, digest, dest,
+           signer=fetch_mod.Signer(certificate_chain=(str(certificates_dir / "ca.pem"),)))
+    assert mf.build(dest) == mf.build(model)
+    other = tmp_path / "other"
+    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: "):
+        _fetch(azurite, container, prefix, digest, other,
+               signer=fetch_mod.Signer(certificate_chain=(str(certificates_dir / "other-ca.pem"),)))
+    assert _nothing_left(other)

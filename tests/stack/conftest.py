@@ -33,6 +33,45 @@ EXTERNAL_MODEL = {
     "modelPublicKey": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
 }
 
+
+def container_id(account: str, container: str) -> str:
+    """The ARM id of a blob container in someone else's resource group."""
+    return ("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/theirs/providers/"
+            f"Microsoft.Storage/storageAccounts/{account}/blobServices/default/containers/{container}")
+
+
+def external(account: str, container: str, digest_char: str, **more) -> dict:
+    """A deployment's own modelUri keys: a model under <account>/<container>, its digest."""
+    digest = digest_char * 64
+    return {"modelUri": f"https://{account}.blob.core.windows.net/{container}/resnet50/{digest}",
+            "modelDigest": digest, "modelUriScope": container_id(account, container), **more}
+
+
+#: A publisher's CA chain (PEM shape only: the stack mounts it, the fetch checks signatures).
+CERTIFICATE_CHAIN = ("-----BEGIN CERTIFICATE-----\nMIIBfake-intermediate\n-----END CERTIFICATE-----\n"
+                     "-----BEGIN CERTIFICATE-----\nMIIBfake-root\n-----END CERTIFICATE-----")
+
+#: Blue on the model the stack publishes (modelDir), green on one someone else published and
+#: signed (its own modelUri, digest, scope and key): the point of a per-deployment modelUri.
+MIXED_OVERRIDES = {
+    "gpuMaxCount": 2,
+    "deployments": {"blue": {}, "green": external(
+        "theirmodels", "published", "d", modelVersion="2",
+        modelPublicKey=EXTERNAL_MODEL["modelPublicKey"])},
+    "traffic": {"blue": 100},
+}
+#: The same stack with two more deployments: teal on green's container (another prefix; one
+#: grant for both), red on another account's container (a grant of its own), signed by a
+#: certificate its publisher's CA issued.
+MIXED_PLUS_OVERRIDES = {
+    "gpuMaxCount": 4,
+    "deployments": {**MIXED_OVERRIDES["deployments"],
+                    "teal": external("theirmodels", "published", "e", modelSizeLimit="1Gi"),
+                    "red": external("othermodels", "resnets", "f",
+                                    modelCertificateChain=CERTIFICATE_CHAIN)},
+    "traffic": {"blue": 100},
+}
+
 #: prod as an Azure ML endpoint mid-rollout: three deployments (two models), a 90/10 split,
 #: a 20% shadow, and the endpoint on a domain of the user's own (DNS-01).
 ROLLOUT_OVERRIDES = {
@@ -91,7 +130,8 @@ def runs(model_dir, other_model_dir, model_v2, tmp_path_factory):
     "baked" -> dev with the model in the image, "remodelled" -> dev with another model,
     "external" -> dev with a modelUri model; "rollout" -> prod with ROLLOUT_OVERRIDES,
     "retraffic" -> that with RETRAFFIC_OVERRIDES, "rollout-baked" -> the rollout with
-    modelStore image."""
+    modelStore image; "mixed" -> dev with MIXED_OVERRIDES (blue published, green a modelUri),
+    "mixed-plus" -> that with MIXED_PLUS_OVERRIDES' two more."""
     plan = {stack: (stack, {"modelDir": str(model_dir)}) for stack in STACKS}
     plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
     plan["baked"] = ("dev", {"modelDir": str(model_dir), "modelStore": "image"})
@@ -100,6 +140,8 @@ def runs(model_dir, other_model_dir, model_v2, tmp_path_factory):
     plan["rollout"] = ("prod", rollout(model_dir, model_v2))
     plan["retraffic"] = ("prod", rollout(model_dir, model_v2, **RETRAFFIC_OVERRIDES))
     plan["rollout-baked"] = ("prod", rollout(model_dir, model_v2, modelStore="image"))
+    plan["mixed"] = ("dev", {"modelDir": str(model_dir), **MIXED_OVERRIDES})
+    plan["mixed-plus"] = ("dev", {"modelDir": str(model_dir), **MIXED_PLUS_OVERRIDES})
     return run_programs(plan, tmp_path_factory.mktemp("runs"))
 
 

@@ -103,7 +103,8 @@ def test_schemas_are_beside_the_repository():
 
 @pytest.mark.parametrize("type_", sorted(TARGETS))
 def test_azure_inputs_match_the_arm_schema(type_, stack_run, runs):
-    resources = [r for run in (stack_run, runs["variant"], runs["rollout"]) for r in run.all_of(type_)]
+    resources = [r for run in (stack_run, runs["variant"], runs["rollout"], runs["mixed-plus"],
+                               runs["external"]) for r in run.all_of(type_)]
     assert resources, f"{stack_run.stack} declares no {type_}"
     check = validator(type_)
     errors = [f"{r['name']}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
@@ -117,6 +118,24 @@ def test_the_validator_catches_a_storage_setting_azure_rejects(stack_run):
     body = arm_body(account, "azure-native:storage:StorageAccount")
     body["properties"]["minimumTlsVersion"] = "TLS1_4"
     assert list(validator("azure-native:storage:StorageAccount").iter_errors(body))
+
+
+def test_the_modeluri_grants_are_in_what_the_schema_checks(runs):
+    """Each container's read grant (mixed-plus: two modelUri containers and the stack's own)
+    is among the bodies above, so the schema sees every new role assignment."""
+    names = {r["name"] for r in runs["mixed-plus"].all_of("azure-native:authorization:RoleAssignment")}
+    assert {"models-pods-read", "models-read-theirmodels-published",
+            "models-read-othermodels-resnets"} <= names
+
+
+def test_the_validator_catches_a_bad_role_assignment(runs):
+    """Guards the grant's guard: a principal type ARM does not know fails here."""
+    grant = runs["mixed-plus"].one("azure-native:authorization:RoleAssignment",
+                                   "models-read-othermodels-resnets")
+    body = arm_body(grant, "azure-native:authorization:RoleAssignment")
+    assert not list(validator("azure-native:authorization:RoleAssignment").iter_errors(body))
+    body["properties"]["principalType"] = "ManagedIdentity"
+    assert list(validator("azure-native:authorization:RoleAssignment").iter_errors(body))
 
 
 def test_the_validator_catches_a_wrong_enum(stack_run):
