@@ -122,6 +122,18 @@ class Batcher:
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
+    @property
+    def max_calls(self) -> int:
+        return self._max_calls
+
+    def set_max_calls(self, max_calls: int) -> None:
+        """Before ``start``: how many model calls may be out at once (the service
+        knows only once the model is loaded: SCORING_MODEL_CALLS=auto)."""
+        if self._thread.is_alive():
+            raise RuntimeError("the batcher is already running")
+        self._max_calls = max_calls
+        self._free = [offload.NativeThread() for _ in range(max_calls)]
+
     def start(self) -> None:
         self._thread.start()
 
