@@ -9,9 +9,10 @@ itself (``submit_many``).
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
 
-One model call is out at a time by default. With ``max_calls`` above 1
-(SCORING_MODEL_CALLS, opt-in: TensorFlow does not promise that a signature
-may be called from several threads at once), further calls go out, each on a
+One model call is out at a time unless ``max_calls`` is above 1
+(SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
+CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
+from several threads at once is unchecked). Then further calls go out, each on a
 native thread of its own, but only while a full target batch waits behind
 the calls already out: fewer requests in flight never split into smaller
 batches. On a CPU the stretches of a call that keep one core busy (a batch's

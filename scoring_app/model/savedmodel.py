@@ -4,8 +4,8 @@
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` one call at a time, from the batcher
 (its inference loop, or a quiet server's lone request: TensorFlow does not
-promise signatures are thread-safe; SCORING_MODEL_CALLS above 1 opts in to
-more), ``postprocess`` back in the request's.
+promise signatures are thread-safe; SCORING_MODEL_CALLS above 1, the default
+on a CPU, allows more), ``postprocess`` back in the request's.
 Under gevent, batched ``predict`` calls and image decodes run in native
 threads (``offload``). TensorFlow is imported in
 ``load``, never at module import, so the gunicorn master (which imports this
