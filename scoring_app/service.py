@@ -20,9 +20,21 @@ from .http.auth import KeyStore
 from .model.interface import Model
 from .model.savedmodel import ScoringModel
 from .model_store.fetch import read_stats
-from .settings import Config
+from .settings import AUTO, Config
 
 log = logging.getLogger(__name__)
+
+#: SCORING_MODEL_CALLS=auto, by the device the model runs on (README, Performance:
+#: on a CPU a second call overlaps the first's one-core stretches; on a GPU it is
+#: unmeasured). A model that does not say (a stand-in) gets one.
+AUTO_MODEL_CALLS = {"cpu": 2, "gpu": 1}
+
+
+def model_calls(config: Config, model: Model) -> int:
+    """SCORING_MODEL_CALLS, ``auto`` resolved for ``model`` (once it is loaded)."""
+    if config.model_calls != AUTO:
+        return config.model_calls
+    return AUTO_MODEL_CALLS.get(getattr(model, "device", None), 1)  # ScoringModel's; stand-ins have none
 
 
 class Service:
@@ -33,7 +45,7 @@ class Service:
         self.batcher = Batcher(
             self.model.predict, config.max_batch_size, config.batch_timeout_ms / 1000,
             config.max_queue, observer=metrics.BatcherMetrics(), warm_up=self._warm_up,
-            sizes=self.model.sizes, max_calls=config.model_calls,
+            sizes=self.model.sizes,
             max_queue_wait_s=config.max_queue_wait_ms / 1000)
         self._draining = threading.Event()
 
@@ -43,6 +55,7 @@ class Service:
         metrics.FETCH_SECONDS.set(fetched["seconds"])
         metrics.FETCH_BYTES.set(fetched["bytes"])
         metrics.MODEL_LOAD.set(self.model.load())
+        self.batcher.set_max_calls(model_calls(self.config, self.model))
         self.batcher.start()
 
     def _warm_up(self) -> dict[int, float]:
@@ -56,7 +69,7 @@ class Service:
         metrics.READY.inc()
         log.info("model warmed and timed: %s; up to %d model calls at once; ready", ", ".join(
             f"batch {size} {seconds * 1000:.1f} ms" for size, seconds in self.model.call_seconds.items()),
-            self.config.model_calls)
+            self.batcher.max_calls)
         return self.model.call_seconds
 
     def drain(self) -> None:

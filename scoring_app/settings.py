@@ -56,6 +56,24 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+AUTO = 0  # a count of "auto" (SCORING_MODEL_CALLS): chosen at load, by the device
+
+
+def _int_range_or_auto(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = text.strip().lower()
+        if value == "auto":
+            return AUTO
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ValueError(f"must be auto, or a whole number from {low} to {high}")
+        return number
+    return parse
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -179,12 +197,13 @@ class Config:
         "request on a quiet server is sent at once). Within it, a wait is at "
         "most a tenth of the model's own time for that batch, timed at warm-up.")
     model_calls: int = _var(
-        "1", _int_range(1, 8),
+        "auto", _int_range_or_auto(1, 8),
         "Model calls out at once, per worker, each on a native thread of its own. "
-        "Above 1, a further call starts only while a full batch waits behind those "
-        "out; on a CPU it overlaps the model's one-core stretches (README, "
-        "Performance). Opt-in: TensorFlow does not promise a signature may be "
-        "called from several threads at once, and it is unmeasured on a GPU.")
+        "`auto`: 2 when the model runs on a CPU, 1 on a GPU. Above 1, a further call "
+        "starts only while a full batch waits behind those out; on a CPU it overlaps "
+        "the model's one-core stretches (README, Performance). On a GPU, above 1 is "
+        "unmeasured, and TensorFlow does not promise a signature may be called from "
+        "several threads at once.")
     max_queue: int = _var(
         "256", _int_range(1, 100000),
         "Images waiting for the model, per worker; past it, 503 + Retry-After.")

@@ -9,9 +9,10 @@ itself (``submit_many``).
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
 
-One model call is out at a time by default. With ``max_calls`` above 1
-(SCORING_MODEL_CALLS, opt-in: TensorFlow does not promise that a signature
-may be called from several threads at once), further calls go out, each on a
+One model call is out at a time unless ``max_calls`` is above 1
+(SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
+CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
+from several threads at once is unchecked). Then further calls go out, each on a
 native thread of its own, but only while a full target batch waits behind
 the calls already out: fewer requests in flight never split into smaller
 batches. On a CPU the stretches of a call that keep one core busy (a batch's
@@ -121,6 +122,18 @@ class Batcher:
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    @property
+    def max_calls(self) -> int:
+        return self._max_calls
+
+    def set_max_calls(self, max_calls: int) -> None:
+        """Before ``start``: how many model calls may be out at once (the service
+        knows only once the model is loaded: SCORING_MODEL_CALLS=auto)."""
+        if self._thread.is_alive():
+            raise RuntimeError("the batcher is already running")
+        self._max_calls = max_calls
+        self._free = [offload.NativeThread() for _ in range(max_calls)]
 
     def start(self) -> None:
         self._thread.start()

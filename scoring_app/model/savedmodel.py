@@ -4,8 +4,8 @@
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` one call at a time, from the batcher
 (its inference loop, or a quiet server's lone request: TensorFlow does not
-promise signatures are thread-safe; SCORING_MODEL_CALLS above 1 opts in to
-more), ``postprocess`` back in the request's.
+promise signatures are thread-safe; SCORING_MODEL_CALLS above 1, the default
+on a CPU, allows more), ``postprocess`` back in the request's.
 Under gevent, batched ``predict`` calls and image decodes run in native
 threads (``offload``). TensorFlow is imported in
 ``load``, never at module import, so the gunicorn master (which imports this
@@ -176,6 +176,8 @@ class ScoringModel:
         self._validation: list[tuple[str, bytes]] = []  # SCORING_VALIDATION_DIR's images
         #: what warm-up chose to serve in, and what the guard measured (``precision.Report``)
         self.precision: precision.Report | None = None
+        #: where TensorFlow runs the model, known at load: "gpu" or "cpu"
+        self.device: str | None = None
 
     # -- load --------------------------------------------------------------
     def load(self) -> float:
@@ -183,6 +185,7 @@ class ScoringModel:
         started = time.perf_counter()
         import tensorflow as tf  # heavy: only in workers, only here
         self._tf = tf
+        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         model_dir = Path(self.config.model_dir)
         try:
             loaded = tf.saved_model.load(str(model_dir))

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from scoring_app import service, settings
 from scoring_app.batching.batcher import SOLO_MAX_S, Batcher
 from scoring_app.errors import BadImage, DeadlineExceeded, Unavailable
 from tests.app.gates import ThreadGate
@@ -223,3 +224,21 @@ def test_warm_up_timings_admit_until_served_calls_show_the_model_is_slower(gated
     with pytest.raises(Unavailable, match="wait of about"):
         held.batcher.submit_many(["n"], time.monotonic() + 5)
     held.release()
+
+
+@pytest.mark.parametrize("configured, device, calls", [
+    ("auto", "cpu", 2), ("auto", "gpu", 1), ("auto", None, 1),  # None: a stand-in that does not say
+    ("1", "cpu", 1), ("3", "gpu", 3),  # a count is taken as it is, on any device
+])
+def test_model_calls_auto_is_two_on_a_cpu_and_one_on_a_gpu(configured, device, calls):
+    model = type("Loaded", (), {"device": device})() if device else object()
+    assert service.model_calls(settings.load({"SCORING_MODEL_CALLS": configured}), model) == calls
+
+
+def test_the_number_of_calls_is_set_before_the_batcher_starts(gated):
+    held = gated()
+    with pytest.raises(RuntimeError, match="already running"):
+        held.batcher.set_max_calls(2)
+    idle = Batcher(lambda items: items, 4, 0.01, 8)
+    idle.set_max_calls(3)
+    assert idle.max_calls == 3

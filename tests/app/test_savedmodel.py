@@ -55,6 +55,7 @@ def _model(model_dir, **overrides):
 
 def test_load_reads_labels_from_assets(encoded_model_dir):
     model = _model(encoded_model_dir)
+    assert model.device == "cpu"  # tensorflow-cpu: SCORING_MODEL_CALLS=auto gives it 2 calls
     assert model.signature.kind == "encoded"
     assert model.labels[:3] == ["black", "white", "red"]
 

@@ -17,10 +17,18 @@ def test_defaults_parse_and_match_the_contract():
     ("SCORING_MAX_BATCH_SIZE", "0"), ("SCORING_MAX_BATCH_SIZE", "lots"),
     ("SCORING_PREPROCESS", "keras"), ("SCORING_APPLY_SOFTMAX", "maybe"),
     ("SCORING_PORT", "70000"), ("SCORING_MODEL_DIR", " "), ("SCORING_AUTH", "off"),
+    ("SCORING_MODEL_CALLS", "0"), ("SCORING_MODEL_CALLS", "9"), ("SCORING_MODEL_CALLS", "many"),
 ])
 def test_a_bad_value_names_the_variable(name, value):
     with pytest.raises(settings.SettingsError, match=name):
         settings.load({name: value})
+
+
+@pytest.mark.parametrize("value, calls", [("auto", settings.AUTO), (" Auto ", settings.AUTO),
+                                          ("1", 1), ("2", 2), ("8", 8)])
+def test_model_calls_is_a_count_or_auto(value, calls):
+    assert settings.load({"SCORING_MODEL_CALLS": value}).model_calls == calls
+    assert settings.load({}).model_calls == settings.AUTO  # the default: by the device (service.py)
 
 
 def test_readme_table_is_generated_from_the_settings_module():

@@ -13,7 +13,11 @@ import pytest
 from tests.app.conftest import Server, dockerfile_cmd
 
 MODEL_DELAY_S = 0.1
+# One model call at a time (SCORING_MODEL_CALLS=auto would give this CPU two), so
+# the capacity and queue the tests count on are these; the default's two calls beside
+# a hung one: test_overload_and_faults.py, slow_server_default.
 SLOW = {"SCORING_WORKERS": "1", "SCORING_THREADS": "16", "SCORING_MAX_BATCH_SIZE": "4",
+        "SCORING_MODEL_CALLS": "1",
         "SCORING_BATCH_TIMEOUT_MS": "5", "SCORING_MAX_QUEUE": "8",
         "SCORING_REQUEST_TIMEOUT_MS": "3000", "SCORING_DRAIN_SECONDS": "1",
         "SCORING_GRACEFUL_TIMEOUT_S": "20", "RELIABILITY_MODEL_DELAY_S": str(MODEL_DELAY_S)}
@@ -25,16 +29,27 @@ def slow_argv(port: int) -> list[str]:
     return [sys.executable, *dockerfile_cmd()[1:], "tests.reliability.slow_wsgi:app"]
 
 
-def _slow_server(encoded_model_dir, keys, tmp) -> Server:
+def _slow_server(encoded_model_dir, keys, tmp, **env: str) -> Server:
     (keys / "primary").write_text(KEY)
     return Server({**SLOW, "SCORING_MODEL_DIR": str(encoded_model_dir),
-                   "SCORING_API_KEYS_DIR": str(keys), "TMPDIR": str(tmp)}, argv=slow_argv)
+                   "SCORING_API_KEYS_DIR": str(keys), "TMPDIR": str(tmp), **env}, argv=slow_argv)
 
 
 @pytest.fixture(scope="module")
 def slow_server(encoded_model_dir, tmp_path_factory):
     srv = _slow_server(encoded_model_dir, tmp_path_factory.mktemp("slow-keys"),
                        tmp_path_factory.mktemp("slow"))
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture()
+def slow_server_default(encoded_model_dir, tmp_path):
+    """A slow server at SCORING_MODEL_CALLS's default (auto: two calls on this CPU)."""
+    (tmp_path / "keys").mkdir()
+    srv = _slow_server(encoded_model_dir, tmp_path / "keys", tmp_path, SCORING_MODEL_CALLS="auto")
     try:
         yield srv.wait_ready()
     finally:

@@ -3,7 +3,8 @@
 3 s); the SIGTERM test stops a slow server of its own:
 
 1. 3x the measured capacity, then normal load again;
-2. a model that hangs past the deadline: 504s, slots freed, no wedge;
+2. a model that hangs past the deadline: 504s, slots freed, no wedge; at the
+   default (two calls on a CPU, a server of its own), a full batch is served beside it;
 3. the worker killed with -9 mid-batch: errors, not hangs; gunicorn replaces it;
 4. SIGTERM under load: in-flight requests finish, new ones are refused, clean exit.
 
@@ -95,6 +96,27 @@ def test_hung_model_gives_504_frees_slots_and_does_not_wedge(slow_server):
     assert depth_after_504 == 0
     assert [(a.status, a.code) for a in later] == [(200, "ok")] * 4
     assert stalled.status == 504
+    assert load.post(url, KEY, 1).code == "ok"
+
+
+def test_at_the_default_a_full_batch_is_served_beside_a_hung_call_and_the_rest_time_out(
+        slow_server_default):
+    """SCORING_MODEL_CALLS=auto, two calls on this CPU: a hung call holds one model
+    thread; a full batch (the target, 4) goes to the other at once, while fewer than
+    that wait for the hung call and get their 504 at the deadline, freeing their slots."""
+    srv = slow_server_default
+    assert "up to 2 model calls at once" in srv.output()
+    url, calls = srv.url, model_calls(srv)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        stalled = pool.submit(load.post, url, KEY, 0, body=load.stall_jpeg(DEADLINE_S + 2))
+        wait_for(lambda: model_calls(srv) > calls, "the stalled call")
+        beside = [f.result() for f in [pool.submit(load.post, url, KEY, i) for i in range(4)]]
+        waiting = [f.result() for f in [pool.submit(load.post, url, KEY, i) for i in range(3)]]
+        stalled = stalled.result()
+    assert [(a.status, a.code) for a in beside] == [(200, "ok")] * 4  # behind it: 504s
+    assert [(a.status, a.code) for a in waiting] == [(504, "deadline_exceeded")] * 3
+    assert stalled.status == 504
+    assert queue_depth(srv) == 0
     assert load.post(url, KEY, 1).code == "ok"
 
 
