@@ -60,17 +60,16 @@ AUTO = 0  # a count of "auto" (SCORING_MODEL_CALLS): chosen at load, by the devi
 
 
 def _int_range_or_auto(low: int, high: int) -> Callable[[str], int]:
+    number = _int_range(low, high)
+
     def parse(text: str) -> int:
         value = text.strip().lower()
         if value == "auto":
             return AUTO
         try:
-            number = int(value)
+            return number(value)
         except ValueError:
-            number = None
-        if number is None or not low <= number <= high:
-            raise ValueError(f"must be auto, or a whole number from {low} to {high}")
-        return number
+            raise ValueError(f"must be auto, or a whole number from {low} to {high}") from None
     return parse
 
 

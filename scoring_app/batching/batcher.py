@@ -114,14 +114,13 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopped = False
         self._out: list[_Call] = []  # model calls out: batches, or a lone request's own
-        self._max_calls = max_calls
-        self._free = [offload.NativeThread() for _ in range(max_calls)]  # model threads not in a call
         self._looking = False  # a lone request is letting the others run first
         self._last_end = time.monotonic()  # when the last model call ended
         self._backlog = False  # items were queued when the last batched call ended
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.set_max_calls(max_calls)
 
     @property
     def max_calls(self) -> int:
@@ -133,7 +132,7 @@ class Batcher:
         if self._thread.is_alive():
             raise RuntimeError("the batcher is already running")
         self._max_calls = max_calls
-        self._free = [offload.NativeThread() for _ in range(max_calls)]
+        self._free = [offload.NativeThread() for _ in range(max_calls)]  # model threads not in a call
 
     def start(self) -> None:
         self._thread.start()

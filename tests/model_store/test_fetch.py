@@ -34,6 +34,14 @@ def _nothing_left(dest):
     return not dest.exists() and not dest.with_name(f".{dest.name}.partial").exists()
 
 
+def _refused(azurite, container, prefix, digest, tmp_path, match, error=fetch_mod.FetchError, **kw):
+    """The fetch stops with ``error`` matching ``match``, and leaves nothing to load."""
+    dest = tmp_path / "model"
+    with pytest.raises(error, match=match):
+        _fetch(azurite, container, prefix, digest, dest, **kw)
+    assert _nothing_left(dest)
+
+
 @pytest.fixture()
 def published(container, encoded_model_dir):
     prefix, digest = publish(encoded_model_dir, container, "colours")
@@ -71,10 +79,8 @@ def test_fetched_model_is_served_and_scores(azurite, container, published, encod
 def test_tampered_file_is_refused_by_name(azurite, container, published, tmp_path):
     prefix, digest = published
     container.upload_blob(f"{prefix}/saved_model.pb", b"evil graph", overwrite=True)
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=r"saved_model\.pb: size 10 in blob storage"):
-        _fetch(azurite, container, prefix, digest, dest)
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=r"saved_model\.pb: size 10 in blob storage")
 
 
 def test_same_size_tamper_is_caught_by_hash(azurite, container, published, encoded_model_dir, tmp_path):
@@ -82,10 +88,8 @@ def test_same_size_tamper_is_caught_by_hash(azurite, container, published, encod
     original = (encoded_model_dir / "saved_model.pb").read_bytes()
     flipped = bytes([original[0] ^ 1]) + original[1:]
     container.upload_blob(f"{prefix}/saved_model.pb", flipped, overwrite=True)
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=r"saved_model\.pb: sha256 [0-9a-f]{64} does not match"):
-        _fetch(azurite, container, prefix, digest, dest)
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=r"saved_model\.pb: sha256 [0-9a-f]{64} does not match")
 
 
 def test_missing_file_is_named(azurite, container, published, tmp_path):
@@ -94,19 +98,15 @@ def test_missing_file_is_named(azurite, container, published, tmp_path):
         container.download_blob(f"{prefix}/manifest.json").readall(), digest)
         if e.path.startswith("variables/"))
     container.delete_blob(f"{prefix}/{victim}")
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=f"missing in blob storage: .*/{prefix}/{victim}$"):
-        _fetch(azurite, container, prefix, digest, dest)
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=f"missing in blob storage: .*/{prefix}/{victim}$")
 
 
 def test_missing_manifest_is_named(azurite, container, published, tmp_path):
     prefix, digest = published
     container.delete_blob(f"{prefix}/manifest.json")
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=f"missing in blob storage: .*/{prefix}/manifest.json$"):
-        _fetch(azurite, container, prefix, digest, dest)
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=f"missing in blob storage: .*/{prefix}/manifest.json$")
 
 
 def test_manifest_swapped_with_its_files_is_refused(azurite, container, published, tensor_model_dir,
@@ -119,11 +119,9 @@ def test_manifest_swapped_with_its_files_is_refused(azurite, container, publishe
         container.upload_blob(f"{prefix}/{entry.path}", (tensor_model_dir / entry.path).read_bytes(),
                               overwrite=True)
     container.upload_blob(f"{prefix}/manifest.json", mf.encode(other), overwrite=True)
-    dest = tmp_path / "model"
-    with pytest.raises(mf.ManifestError, match=f"manifest.json has sha256 {mf.digest(mf.encode(other))}, "
-                                               f"but the deployment expects {digest}"):
-        _fetch(azurite, container, prefix, digest, dest)
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path, error=mf.ManifestError,
+             match=f"manifest.json has sha256 {mf.digest(mf.encode(other))}, "
+                   f"but the deployment expects {digest}")
 
 
 def test_rejected_token_names_the_permission(azurite, container, published, tmp_path):
@@ -346,21 +344,16 @@ def test_a_signed_model_verifies_with_its_key(azurite, container, signed, keys_d
 
 def test_a_signature_by_another_key_is_refused(azurite, container, signed, keys_dir, tmp_path):
     _model, prefix, digest = signed
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: "):
-        _fetch(azurite, container, prefix, digest, dest,
-               signer=fetch_mod.Signer(public_key=str(keys_dir / "other.pub")))
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=r"^model\.sig: signature check failed: ",
+             signer=fetch_mod.Signer(public_key=str(keys_dir / "other.pub")))
 
 
 def test_an_unsigned_model_is_refused_when_a_key_is_named(azurite, container, published, keys_dir,
                                                           tmp_path):
     prefix, digest = published
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match="the model is unsigned"):
-        _fetch(azurite, container, prefix, digest, dest,
-               signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path, match="the model is unsigned",
+             signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
 
 
 def test_a_model_changed_and_republished_by_its_own_publisher_fails_the_signature(
@@ -370,11 +363,9 @@ def test_a_model_changed_and_republished_by_its_own_publisher_fails_the_signatur
     model, _, _ = signed
     (model / "saved_model.pb").write_bytes((encoded_model_dir / "saved_model.pb").read_bytes() + b"\0")
     prefix, digest = publish(model, container, "signed")
-    dest = tmp_path / "model"
-    with pytest.raises(fetch_mod.FetchError, match=r"^model\.sig: signature check failed: .*saved_model\.pb"):
-        _fetch(azurite, container, prefix, digest, dest,
-               signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
-    assert _nothing_left(dest)
+    _refused(azurite, container, prefix, digest, tmp_path,
+             match=r"^model\.sig: signature check failed: .*saved_model\.pb",
+             signer=fetch_mod.Signer(public_key=str(keys_dir / "publisher.pub")))
 
 
 def test_a_signer_must_be_one_readable_thing(tmp_path):

@@ -23,17 +23,6 @@ VARIANT_OVERRIDES = {
 }
 
 
-#: A model published by someone else (modelUri), signed with a key the stack names.
-EXTERNAL_MODEL = {
-    "modelUri": "https://theirmodels.blob.core.windows.net/published/resnet50/" + "c" * 64,
-    "modelDigest": "c" * 64,
-    "modelUriScope": ("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/theirs/"
-                      "providers/Microsoft.Storage/storageAccounts/theirmodels/blobServices/"
-                      "default/containers/published"),
-    "modelPublicKey": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
-}
-
-
 def container_id(account: str, container: str) -> str:
     """The ARM id of a blob container in someone else's resource group."""
     return ("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/theirs/providers/"
@@ -46,6 +35,10 @@ def external(account: str, container: str, digest_char: str, **more) -> dict:
     return {"modelUri": f"https://{account}.blob.core.windows.net/{container}/resnet50/{digest}",
             "modelDigest": digest, "modelUriScope": container_id(account, container), **more}
 
+
+#: A model published by someone else (modelUri), signed with a key the stack names.
+EXTERNAL_MODEL = external("theirmodels", "published", "c", modelPublicKey=(
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"))
 
 #: A publisher's CA chain (PEM shape only: the stack mounts it, the fetch checks signatures).
 CERTIFICATE_CHAIN = ("-----BEGIN CERTIFICATE-----\nMIIBfake-intermediate\n-----END CERTIFICATE-----\n"
@@ -96,24 +89,23 @@ def rollout(model_dir, model_v2, **changes) -> dict:
     return {"modelDir": str(model_dir), **values}
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
+def stand_in_model(path, graph: bytes):
     """A stand-in SavedModel directory: the build only hashes it here, nothing loads it."""
-    path = tmp_path_factory.mktemp("model")
-    (path / "saved_model.pb").write_bytes(b"not a real graph")
+    (path / "saved_model.pb").write_bytes(graph)
     (path / "variables").mkdir()
     (path / "variables" / "variables.index").write_bytes(b"index")
     return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return stand_in_model(tmp_path_factory.mktemp("model"), b"not a real graph")
 
 
 @pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory):
     """Another model version: one file changed."""
-    path = tmp_path_factory.mktemp("model2")
-    (path / "saved_model.pb").write_bytes(b"another graph")
-    (path / "variables").mkdir()
-    (path / "variables" / "variables.index").write_bytes(b"index")
-    return path
+    return stand_in_model(tmp_path_factory.mktemp("model2"), b"another graph")
 
 
 @pytest.fixture(scope="session")
