@@ -3,11 +3,11 @@
 kubernetes-validate only knows built-in kinds. The custom ones are checked
 against the schema the API server itself would apply: each CRD's
 `openAPIV3Schema`, read from the upstream CRDs beside the repository
-(../shared/reference/crds: Gateway API v1.4.1 standard channel, the bundle AKS's
+(tests/reference/crds: Gateway API v1.4.1 standard channel, the bundle AKS's
 managed Gateway API installs on Kubernetes 1.35; cert-manager v1.19.1; KEDA
-v2.18.3). Two have no copy there: Envoy Gateway's EnvoyProxy (a pruned extract
-of its v1.9.0 CRD in tests/stack/crds/, with the commit it came from) and Azure
-managed Prometheus's PodMonitor (a small hand-written schema).
+v2.18.3). Envoy Gateway's EnvoyProxy is a pruned extract of its v1.9.0 CRD
+(same folder, with the commit it came from); Azure managed Prometheus's
+PodMonitor has a small hand-written schema.
 
 The conversion (structural schema -> JSON Schema) follows the reference
 README: `x-kubernetes-int-or-string` is "integer or string", other
@@ -22,14 +22,11 @@ from __future__ import annotations
 import copy
 import json
 from functools import cache
-from pathlib import Path
 
 import yaml
 
-from stack_harness import REPO
+from stack_harness import reference_file
 
-CRD_DIR = REPO.parent / "shared" / "reference" / "crds"
-LOCAL_DIR = Path(__file__).with_name("crds")
 GATEWAY = "gateway-api-standard-v1.4.1/gateway.networking.k8s.io_"
 #: (apiVersion, kind) -> the upstream CRD file that defines it
 UPSTREAM = {
@@ -86,7 +83,7 @@ def crd_version(crd: dict, version: str) -> dict:
 @cache
 def upstream_schema(api_version: str, kind: str) -> tuple[dict, dict]:
     """(JSON schema, the raw openAPIV3Schema) of one upstream kind."""
-    crd = yaml.safe_load((CRD_DIR / UPSTREAM[(api_version, kind)]).read_text())
+    crd = yaml.safe_load(reference_file("crds/" + UPSTREAM[(api_version, kind)]).read_text())
     assert crd["spec"]["names"]["kind"] == kind
     raw = crd_version(crd, api_version.rpartition("/")[2])
     return _finish(raw, api_version, kind, crd["spec"]["scope"] == "Namespaced"), raw
@@ -104,7 +101,7 @@ def _finish(raw: dict, api_version: str, kind: str, namespaced: bool) -> dict:
 
 @cache
 def envoy_proxy_schema() -> tuple[dict, dict]:
-    extract = json.loads((LOCAL_DIR / "envoyproxy-v1alpha1.pruned.json").read_text())
+    extract = json.loads(reference_file("crds/envoyproxy-v1alpha1.pruned.json").read_text())
     raw = extract["openAPIV3Schema"]
     return _finish(raw, "gateway.envoyproxy.io/v1alpha1", "EnvoyProxy", True), raw
 

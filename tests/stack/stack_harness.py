@@ -11,6 +11,16 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+#: Upstream data the stack is checked against, carried in the repository (tests/reference/README.md)
+REFERENCE = REPO / "tests" / "reference"
+
+
+def reference_file(relative: str) -> Path:
+    """A file under tests/reference; a missing one fails the test, it never skips."""
+    path = REFERENCE / relative
+    if not path.is_file():
+        raise AssertionError(f"reference data missing: {path} (see tests/reference/README.md)")
+    return path
 RUNNER = Path(__file__).with_name("mock_run.py")
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"  # rendered by the provider at deploy time

@@ -1,20 +1,18 @@
 """The Azure resources' inputs, shaped as ARM bodies, against Azure's published ARM schemas.
 
 `pulumi up` cannot run here, so this is where a wrong enum value, type or
-required field shows up instead. Schemas: ../shared/reference/arm-schemas
-(beside the repository), at the API versions pulumi-azure-native 3.29 uses.
+required field shows up instead. Schemas: tests/reference/arm-schemas, at the
+API versions pulumi-azure-native 3.29 uses.
 """
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
 import referencing
 import referencing.jsonschema
 
-from stack_harness import REPO, unwrap
+from stack_harness import reference_file, unwrap
 
-SCHEMAS = REPO.parent / "shared" / "reference" / "arm-schemas"
 PREFIX = "https://schema.management.azure.com/schemas/"
 #: Pulumi type -> (schema file, definition path, ARM type, apiVersion, the input holding the name)
 TARGETS = {
@@ -65,7 +63,7 @@ PATH_PARAMETERS = {"resourceGroupName", "resourceName", "agentPoolName", "regist
 def _retrieve(uri: str) -> referencing.Resource:
     if not uri.startswith(PREFIX):
         raise referencing.exceptions.NoSuchResource(uri)
-    contents = json.loads((SCHEMAS / uri[len(PREFIX):]).read_text(encoding="utf-8-sig"))
+    contents = json.loads(reference_file("arm-schemas/" + uri[len(PREFIX):]).read_text(encoding="utf-8-sig"))
     return referencing.Resource.from_contents(contents, default_specification=referencing.jsonschema.DRAFT4)
 
 
@@ -97,8 +95,9 @@ def validator(type_: str) -> jsonschema.Draft4Validator:
                                       registry=REGISTRY)
 
 
-def test_schemas_are_beside_the_repository():
-    assert SCHEMAS.is_dir(), f"expected the ARM schemas at {SCHEMAS}"
+@pytest.mark.parametrize("type_", sorted(TARGETS))
+def test_each_schema_is_carried_in_the_repository(type_):
+    assert json.loads(reference_file("arm-schemas/" + TARGETS[type_][0]).read_text(encoding="utf-8-sig"))
 
 
 @pytest.mark.parametrize("type_", sorted(TARGETS))
