@@ -6,7 +6,12 @@ Reads (docs/contract.md, "Models as data"):
   SCORING_MODEL_URI     https://<account>.blob.core.windows.net/<container>/<prefix>
   SCORING_MODEL_DIGEST  the manifest's sha256, written into the Deployment by the stack
   SCORING_MODEL_DIR     where the verified model appears (inside the emptyDir)
-  SCORING_FETCH_CONCURRENCY  files and chunks in flight (default 8)
+  SCORING_MODEL_STORAGE_SUFFIX  the storage endpoint the URI must name (default
+      blob.core.windows.net: <account>.blob.core.windows.net); another cloud's suffix (e.g.
+      blob.core.usgovcloudapi.net), or an emulator's exact 127.0.0.1:<port> (path style).
+      The storage token goes to no other host.
+  SCORING_FETCH_CONCURRENCY  files in flight, and chunks in flight per file (default 8, at
+      most MAX_CONCURRENCY)
   SCORING_FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
   SCORING_MODEL_PUBLIC_KEY   optional: a PEM public key (OpenSSF model signing, key method)
   SCORING_MODEL_CERTIFICATE_CHAIN  optional: PEM files, ':'-separated (certificate method)
@@ -17,7 +22,8 @@ Reads (docs/contract.md, "Models as data"):
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
-Order: a storage token first, outside the blob retries (a wrong identity fails at once,
+Order: the destination is checked first (an absolute path with no '.' or '..' parts and no
+symbolic link on the way); then a storage token, outside the blob retries (a wrong identity fails at once,
 in one line); then the manifest is downloaded and its sha256 checked against SCORING_MODEL_DIGEST
 before anything in it is read; every listed file is downloaded (files in parallel,
 large files in parallel chunks, each request retried with exponential backoff by the
@@ -36,11 +42,12 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,6 +59,7 @@ from scoring_app.model_store import scan as model_scan
 LOG = logging.getLogger("scoring.model_fetch")
 #: What the fetch command reads (the server's own variables are scoring_app/settings.py's).
 VARIABLES = ("SCORING_MODEL_URI", "SCORING_MODEL_DIGEST", "SCORING_MODEL_DIR",
+             "SCORING_MODEL_STORAGE_SUFFIX",
              "SCORING_FETCH_CONCURRENCY", "SCORING_FETCH_RETRIES", "SCORING_MODEL_PUBLIC_KEY",
              "SCORING_MODEL_CERTIFICATE_CHAIN", "SCORING_MODEL_SCAN")
 READER_ROLE = "Storage Blob Data Reader"
@@ -69,6 +77,14 @@ STORAGE_SCOPE = "https://storage.azure.com/.default"
 #: the kubelet's restart of it is the outer retry.
 TOKEN_RETRIES = 3
 _CHUNK = 8 << 20
+#: The Azure public cloud's blob endpoint suffix: the only host the token goes to by default.
+PUBLIC_SUFFIX = "blob.core.windows.net"
+#: SCORING_FETCH_CONCURRENCY's ceiling: files in flight, and chunks in flight for each.
+MAX_CONCURRENCY = 32
+_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_SUFFIX = re.compile(r"(?:[a-z0-9-]+\.)+[a-z0-9-]+")
 
 
 class FetchError(RuntimeError):
@@ -85,28 +101,81 @@ class Location:
         return f"{self.account_url}/{self.container}/{blob or self.prefix}"
 
 
-def parse_uri(uri: str) -> Location:
-    """``https://<account>.blob.core.windows.net/<container>/<prefix>``; an IP or localhost
-    host is the emulator's path style, ``https://127.0.0.1:10000/<account>/<container>/<prefix>``."""
-    parts = urlsplit(uri or "")
-    if parts.scheme != "https" or not parts.hostname:
-        raise FetchError(f"SCORING_MODEL_URI must be an https:// blob URL, got {uri!r}")
-    if parts.query or parts.fragment:
-        raise FetchError("SCORING_MODEL_URI must not carry a query (no SAS tokens: the pod uses its identity)")
-    segments = [s for s in parts.path.split("/") if s]
-    host = parts.hostname
+def _emulator(suffix: str) -> bool:
+    """An exact ``127.0.0.1:<port>`` (or ``localhost``, or another IP) names an emulator,
+    which takes the account as the URI's first path segment."""
+    host = suffix.rsplit(":", 1)[0] if suffix.count(":") == 1 else suffix
     try:
-        path_style = host == "localhost" or bool(ipaddress.ip_address(host))
+        return host == "localhost" or bool(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
-        path_style = False
-    base = f"https://{parts.netloc}"
-    if path_style:
-        if len(segments) < 3:
-            raise FetchError(f"SCORING_MODEL_URI {uri!r}: expected /<account>/<container>/<prefix>")
-        base, segments = f"{base}/{segments[0]}", segments[1:]
-    if len(segments) < 2:
-        raise FetchError(f"SCORING_MODEL_URI {uri!r}: expected /<container>/<prefix>")
+        return False
+
+
+def check_suffix(suffix: str) -> str:
+    """SCORING_MODEL_STORAGE_SUFFIX: a DNS suffix such as blob.core.windows.net, or an
+    emulator's host:port."""
+    if _emulator(suffix) or _SUFFIX.fullmatch(suffix):
+        return suffix
+    raise FetchError(f"SCORING_MODEL_STORAGE_SUFFIX {mf.quote(suffix)} must be a blob endpoint "
+                     "suffix such as blob.core.windows.net, or an emulator's 127.0.0.1:<port>")
+
+
+def parse_uri(uri: str, suffix: str = PUBLIC_SUFFIX) -> Location:
+    """``https://<account>.<suffix>/<container>/<prefix>``; with an emulator's suffix
+    (``127.0.0.1:10000``), ``https://127.0.0.1:10000/<account>/<container>/<prefix>``. The
+    storage token goes to this host: nothing else is accepted. A URI with a user part or a
+    query may hold a secret, so it is never repeated."""
+    uri = uri or ""
+    if mf.has_control(uri) or any(c.isspace() for c in uri):
+        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} holds a control character or a space")
+    parts = urlsplit(uri)
+    if "?" in uri or "#" in uri:
+        raise FetchError("SCORING_MODEL_URI must not carry a query or a fragment (no SAS tokens: "
+                         "the pod uses its identity)")
+    if "@" in parts.netloc:
+        raise FetchError("SCORING_MODEL_URI must not carry a user part (user@ or user:password@): "
+                         "the pod uses its identity")
+    if parts.scheme != "https" or not parts.netloc:
+        raise FetchError(f"SCORING_MODEL_URI must be an https:// blob URL, got {mf.quote(uri)}")
+    segments = parts.path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments.pop()  # one trailing slash
+    bad = [s for s in segments if s in (".", "..") or not _SEGMENT.fullmatch(s)]
+    if bad:
+        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: path segment {mf.quote(bad[0])} is "
+                         "not a plain name (letters, digits, '.', '_', '-'; no '.' or '..')")
+    if _emulator(suffix):
+        if parts.netloc != suffix:
+            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} is not on the storage endpoint "
+                             f"{mf.quote(suffix)} (SCORING_MODEL_STORAGE_SUFFIX)")
+        if len(segments) < 3 or not _ACCOUNT.fullmatch(segments[0]):
+            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: expected /<account>/<container>/<prefix>")
+        base, segments = f"https://{parts.netloc}/{segments[0]}", segments[1:]
+    else:
+        account, dot, rest = parts.netloc.partition(".")
+        if rest != suffix or not _ACCOUNT.fullmatch(account):
+            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} is not on a storage endpoint "
+                             f"https://<account>.{suffix} (another cloud: set SCORING_MODEL_STORAGE_SUFFIX)")
+        base = f"https://{parts.netloc}"
+    if len(segments) < 2 or not _CONTAINER.fullmatch(segments[0]):
+        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: expected /<container>/<prefix>, "
+                         "a container name of 3-63 lowercase letters, digits and '-'")
     return Location(base, segments[0], "/".join(segments[1:]))
+
+
+def check_destination(dest: str | os.PathLike) -> Path:
+    """SCORING_MODEL_DIR, checked before anything is removed or asked for: absolute, no '.'
+    or '..' parts, no symbolic link on the way (it stays where it names, in the volume)."""
+    raw = os.fspath(dest)
+    path = Path(raw)
+    if (not path.is_absolute() or os.path.normpath(raw) != raw or "//" in raw
+            or path.name in ("", ".", "..")):
+        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(raw)} must be an absolute path with no "
+                         "'.', '..' or empty parts")
+    if mf.has_control(raw) or path.resolve() != path:
+        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(raw)} passes through a symbolic link or "
+                         "holds a control character: it must name a place in the model volume")
+    return path
 
 
 class _Progress:
@@ -166,8 +235,11 @@ def _code(exc: Exception) -> str:
 
 
 def _first_line(exc: Exception) -> str:
+    """An error's first line, its control characters escaped: text from the other side (a
+    server's error message, a name) cannot add or forge a log line."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return mf.quote(line, 500)[1:-1] if mf.has_control(line) else line
 
 
 def first_token(credential, loc: Location) -> None:
@@ -236,76 +308,30 @@ class Signer:
 def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *,
           concurrency: int = 8, retries: int = 6, connection_verify=None,
           initial_backoff: float = 1, increment_base: float = 2, progress_every_s: float = 2.0,
-          on_progress=None, signer: Signer | None = None, scan: bool = False) -> dict:
+          on_progress=None, signer: Signer | None = None, scan: bool = False,
+          storage_suffix: str = PUBLIC_SUFFIX) -> dict:
     """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}`` (and
     ``"scan_seconds"`` with ``scan``). Raises FetchError, ManifestError or
     model_scan.ScanError with one line; then ``dest`` does not exist."""
     mf.check_digest(expected_digest, "SCORING_MODEL_DIGEST")
-    if concurrency < 1:
-        raise FetchError(f"SCORING_FETCH_CONCURRENCY must be at least 1, got {concurrency}")
-    loc = parse_uri(uri)
-    dest = Path(dest)
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise FetchError(f"SCORING_FETCH_CONCURRENCY must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
+    loc = parse_uri(uri, check_suffix(storage_suffix))
+    dest = check_destination(dest)
     staging = dest.with_name(f".{dest.name}.partial")
     started = time.monotonic()
-    for old in (staging, dest):  # an init container rerun starts from nothing
-        if old.exists():
-            shutil.rmtree(old)
+    _clear_own(dest, staging)
     first_token(credential, loc)
     client = container_client(loc, credential, retries=retries, connection_verify=connection_verify,
                               initial_backoff=initial_backoff, increment_base=increment_base)
     try:
-        blob_of = lambda path: f"{loc.prefix.rstrip('/')}/{path}"  # noqa: E731
-        manifest_blob = blob_of(mf.MANIFEST_NAME)
-        try:
-            raw = client.download_blob(manifest_blob).readall()
-        except Exception as exc:  # noqa: BLE001 - every SDK error becomes one line
-            raise _explain(exc, loc, manifest_blob) from None
-        entries = mf.decode(raw, expected_digest)
+        entries = _manifest(client, loc, expected_digest)
         total = sum(e.size for e in entries)
         LOG.info("model fetch: %s, %d files, %.1f MB, digest %s", loc.describe(), len(entries),
                  total / 1e6, expected_digest)
         progress = _Progress(total, progress_every_s)
-        staging.mkdir(parents=True)
-
-        def one(entry: mf.Entry) -> int:
-            target = staging / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            blob = blob_of(entry.path)
-            hook = progress.hook(entry.path)
-            if on_progress is not None:
-                inner = hook
-                hook = lambda cur, tot: (inner(cur, tot), on_progress(entry.path, cur, tot))  # noqa: E731
-            try:
-                downloader = client.download_blob(blob, max_concurrency=concurrency,
-                                                  progress_hook=hook)
-                if downloader.size != entry.size:
-                    raise FetchError(f"{entry.path}: size {downloader.size} in blob storage, "
-                                     f"{entry.size} in the manifest ({loc.describe(blob)})")
-                with open(target, "wb") as handle:
-                    downloader.readinto(handle)
-            except (FetchError, mf.ManifestError):
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise _explain(exc, loc, blob) from None
-            size = target.stat().st_size
-            if size != entry.size:
-                raise FetchError(f"{entry.path}: {size} bytes downloaded, manifest says {entry.size}")
-            actual = mf.file_sha256(target)
-            if actual != entry.sha256:
-                raise FetchError(f"{entry.path}: sha256 {actual} does not match the manifest's "
-                                 f"{entry.sha256} ({loc.describe(blob)})")
-            return size
-
-        got = 0
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(entries))) as pool:
-            futures = [pool.submit(one, e) for e in entries]
-            try:
-                for future in as_completed(futures):
-                    got += future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        _mkdir(staging)
+        got = _download_all(client, loc, entries, staging, concurrency, progress, on_progress)
         progress.log()
         if signer is not None:
             signer.verify(staging)
@@ -313,7 +339,7 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
         scanned = model_scan.scan(staging) if scan else None
         seconds = time.monotonic() - started
         stats = {"bytes": got, "seconds": round(seconds, 3), "files": len(entries),
-                 "digest": expected_digest}
+                 "digest": expected_digest, "dir": dest.name}
         if scanned:
             stats["scan_seconds"] = scanned["seconds"]
         (staging.parent / STATS_NAME).write_text(json.dumps(stats))
@@ -326,6 +352,135 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
         raise
     finally:
         client.close()
+
+
+def _clear_own(dest: Path, staging: Path) -> None:
+    """An init container run again (same emptyDir) starts from nothing, but removes only what a
+    fetch placed: its staging directory, and a model directory its stats file names."""
+    if staging.is_symlink() or staging.exists() and not staging.is_dir():
+        raise FetchError(f"{mf.quote(str(staging))} exists and is not the fetch's staging directory")
+    if staging.exists():
+        shutil.rmtree(staging)
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    try:
+        placed = json.loads((dest.parent / STATS_NAME).read_text()).get("dir") == dest.name
+    except (OSError, ValueError, AttributeError):
+        placed = False
+    if not placed or dest.is_symlink() or not dest.is_dir():
+        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(str(dest))} already exists and was not "
+                         "placed by a model fetch: it is not removed; name an empty place in the volume")
+    shutil.rmtree(dest)
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot create {mf.quote(str(path))}: {exc.strerror}") from None
+
+
+def _manifest(client, loc: Location, expected_digest: str) -> tuple[mf.Entry, ...]:
+    """The manifest, read with a bound: no more than MAX_MANIFEST_BYTES (+1, to see one
+    over) is ever asked for, so a planted manifest of any size costs that much memory."""
+    blob = f"{loc.prefix.rstrip('/')}/{mf.MANIFEST_NAME}"
+    try:
+        downloader = client.download_blob(blob, offset=0, length=mf.MAX_MANIFEST_BYTES + 1)
+        if downloader.size > mf.MAX_MANIFEST_BYTES:  # the range's size: one byte over is enough
+            raise FetchError(f"{mf.MANIFEST_NAME} in blob storage is over the bound of "
+                             f"{mf.MAX_MANIFEST_BYTES} bytes on a manifest ({loc.describe(blob)})")
+        raw = downloader.readall()
+    except FetchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every SDK error becomes one line
+        raise _explain(exc, loc, blob) from None
+    return mf.decode(raw, expected_digest)
+
+
+def _download_all(client, loc: Location, entries, staging: Path, concurrency: int,
+                  progress: _Progress, on_progress) -> int:
+    """Every entry, ``concurrency`` files at a time (each with up to ``concurrency`` chunks in
+    flight); only as many downloads are submitted as can run, so a long manifest costs no
+    more memory than a short one."""
+    got = 0
+    workers = min(concurrency, len(entries))
+    todo = iter(entries)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = set()
+        try:
+            while True:
+                for entry in todo:
+                    running.add(pool.submit(_download, client, loc, entry, staging, concurrency,
+                                            progress, on_progress))
+                    if len(running) >= workers:
+                        break
+                if not running:
+                    return got
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                got += sum(future.result() for future in done)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+
+
+class _Bounded:
+    """The file a shard is written to, refusing any byte past the manifest's size for it
+    (what the SDK's parallel readinto needs: write, seek, tell, seekable)."""
+
+    def __init__(self, handle, limit: int, path: str):
+        self.handle, self.limit, self.path = handle, limit, path
+
+    def write(self, data) -> int:
+        if self.handle.tell() + len(data) > self.limit:
+            raise FetchError(f"{mf.quote(self.path)}: more than the manifest's {self.limit} bytes "
+                             "arrived; refused past that bound")
+        return self.handle.write(data)
+
+    def seek(self, *args):
+        return self.handle.seek(*args)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency: int,
+              progress: _Progress, on_progress) -> int:
+    target = staging / entry.path
+    _mkdir(target.parent)
+    blob = f"{loc.prefix.rstrip('/')}/{entry.path}"
+    hook = progress.hook(entry.path)
+    if on_progress is not None:
+        inner = hook
+        hook = lambda cur, tot: (inner(cur, tot), on_progress(entry.path, cur, tot))  # noqa: E731
+    name = mf.quote(entry.path)
+    try:
+        downloader = client.download_blob(blob, max_concurrency=concurrency, progress_hook=hook)
+        if downloader.size != entry.size:
+            raise FetchError(f"{name}: size {downloader.size} in blob storage, "
+                             f"{entry.size} in the manifest ({loc.describe(blob)})")
+        with open(target, "wb") as handle:
+            downloader.readinto(_Bounded(handle, entry.size, entry.path))
+    except (FetchError, mf.ManifestError):
+        raise
+    except OSError as exc:  # the volume: no space, a name it cannot hold
+        raise FetchError(f"{name}: cannot write {mf.quote(str(target))}: {exc.strerror}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _explain(exc, loc, blob) from None
+    size = target.stat().st_size
+    if size != entry.size:
+        raise FetchError(f"{name}: {size} bytes downloaded, manifest says {entry.size}")
+    actual = mf.file_sha256(target)
+    if actual != entry.sha256:
+        raise FetchError(f"{name}: sha256 {actual} does not match the manifest's "
+                         f"{entry.sha256} ({loc.describe(blob)})")
+    return size
 
 
 def read_stats(model_dir: str | os.PathLike) -> dict:
@@ -375,8 +530,11 @@ def main() -> int:
         concurrency = _int_env("SCORING_FETCH_CONCURRENCY", 8)
         retries = _int_env("SCORING_FETCH_RETRIES", 6)
         scan = _bool_env("SCORING_MODEL_SCAN")
-        parse_uri(uri)  # bad input is named before any identity is asked for
+        suffix = check_suffix(os.environ.get("SCORING_MODEL_STORAGE_SUFFIX", "").strip()
+                              or PUBLIC_SUFFIX)
+        parse_uri(uri, suffix)  # bad input is named before any identity is asked for
         mf.check_digest(digest, "SCORING_MODEL_DIGEST")
+        check_destination(dest)
         key = os.environ.get("SCORING_MODEL_PUBLIC_KEY", "").strip()
         chain = tuple(p for p in os.environ.get("SCORING_MODEL_CERTIFICATE_CHAIN", "").split(":") if p)
         signer = Signer(key or None, chain) if (key or chain) else None
@@ -386,10 +544,13 @@ def main() -> int:
         except ValueError as exc:  # the webhook's variables are missing
             raise FetchError(f"workload identity is not configured: {exc}") from None
         fetch(uri, digest, dest, credential, concurrency=concurrency, retries=retries, signer=signer,
-              scan=scan)
+              scan=scan, storage_suffix=suffix)
     except (FetchError, mf.ManifestError, model_scan.ScanError) as exc:
         print(f"model fetch failed: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except OSError as exc:  # the volume or the network, outside what is named above
+        print(f"model fetch failed: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -60,6 +60,7 @@ def _run_init(blob_image, pod, azurite, uri_path: str, work, **extra_env):
     with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
         env = {**{e["name"]: e["value"] for e in init["env"]},
                "SCORING_MODEL_URI": f"{azurite.account_url}/{uri_path}",
+               "SCORING_MODEL_STORAGE_SUFFIX": azurite.endpoint,
                "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_TENANT_ID": TENANT,
                "AZURE_FEDERATED_TOKEN_FILE": TOKEN_PATH, "REQUESTS_CA_BUNDLE": CA_PATH,
                "AZURE_AUTHORITY_HOST": entra.authority, **extra_env}
