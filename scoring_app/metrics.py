@@ -37,6 +37,8 @@ FETCH_SECONDS = Gauge("scoring_model_fetch_seconds",
                       multiprocess_mode="max")
 FETCH_BYTES = Gauge("scoring_model_fetch_bytes", "Bytes the init container downloaded and verified.",
                     multiprocess_mode="max")
+ABANDONED = Counter("scoring_abandoned_images", "Images dropped before a model call because "
+                    "their client had closed its connection (nobody would read the answer).")
 READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
               multiprocess_mode="livesum")
 
@@ -56,7 +58,7 @@ MAX_DEVIATION = Gauge("scoring_precision_max_deviation",
                       ["served"], multiprocess_mode="max")
 
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
-            FETCH_SECONDS, FETCH_BYTES, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION)
+            FETCH_SECONDS, FETCH_BYTES, ABANDONED, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION)
 #: Each family's name and help text (the README lists them), from the
 #: collectors' public ``describe()``.
 DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}
@@ -73,6 +75,9 @@ class BatcherMetrics:
 
     def model_call(self, seconds: float) -> None:
         MODEL_CALL.observe(seconds)
+
+    def abandoned(self, images: int) -> None:
+        ABANDONED.inc(images)
 
 
 def precision(report) -> None:

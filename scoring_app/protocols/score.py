@@ -18,7 +18,7 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from ..errors import BadRequest, ScoringError, UnsupportedMediaType
-from ..http import body, errors, jsonio
+from ..http import body, disconnect, errors, jsonio
 
 ROUTE, METHOD = "/score", "POST"
 INSTANCES = "instances"  # how an error names a JSON request's images: instances[1]
@@ -79,7 +79,7 @@ def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> d
     top_k = _top_k(request)
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     images = _instances(data, service.config.max_queue) if is_json else [data]
-    predictions = service.classify(images, top_k)
+    predictions = service.classify(images, top_k, disconnect.probe(request.environ))
     model = {"name": service.config.model_name, "version": service.config.model_version}
     return {"model": model, "predictions": predictions if is_json else predictions[0]}
 

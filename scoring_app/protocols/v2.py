@@ -17,7 +17,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import NotFound, ScoringError, Unavailable, UnsupportedMediaType
-from ..http import body
+from ..http import body, disconnect
 from ..http.probes import service as _service
 from .v2_tensors import HEADER_LENGTH, INPUT, OUTPUT, Tensor, encode_response, parse_request
 
@@ -130,7 +130,7 @@ def infer(name: str, version: str | None = None):
             f"{HEADER_LENGTH}), uncompressed")
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.config.max_queue)
-    rows = service.raw_scores(parsed.images)
+    rows = service.raw_scores(parsed.images, disconnect.probe(request.environ))
     header = {"model_name": name, "model_version": service.config.model_version}
     if parsed.id is not None:
         header["id"] = parsed.id
