@@ -20,8 +20,10 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 REQUESTS = Counter("scoring_requests", "HTTP requests by route template, method and status.",
                    ["route", "method", "status"])
-LATENCY = Histogram("scoring_request_duration_seconds", "HTTP request latency by route.",
-                    ["route"], buckets=_LATENCY_BUCKETS)
+LATENCY = Histogram("scoring_request_duration_seconds",
+                    "HTTP request latency by route and status class (2xx served, 4xx refused for "
+                    "the request, 5xx refused for the server), from the request's headers read "
+                    "to its answer.", ["route", "status_class"], buckets=_LATENCY_BUCKETS)
 QUEUE_DEPTH = Gauge("scoring_queue_depth", "Images waiting for the model (all workers).",
                     multiprocess_mode="livesum")
 BATCH_SIZE = Histogram("scoring_batch_size", "Images per model call (before padding).",
@@ -91,7 +93,7 @@ def precision(report) -> None:
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
     """One HTTP answer: counted, and its latency observed."""
     _request_counter(route, method, status).inc()
-    _latency(route).observe(seconds)
+    _latency(route, status // 100).observe(seconds)
 
 
 # ``labels()`` validates and locks on every call; an answer's few label sets
@@ -102,5 +104,5 @@ def _request_counter(route: str, method: str, status: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _latency(route: str):
-    return LATENCY.labels(route)
+def _latency(route: str, hundreds: int):
+    return LATENCY.labels(route, f"{hundreds}xx")

@@ -95,6 +95,14 @@ class Service:
         if self.keys is not None:
             self.keys.check(authorization)
 
+    def admit_early(self) -> None:
+        """Raise the 503 a request would get for its first image, before its body is read
+        and its images decoded: overload is refused at the cost of the headers alone."""
+        if self.batcher.ready.is_set():
+            refusal = self.batcher.refuses(1)
+            if refusal is not None:
+                raise refusal
+
     def classify(self, images: list[bytes], top_k: int,
                  gone: Callable[[], bool] | None = None) -> list[list[dict[str, Any]]]:
         """Score, then the top ``top_k`` classes: one list per image."""

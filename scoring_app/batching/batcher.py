@@ -191,6 +191,17 @@ class Batcher:
                 raise p.error.at(index)
         return [p.result for p in pending]
 
+    def refuses(self, n: int = 1) -> Unavailable | None:
+        """The 503 that ``n`` items would get now, or None: asked before a request's body
+        is read and decoded, so a refusal under overload costs no decode (the request
+        is refused again, or admitted, when it is submitted)."""
+        with self._cond:
+            try:
+                self._admit(n)
+            except Unavailable as exc:
+                return exc
+        return None
+
     def _admit(self, n: int) -> None:
         """Refuse ``n`` new items (503) when they do not fit in the queue, or
         when the policy predicts the last of them would wait past

@@ -77,6 +77,7 @@ def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> d
             f"Content-Type {mimetype!r} is not supported; send image bytes "
             "(image/*, application/octet-stream) or application/json instances")
     top_k = _top_k(request)
+    service.admit_early()
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     images = _instances(data, service.config.max_queue) if is_json else [data]
     predictions = service.classify(images, top_k, disconnect.probe(request.environ))

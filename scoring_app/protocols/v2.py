@@ -128,6 +128,7 @@ def infer(name: str, version: str | None = None):
             f"Content-Type {request.mimetype!r} with Content-Encoding {encoding!r} is not "
             "supported; send application/json (or application/octet-stream with "
             f"{HEADER_LENGTH}), uncompressed")
+    service.admit_early()
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.config.max_queue)
     rows = service.raw_scores(parsed.images, disconnect.probe(request.environ))

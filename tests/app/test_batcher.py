@@ -318,3 +318,19 @@ def test_a_queue_of_only_abandoned_images_makes_no_model_call(gated):
     # and the loop goes on: the next request is scored
     assert held.batcher.submit_many(["z"], time.monotonic() + 30, lambda: False) == ["scored z"]
     assert observer.dropped == 2
+
+
+def test_the_refusal_a_request_would_get_is_known_before_its_images_are(gated):
+    """``refuses``: the 503 that submitting would give now, asked before a body is decoded;
+    it queues nothing."""
+    held = gated(max_queue=2)
+    assert held.batcher.refuses(1) is None
+    first = held.hold("a")
+    held.submit(["b", "c"], queued=2)
+    refusal = held.batcher.refuses(1)
+    assert isinstance(refusal, Unavailable) and "queue full" in refusal.message
+    assert held.batcher.depth == 2
+    held.release()
+    for t in first:
+        t.join(10)
+    assert held.batcher.refuses(1) is None
