@@ -181,17 +181,21 @@ def test_quick_fills_only_what_was_not_given():
     assert args.cache_dir == args.out / "models"
 
 
-def test_triton_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(tmp_path / "no-python"))
-    args = cli.parse_args([])
-    assert args.servers == ["baseline", "ours", "mixed"] and "triton left out" in args.triton_note
-    with pytest.raises(SystemExit):
-        cli.parse_args(["--servers", "ours,triton"])
+@pytest.mark.parametrize("peer", sorted(servers.PEERS))
+def test_a_peer_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tmp_path, peer):
     python = tmp_path / "python"
     python.write_text("")
-    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(python))
+    for name, found in servers.PEERS.items():
+        monkeypatch.setenv(found.python_variable, str(tmp_path / "no-python" if name == peer else python))
     args = cli.parse_args([])
-    assert args.servers == list(servers.SERVER_NAMES) and args.triton_note is None
+    assert args.servers == [name for name in servers.SERVER_NAMES if name != peer]
+    (note,) = args.left_out
+    assert note.startswith(f"left out {peer}: ") and servers.PEERS[peer].install in note
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--servers", f"ours,{peer}"])
+    monkeypatch.setenv(servers.PEERS[peer].python_variable, str(python))
+    args = cli.parse_args([])
+    assert args.servers == list(servers.SERVER_NAMES) and args.left_out == []
 
 
 def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
@@ -206,6 +210,27 @@ def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
     assert tensor["parameters"]["binary_data_size"] == len(raw)
     assert struct.unpack("<I", raw[:4]) == (len(raw) - 4,) and raw[4:] == b"\xff\xd8\xffjpeg"
     assert header["outputs"] == [{"name": OUTPUT, "parameters": {"binary_data": False}}]
+
+
+def test_kserves_request_is_one_base64_instance_as_its_image_examples_send():
+    import base64
+    import json
+
+    from bench.kserve_peer import decode_instances, v1_body
+    image = b"\xff\xd8\xffjpeg"
+    payload = json.loads(v1_body(image))
+    assert payload == {"instances": [{"image": {"b64": base64.b64encode(image).decode()}}]}
+    assert decode_instances(payload) == [image]
+    assert decode_instances({"instances": payload["instances"] * 2}) == [image, image]
+
+
+@pytest.mark.parametrize("payload", [b"raw bytes", {}, {"instances": []}, {"instances": {"image": "x"}},
+                                     {"instances": [{"image": "eA=="}]}, {"instances": [{"b64": "eA=="}]},
+                                     {"instances": [{"image": {"b64": "not base64!"}}]}])
+def test_the_kserve_peer_refuses_what_is_not_base64_image_instances(payload):
+    from bench.kserve_peer import decode_instances
+    with pytest.raises(ValueError, match="instance"):
+        decode_instances(payload)
 
 
 def test_precision_metrics_are_read_from_a_servers_metrics(monkeypatch):
