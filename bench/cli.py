@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                                               for server_name, server in running.items() if server.metrics_url}
                 model_results["servers"], model_results["limit_in_turns"] = _measure(
                     running, probe, args, client, key_file, image_file)
-    results["targets"] = report.evaluate(results["models"])
+    results["targets"] = report.evaluate(results["models"], results["meta"]["image"])
     json_path, png_path = report.write(results, args.out)
     print(report.summary(results))
     print(f"\nwrote {json_path} and {png_path}")

@@ -50,6 +50,37 @@ def test_targets_without_their_figures_are_not_applicable():
     assert row["status"] == "n/a"
 
 
+PHOTO = {"width": 4032, "height": 3024, "bytes": 3_700_000}
+
+
+def _photo_results(ours: float, triton: float | None, kserve: float | None) -> dict:
+    def point(rps):
+        return [{"concurrency": 8, "rps": rps, "p50_ms": 100.0, "cpu_s_per_request": 0.05}]
+
+    servers = {"ours": point(ours), **({"triton": point(triton)} if triton else {}),
+               **({"kserve": point(kserve)} if kserve else {})}
+    in_turns = [{"concurrency": 8, "batch": 8, "window_images_per_s": 40.0, "cpu_s_per_image": 0.05, "p50_ms": 200.0}]
+    return {"tiny": {"limit": {}, "limit_in_turns": in_turns, "servers": servers}}
+
+
+@pytest.mark.parametrize(("triton", "kserve", "ratio", "status"),
+                         [(30.0, 20.0, 48.0 / 30.0, "PASS"), (20.0, 31.0, 48.0 / 31.0, "FAIL"),
+                          (None, 29.0, 48.0 / 29.0, "PASS"), (None, None, None, "n/a")])
+def test_the_photo_target_divides_by_the_best_peer_of_the_run(triton, kserve, ratio, status):
+    row = _row(report.evaluate(_photo_results(48.0, triton, kserve), PHOTO), "photo: ours / best peer throughput, c=8")
+    assert row["status"] == status and row["ratio"] == (None if ratio is None else pytest.approx(ratio))
+
+
+def test_photo_targets_are_judged_on_photo_runs_only_and_default_ones_elsewhere():
+    photo, default = _photo_results(48.0, 30.0, 20.0), _results(200.0, 100.0)
+    assert _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")["ratio"] == pytest.approx(1.2)
+    assert _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")["status"] == "PASS"
+    assert _row(report.evaluate(photo, {**PHOTO, "height": 2976}), "photo: ours / best peer throughput, c=8")["status"] == "n/a"
+    assert _row(report.evaluate(default, PHOTO), "ours / baseline throughput, c=32")["status"] == "n/a"
+    assert _row(report.evaluate(default, {"width": 224, "height": 224}), "ours / baseline throughput, c=32")["status"] == "PASS"
+    assert _row(report.evaluate(photo), "photo: ours / best peer throughput, c=8")["status"] == "n/a"
+
+
 def test_limit_targets_use_the_limit_measured_at_the_same_concurrency():
     """Not the first sweep's figures (all 1.0 here), and nothing from another concurrency."""
     resnet = {
