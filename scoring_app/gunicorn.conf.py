@@ -106,3 +106,5 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if isinstance(server.handle_term, drain.Drain):
+        server.handle_term.worker_exited()
