@@ -188,5 +188,7 @@ def test_sigterm_to_the_whole_process_group_starts_no_new_worker(encoded_model_d
         assert srv.proc.wait(timeout=60) == 0
         output = srv.output()
         assert output.count("Booting worker") == 1, output
+        # the metrics folder the master made for itself (under TMPDIR) went with it
+        assert not list(tmp_path.glob("scoring-metrics-*"))
     finally:
         srv.stop()
