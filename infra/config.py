@@ -42,6 +42,9 @@ ACME_SERVERS = {
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+#: Domains of documentation and samples (RFC 2606's, and Microsoft's own).
+_PLACEHOLDER_DOMAIN = re.compile(r"[@.](example\.(com|net|org)|contoso\.com|fabrikam\.com)$",
+                                 re.IGNORECASE)
 _CHART_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 _HOST = re.compile(r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
@@ -481,6 +484,9 @@ def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
                           "or set tls false for plain HTTP")
     if email and not _EMAIL.match(email):
         raise ConfigError("acmeEmail", f"{email!r} is not an e-mail address")
+    if email and _PLACEHOLDER_DOMAIN.search(email):
+        raise ConfigError("acmeEmail", f"{email!r} is a documentation domain: nobody reads it "
+                          "(and Let's Encrypt refuses example.com); put your operations mailbox")
     version = cfg.get("certManagerVersion") or "v1.19.1"
     if not _CHART_VERSION.match(version):
         raise ConfigError("certManagerVersion", f"{version!r} must be an exact chart version "

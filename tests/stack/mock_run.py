@@ -59,12 +59,17 @@ AKS_EXEC_KUBECONFIG = {
 DEPLOYER_EGRESS = ["20.61.17.5/32"]
 
 
+#: What the stack file's `pulumi config set acmeEmail ...` adds (prod ships without one).
+DEPLOYER_ACME_EMAIL = "scoring-ops@scoring-team.io"
+
+
 def stack_config(stack: str, overrides: dict) -> dict:
-    """Pulumi.yaml defaults < the deployer's egress range < stack file < overrides, as the
-    engine hands them to the program."""
+    """Pulumi.yaml defaults < the deployer's own values (egress range, mailbox) < stack
+    file < overrides, as the engine hands them to the program."""
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     values = {f"{PROJECT}:{k}": v["default"] for k, v in project["config"].items() if "default" in v}
     values[f"{PROJECT}:apiAuthorizedIpRanges"] = DEPLOYER_EGRESS
+    values[f"{PROJECT}:acmeEmail"] = DEPLOYER_ACME_EMAIL
     stack_file = REPO / project["stackConfigDir"] / f"Pulumi.{stack}.yaml"
     values.update(yaml.safe_load(stack_file.read_text())["config"])
     values.update({f"{PROJECT}:{k}": v for k, v in overrides.items()})

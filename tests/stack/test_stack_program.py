@@ -434,7 +434,7 @@ def test_prod_serves_https_with_a_pinned_cert_manager_and_lets_encrypt(runs):
     issuer = prod.inputs("kubernetes:cert-manager.io/v1:ClusterIssuer")
     acme = issuer["spec"]["acme"]
     assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
-    assert acme["email"] == stack_file_config("prod")["acmeEmail"]
+    assert acme["email"] == mock_run.DEPLOYER_ACME_EMAIL
     [solver] = acme["solvers"]
     assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [{
         "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "scoring",
