@@ -75,3 +75,18 @@ def test_a_kubernetes_version_outside_the_pins_is_refused(version, message, mode
     assert err.value.key == "kubernetesVersion"
     assert re.search(message, str(err.value)), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_an_envoy_gateway_line_without_its_envoy_tag_is_refused(model_dir):
+    """The proxies are pulled through the registry by tag: a release line whose Envoy tag
+    the table does not name cannot be deployed."""
+    from infra.config import ConfigError
+    values = {"location": "westeurope", "apiAuthorizedIpRanges": '["20.61.17.5/32"]',
+              "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com",
+              "envoyGatewayVersion": "v1.10.0"}
+    with pytest.raises(ConfigError) as err:
+        load(values)
+    assert err.value.key == "envoyGatewayVersion"
+    assert "ENVOY_PROXY_TAGS" in str(err.value)
+    assert load({**values, "envoyGatewayVersion": "v1.9.1"}).edge.envoy_proxy_tag == \
+        pins.ENVOY_PROXY_TAGS["v1.9"]
