@@ -97,7 +97,7 @@ class EdgeArgs:
     ready: pulumi.Resource | None = None  # the cluster's RBAC wait: first Kubernetes call
     #: The stack's registry, whose cache rules serve Envoy Gateway's images (infra/registry.py)
     image_registry: pulumi.Input[str] | None = None
-    mirrors: tuple[pulumi.Resource, ...] = ()
+    mirrors: tuple[pulumi.Resource, ...] = ()  # its cache rules and the nodes' pull right
 
 
 def request_timeout(service: ServiceConfig) -> str:

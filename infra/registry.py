@@ -58,6 +58,7 @@ class RegistryImage(pulumi.ComponentResource):
 
     login_server: pulumi.Output[str]
     mirrors: list[containerregistry.CacheRule]  # Docker Hub repositories served by the registry
+    node_pull: list[pulumi.Resource]  # the cache rules and the kubelet's AcrPull
     image_refs: dict[str, pulumi.Output[str]]  # deployment -> <registry>/<repo>@sha256:<digest>
 
     def __init__(self, name: str, args: RegistryImageArgs, opts: pulumi.ResourceOptions | None = None):
@@ -89,8 +90,11 @@ class RegistryImage(pulumi.ComponentResource):
             source_repository=source, target_repository=target, opts=child)
             for target, source in sorted(pins.MIRRORED.items())]
         # The kubelet identity pulls images, not the cluster's control-plane identity.
-        grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
-              deployer.subscription_id, child, principal_type="ServicePrincipal")
+        kubelet_pull = grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL,
+                             registry.id, deployer.subscription_id, child,
+                             principal_type="ServicePrincipal")
+        #: What a pod pulling the edge's images through the registry waits for.
+        self.node_pull = [*self.mirrors, kubelet_pull]
         self.login_server = registry.login_server
         self.image_refs, built, push_role = {}, {}, None
         for deployment in args.deployments:  # sorted by name

@@ -181,7 +181,8 @@ def test_the_edges_images_come_through_the_registrys_cache_rules(first_up, stack
     assert all(r["registryName"] == registry for r in rules.values())
     controller = run.one(RELEASE, "edge-envoy-gateway")
     assert unwrap(controller["inputs"])["values"]["global"]["imageRegistry"] == login
-    assert {r["name"] for r in run.all_of(CACHE_RULE)} <= set(controller["options"]["dependsOn"])
+    waits_for = {r["name"] for r in run.all_of(CACHE_RULE)} | {"registry-kubelet-pull"}
+    assert waits_for <= set(controller["options"]["dependsOn"])
     proxy = run.inputs("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")
     image = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["image"]
     assert image == f"{login}/envoyproxy/envoy:{ENVOY_PROXY_TAGS['v1.9']}"
