@@ -6,7 +6,7 @@ what `pulumi up` would see: Pulumi.yaml defaults, then stacks/Pulumi.STACK.yaml,
 then the overrides. The mocks return camelCase outputs the way Azure would
 (kubelet identity, login server, digest); secrets stay marked as secrets in
 the dump, as {"__secret__": value}. Each resource's options (parent,
-provider, dependencies, custom timeouts, ignore_changes, delete-before-replace,
+provider, dependencies, custom timeouts, ignore_changes, replace_on_changes, delete-before-replace,
 former names) are recorded too, since the mocks' new_resource does not see them.
 
 Environment: MOCK_RUN_CLOCK (an ISO date) runs the program with the clock
@@ -166,6 +166,7 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                 "customTimeouts": {k: getattr(timeouts, k) for k in ("create", "update", "delete")
                                    if getattr(timeouts, k)},
                 "ignoreChanges": list(request.ignoreChanges),
+                "replaceOnChanges": list(request.replaceOnChanges),
                 "deleteBeforeReplace": request.deleteBeforeReplace,
                 # former names (Alias(name=...)); azure-native's own type aliases left out
                 "aliases": [a.spec.name for a in request.aliases
