@@ -13,10 +13,11 @@ header, so the endpoint's routes send the request to that deployment only. 503
 is retried with backoff.
 
 ``--max-side N`` (off by default) re-encodes, before the upload, each image that
-is larger than N pixels on its longest side or carries an EXIF orientation: JPEG
-decoded in Pillow's draft mode (at 1/2, 1/4 or 1/8 scale, still at least N),
-turned upright, shrunk to at most N and saved as JPEG again; other formats as
-PNG. Anything else is sent as it is.
+is larger than N pixels on its longest side or is not upright by its EXIF
+orientation: a JPEG is decoded in Pillow's draft mode (at the smallest of 1/2,
+1/4 and 1/8 scale still covering the result), turned upright, shrunk to at most
+N and saved as JPEG again; other formats the same way, saved as PNG. Anything
+else is sent as it is.
 """
 
 from __future__ import annotations
