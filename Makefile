@@ -22,7 +22,7 @@ export PYTHONDONTWRITEBYTECODE :=
 CONTAINER_TOOLS := dockerd buildah debootstrap socat
 CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 
-.PHONY: setup rig-check container-tools serve test bench triton-venv clean
+.PHONY: setup rig-check container-tools serve test bench triton-venv kserve-venv clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
 setup: rig-check $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed $(PROMETHEUS)
@@ -88,6 +88,11 @@ bench: $(VENV)/.installed
 # The benchmark's optional Triton peer: PyTriton in a venv of its own (it pins numpy<2)
 triton-venv: $(VENV)/.installed
 	bash bench/triton-venv.sh
+
+# The benchmark's optional KServe peer: KServe's Python model server in a venv of its own
+# (it brings FastAPI, uvicorn, pandas and grpcio-tools, which the app does not need)
+kserve-venv: $(VENV)/.installed
+	bash bench/kserve-venv.sh
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache .prometheus
