@@ -26,6 +26,18 @@ KEYS = {"primary": "container-primary-1", "secondary": "container-secondary-1"}
 BAKED, BLOB = "aks-gpu-scoring/scoring:test-baked", "aks-gpu-scoring/scoring:test-blob"
 
 
+#: pytest's timeout counts a test's set-up, and the first container test's set-up builds the
+#: local base on a machine that has none (debootstrap and TensorFlow: minutes on 2 cores).
+FIRST_BUILD_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.timeout(FIRST_BUILD_TIMEOUT_S))
+
+
 @pytest.fixture(scope="session")
 def engine():
     try:
