@@ -53,7 +53,7 @@ def test_the_programs_defaults_are_the_pins():
 
 def test_the_default_cluster_minor_is_one_every_pin_supports(model_dir):
     values = {"location": "westeurope", "apiAuthorizedIpRanges": '["20.61.17.5/32"]',
-              "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com"}
+              "modelDir": str(model_dir), "acmeEmail": "ops@scoring-team.io"}
     cfg = load(values)
     assert cfg.cluster.kubernetes_version == pins.DEFAULT_KUBERNETES_MINOR
     assert pins.kubernetes_problem(pins.DEFAULT_KUBERNETES_MINOR) is None
@@ -68,7 +68,7 @@ def test_the_default_cluster_minor_is_one_every_pin_supports(model_dir):
 def test_a_kubernetes_version_outside_the_pins_is_refused(version, message, model_dir):
     from infra.config import ConfigError
     values = {"location": "westeurope", "apiAuthorizedIpRanges": '["20.61.17.5/32"]',
-              "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com",
+              "modelDir": str(model_dir), "acmeEmail": "ops@scoring-team.io",
               "kubernetesVersion": version}
     with pytest.raises(ConfigError) as err:
         load(values)
@@ -82,7 +82,7 @@ def test_an_envoy_gateway_line_without_its_envoy_tag_is_refused(model_dir):
     the table does not name cannot be deployed."""
     from infra.config import ConfigError
     values = {"location": "westeurope", "apiAuthorizedIpRanges": '["20.61.17.5/32"]',
-              "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com",
+              "modelDir": str(model_dir), "acmeEmail": "ops@scoring-team.io",
               "envoyGatewayVersion": "v1.10.0"}
     with pytest.raises(ConfigError) as err:
         load(values)
