@@ -186,3 +186,40 @@ def test_the_request_path_hands_over_references_only(tmp_path):
     assert entry.cost == records.OVERHEAD_BYTES + len(JPEG)
     app.test_client().get("/healthz")
     assert len(recorder.entries) == 1  # only scoring routes are offered
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("SCORING_CAPTURE_URI", "http://a.blob.core.windows.net/captures", "must be empty or https://"),
+    ("SCORING_CAPTURE_URI", "https://a.blob.core.windows.net/captures?sv=1&sig=x", "no SAS"),
+    ("SCORING_CAPTURE_URI", "https://a.blob.core.windows.net/captures/more", "<container>"),
+    ("SCORING_CAPTURE_SAMPLE_RATE", "1.5", "between 0 and 1"),
+    ("SCORING_CAPTURE_IMAGES", "maybe", "true or false"),
+    ("SCORING_CAPTURE_BUFFER_BYTES", "10", "between"),
+])
+def test_a_bad_capture_setting_is_named(name, value, message):
+    from scoring_app import settings
+    with pytest.raises(settings.SettingsError, match=f"^{name}=.*{message}"):
+        settings.load({name: value})
+
+
+def test_capture_without_workload_identity_stops_at_start(tmp_path, monkeypatch):
+    from scoring_app import settings
+    for variable in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(settings.SettingsError, match="SCORING_CAPTURE_URI is set but workload identity"):
+        create_app({"model_dir": str(tmp_path), "auth": "disabled",
+                    "capture_uri": "https://a.blob.core.windows.net/captures"}, model=Model())
+
+
+def test_a_flush_budget_past_the_graceful_timeout_stops_gunicorn_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    from scoring_tools.local import GUNICORN, ROOT
+    env = {"PATH": "/usr/bin:/bin", "SCORING_AUTH": "disabled", "TMPDIR": str(tmp_path),
+           "SCORING_CAPTURE_URI": "https://a.blob.core.windows.net/captures",
+           "SCORING_CAPTURE_FLUSH_SECONDS": "30", "SCORING_GRACEFUL_TIMEOUT_S": "30"}
+    done = subprocess.run([sys.executable, *GUNICORN, "--check-config"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "SCORING_CAPTURE_FLUSH_SECONDS=30 must be below SCORING_GRACEFUL_TIMEOUT_S=30" in done.stderr
