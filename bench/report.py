@@ -39,6 +39,11 @@ TARGETS = (
     Target("mixed / ours (fp32) throughput, c=32", "tiny", ("mixed", 32, "rps"), ("ours", 32, "rps"), 1.0, True),
     Target("ours / triton throughput, c=32", "tiny", ("ours", 32, "rps"), ("triton", 32, "rps"), 1.15, True),
     Target("c=1 p50 ours / triton", "tiny", ("ours", 1, "p50_ms"), ("triton", 1, "p50_ms"), 1.0, False),
+    # payload capture (images off) against the same server with capture off
+    Target("capture 5% / capture off throughput, c=32", "tiny", ("capture5", 32, "rps"), ("ours", 32, "rps"),
+           0.97, True),
+    Target("capture 100% / capture off throughput, c=32", "tiny", ("capture100", 32, "rps"),
+           ("ours", 32, "rps"), 0.90, True),
 )
 
 

@@ -191,7 +191,17 @@ def test_triton_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tm
     python.write_text("")
     monkeypatch.setenv("BENCH_TRITON_PYTHON", str(python))
     args = cli.parse_args([])
-    assert args.servers == list(servers.SERVER_NAMES) and args.triton_note is None
+    assert args.servers == ["baseline", "ours", "mixed", "triton"] and args.triton_note is None
+
+
+def test_capture_servers_run_only_when_named():
+    """capture100 / capture5 need a local Azurite (bench/capture_sink.py): opt-in, and then
+    ours with capture on at those rates."""
+    from bench import capture_sink
+    assert not set(cli.parse_args([]).servers) & set(servers.OPT_IN)
+    args = cli.parse_args(["--servers", "ours,capture100,capture5"])
+    assert args.servers == ["ours", "capture100", "capture5"]
+    assert capture_sink.RATES == {"capture100": "1", "capture5": "0.05"}
 
 
 def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
