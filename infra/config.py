@@ -384,7 +384,10 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
 
 def _stack_capture(cfg: pulumi.Config):
     from infra import capture
-    return capture.parse("", {k: cfg.get(k) for k in CAPTURE_KEYS if cfg.get(k) is not None},
+    raw = {"capture": cfg.get("capture"), "captureSamplingRate": cfg.get("captureSamplingRate"),
+           "captureImages": cfg.get("captureImages"),
+           "captureRetentionDays": cfg.get("captureRetentionDays")}
+    return capture.parse("", {k: v for k, v in raw.items() if v is not None},
                          capture.CaptureConfig(), _flag)
 
 
