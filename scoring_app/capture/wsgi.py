@@ -15,10 +15,10 @@ it records is the app's. For a scoring request (``POST /score``, ``POST /v2/.../
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -66,7 +66,7 @@ class CaptureMiddleware:
             return self.app(environ, start_response)
         started = time.perf_counter()
         sent = environ.get(_ENVIRON_HEADER, "")
-        request_id = sent if _ID.fullmatch(sent) else uuid.uuid4().hex
+        request_id = sent if _ID.fullmatch(sent) else os.urandom(16).hex()  # 128 random bits
         header = (HEADER, request_id)
         status = []
 
