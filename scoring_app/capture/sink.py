@@ -53,14 +53,16 @@ class Capture:
     def offer(self, entry: records.Entry) -> None:
         cost = entry.cost
         with self._lock:
-            if self._stopping.is_set() or self._held + cost > self.limit:
-                full = True
+            if self._stopping.is_set():
+                refused = "shutdown"
+            elif self._held + cost > self.limit:
+                refused = "buffer_full"
             else:
-                full = False
+                refused = None
                 self._held += cost
                 self._pending.append(entry)
-        if full:
-            metrics.CAPTURE_DROPPED.labels("buffer_full").inc()
+        if refused:
+            metrics.CAPTURE_DROPPED.labels(refused).inc()
 
     # -- the loop ---------------------------------------------------------------------
     def start(self) -> None:

@@ -223,3 +223,13 @@ def test_a_flush_budget_past_the_graceful_timeout_stops_gunicorn_at_start(tmp_pa
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "SCORING_CAPTURE_FLUSH_SECONDS=30 must be below SCORING_GRACEFUL_TIMEOUT_S=30" in done.stderr
+
+
+def test_after_the_flush_records_are_refused_and_counted_as_shutdown(uploader):
+    capture = _capture(uploader)
+    capture.offer(_entry(1_800_000_000))
+    capture.flush(10)
+    before = sample("scoring_capture_dropped_records_total", reason="shutdown")
+    capture.offer(_entry(1_800_000_001))
+    assert sample("scoring_capture_dropped_records_total", reason="shutdown") == before + 1
+    assert len(uploader.records()) == 1 and not capture._pending
