@@ -46,7 +46,8 @@ edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, deployments=cfg.deployments,
     location=cfg.cluster.location, namespace=scoring.namespace, provider=cluster.provider,
     kubeconfig=cluster.kubeconfig, cluster_id=cluster.id, resource_group_name=group.name,
-    oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready))
+    oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready,
+    image_registry=registry.login_server, mirrors=tuple(registry.node_pull)))
 if cfg.monitoring:
     prometheus = ManagedPrometheus("prometheus", ManagedPrometheusArgs(
         resource_group_name=group.name, location=cfg.cluster.location, cluster_id=cluster.id))

@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated, from %(default)s")
     parser.add_argument("--servers", type=_names(servers.SERVER_NAMES),
                         help=f"comma-separated, from {','.join(servers.SERVER_NAMES)} (default: all; "
-                             "triton only where its venv is installed: bash bench/triton-venv.sh)")
+                             "triton and kserve only where their venvs are installed: "
+                             "make triton-venv, make kserve-venv)")
     parser.add_argument("--concurrency", type=_int_list, help="comma-separated levels (default 1,8,32)")
     parser.add_argument("--duration", type=int, help="measured seconds per server and concurrency, split over the rounds (default 15)")
     parser.add_argument("--rounds", type=int, help="turns each server takes at each concurrency (default 3)")
@@ -88,16 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
         parser.error("--duration must be at least 1 second, --rounds at least 1 and --warmup not negative")
     args.cache_dir = args.cache_dir or args.out / "models"
-    args.triton_note = None
+    # a peer whose venv is missing: left out of the default, said so; named, an error
+    missing = [name for name in servers.PEERS if servers.peer_python(name) is None]
+    args.left_out = []
     if args.servers is None:
-        args.servers = [name for name in servers.SERVER_NAMES if name not in servers.OPT_IN
-                        and (name != "triton" or servers.triton_python() is not None)]
-        if "triton" not in args.servers:
-            args.triton_note = ("triton left out: PyTriton's venv is not installed "
-                                "(bash bench/triton-venv.sh, or BENCH_TRITON_PYTHON)")
-    elif "triton" in args.servers and servers.triton_python() is None:
-        parser.error("--servers triton: PyTriton's venv is not installed (bash bench/triton-venv.sh, "
-                     "or BENCH_TRITON_PYTHON naming its python)")
+        args.servers = [name for name in servers.SERVER_NAMES if name not in missing
+                        and name not in servers.OPT_IN]
+        args.left_out = [f"left out {servers.missing_note(name)}" for name in missing]
+    named_missing = [name for name in missing if name in args.servers]
+    if named_missing:
+        parser.error(f"--servers {servers.missing_note(named_missing[0])}")
     return args
 
 
@@ -245,8 +246,8 @@ def _start_servers(stack: contextlib.ExitStack, args, model: str, model_dir: Pat
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.triton_note:
-        _progress(args.triton_note)
+    for note in args.left_out:
+        _progress(note)
     client = load.resolve_client(args.client)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(exist_ok=True)
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
                  "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
-                 "warmup_s": args.warmup, "servers": args.servers, "triton_note": args.triton_note,
+                 "warmup_s": args.warmup, "servers": args.servers, "left_out": args.left_out,
                  # ours reads SCORING_* from this environment (servers.running): a run with
                  # settings other than the defaults says so
                  "ours_settings": {name: value for name, value in sorted(os.environ.items())
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                                               for server_name, server in running.items() if server.metrics_url}
                 model_results["servers"], model_results["limit_in_turns"] = _measure(
                     running, probe, args, client, key_file, image_file)
-    results["targets"] = report.evaluate(results["models"])
+    results["targets"] = report.evaluate(results["models"], results["meta"]["image"])
     json_path, png_path = report.write(results, args.out)
     print(report.summary(results))
     print(f"\nwrote {json_path} and {png_path}")

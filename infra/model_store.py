@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
+import sys
 from dataclasses import dataclass, field
 
 import pulumi
@@ -218,6 +220,17 @@ class ModelStoreArgs:
     captures: dict[str, CaptureConfig] = field(default_factory=dict)
 
 
+
+def publish_command(model, account_url: str) -> str:
+    """The upload, run by the interpreter that runs this program (Pulumi's own venv,
+    which requirements.txt fills), from the repository's root, quoted for a POSIX shell
+    (macOS, Linux, WSL). Its path differs between machines; a rerun the change causes
+    writes the same content-addressed bytes again."""
+    return shlex.join([sys.executable, "-m", "scoring_tools.publish_model",
+                       os.path.relpath(model.model_dir, REPO_ROOT), "--account-url", account_url,
+                       "--container", CONTAINER, "--name", model.name,
+                       "--expect-sha256", model.digest])
+
 class ModelStore(pulumi.ComponentResource):
     """The account, container, published prefixes, the pods' identity and its read grants."""
 
@@ -352,12 +365,8 @@ class ModelStore(pulumi.ComponentResource):
                 suffix = "" if not published else f"-{deployment}"
                 published[model.prefix] = local.Command(
                     f"{name}-publish{suffix}",
-                    create=pulumi.Output.concat(
-                        ".venv/bin/python -m scoring_tools.publish_model ",
-                        os.path.relpath(model.model_dir, REPO_ROOT),
-                        " --account-url ", account_url, f" --container {CONTAINER}",
-                        f" --name {model.name} --expect-sha256 {model.digest}"),
-                    triggers=[account.name, model.digest],
+                    create=account_url.apply(lambda url, model=model: publish_command(model, url)),
+                    dir=str(REPO_ROOT), triggers=[account.name, model.digest],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
             uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
             self.model_uris[deployment] = uri

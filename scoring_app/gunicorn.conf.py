@@ -19,6 +19,7 @@ The master also:
 
 import glob
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,8 +45,11 @@ if _config.capture_uri and _config.capture_flush_seconds >= _config.graceful_tim
 
 # Multiprocess metrics: workers write here; must be set before any worker
 # imports prometheus_client. Only /tmp is writable in the container.
+# A directory made here is this master's own, and removed when it exits.
+_own_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scoring-metrics-")
+    _own_metrics_dir = tempfile.mkdtemp(prefix="scoring-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 wsgi_app = "scoring_app.wsgi:app"
@@ -78,8 +82,13 @@ def when_ready(server):
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    _metrics_server, _thread = start_http_server(
-        _config.metrics_port, addr=_config.host, registry=registry)
+    try:
+        _metrics_server, _thread = start_http_server(
+            _config.metrics_port, addr=_config.host, registry=registry)
+    except OSError as exc:  # one line, before any worker loads a model
+        sys.exit(f"scoring: cannot serve metrics on {_config.host}:{_config.metrics_port} "
+                 f"(SCORING_METRICS_PORT): {exc.strerror or exc}; set SCORING_METRICS_PORT "
+                 "to a free port")
     server.log.info("metrics on http://%s:%s/metrics", _config.host, _config.metrics_port)
     # gunicorn's SIGTERM handler closes the listener at once; drain first.
     drain.install(server, _config.drain_seconds, lambda: _tell_workers_to_drain(server))
@@ -121,3 +130,10 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if isinstance(server.handle_term, drain.Drain):
+        server.handle_term.worker_exited()
+
+
+def on_exit(server):
+    if _own_metrics_dir is not None:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -26,6 +26,10 @@ TARGETS = {
     "azure-native:containerregistry:Registry": (
         "2023-01-01-preview/Microsoft.ContainerRegistry.json", "resourceDefinitions/registries",
         "Microsoft.ContainerRegistry/registries", "2023-01-01-preview", "registryName"),
+    "azure-native:containerregistry:CacheRule": (
+        "2024-11-01-preview/Microsoft.ContainerRegistry.json",
+        "resourceDefinitions/registries_cacheRules",
+        "Microsoft.ContainerRegistry/registries/cacheRules", "2024-11-01-preview", "cacheRuleName"),
     "azure-native:authorization:RoleAssignment": (
         "2022-04-01/Microsoft.Authorization.json", "resourceDefinitions/roleAssignments",
         "Microsoft.Authorization/roleAssignments", "2022-04-01", "roleAssignmentName"),
@@ -61,6 +65,7 @@ QUALIFIED_NAMES = {"azure-native:storage:BlobServiceProperties": "accountName",
                    "azure-native:storage:ManagementPolicy": "accountName"}
 TOP_LEVEL = {"location", "identity", "sku", "tags", "extendedLocation", "kind", "managedBy"}
 PATH_PARAMETERS = {"resourceGroupName", "resourceName", "agentPoolName", "registryName",
+                   "cacheRuleName",
                    "scope", "roleAssignmentName", "accountName", "blobServicesName", "containerName",
                    "managementPolicyName", "federatedIdentityCredentialResourceName"}
 
