@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import images, limit, load, models, procstat, report, servers
+from bench import capture_sink, images, limit, load, models, procstat, report, servers
 
 DEFAULT_OUT = servers.BENCH_ROOT / "bench" / "results"
 # --quick: every stage shortened, for a first look in about a minute per model.
@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     missing = [name for name in servers.PEERS if servers.peer_python(name) is None]
     args.left_out = []
     if args.servers is None:
-        args.servers = [name for name in servers.SERVER_NAMES if name not in missing]
+        args.servers = [name for name in servers.SERVER_NAMES if name not in missing
+                        and name not in servers.OPT_IN]
         args.left_out = [f"left out {servers.missing_note(name)}" for name in missing]
     named_missing = [name for name in missing if name in args.servers]
     if named_missing:
@@ -225,6 +226,24 @@ def precision_metrics(url: str) -> dict:
     return found
 
 
+def _start_servers(stack: contextlib.ExitStack, args, model: str, model_dir: Path, keys: Path,
+                   image_file: Path) -> dict[str, servers.Server]:
+    """Every server of the run on ``model_dir``; capture servers upload to a local Azurite."""
+    sink = None
+    if set(args.servers) & set(capture_sink.RATES):
+        sink, _ = stack.enter_context(capture_sink.running(args.out / "capture-sink"))
+    running = {}
+    for server_name in args.servers:
+        _progress(f"{model}: starting {server_name}")
+        log_file = args.out / "logs" / f"{model}-{server_name}.log"
+        extra = ({**sink, "SCORING_CAPTURE_SAMPLE_RATE": capture_sink.RATES[server_name]}
+                 if server_name in capture_sink.RATES else None)
+        running[server_name] = stack.enter_context(servers.running(
+            server_name, args.app_root, model_dir, model, keys, log_file, args.ready_timeout, image_file,
+            extra_env=extra))
+    return running
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for note in args.left_out:
@@ -260,13 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 model_dir = probe.model_dir
                 model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": probe.limit,
                                                             "servers": {}}
-                running = {}
-                for server_name in args.servers:
-                    _progress(f"{name}: starting {server_name}")
-                    log_file = args.out / "logs" / f"{name}-{server_name}.log"
-                    running[server_name] = stack.enter_context(servers.running(
-                        server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout,
-                        image_file))
+                running = _start_servers(stack, args, name, model_dir, Path(keys), image_file)
                 model_results["precision"] = {server_name: precision_metrics(server.metrics_url)
                                               for server_name, server in running.items() if server.metrics_url}
                 model_results["servers"], model_results["limit_in_turns"] = _measure(

@@ -54,6 +54,11 @@ TARGETS = (
            ("limit", 8, "window_images_per_s"), 1.2, True, "photo"),
     Target("photo: ours / best peer throughput, c=8", "tiny", ("ours", 8, "rps"), ("best peer", 8, "rps"), 1.6, True,
            "photo"),
+    # payload capture (images off) against the same server with capture off
+    Target("capture 5% / capture off throughput, c=32", "tiny", ("capture5", 32, "rps"), ("ours", 32, "rps"),
+           0.97, True),
+    Target("capture 100% / capture off throughput, c=32", "tiny", ("capture100", 32, "rps"),
+           ("ours", 32, "rps"), 0.90, True),
 )
 
 

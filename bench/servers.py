@@ -17,10 +17,13 @@ from pathlib import Path
 
 from scoring_tools.local import LocalServer, free_port
 
-SERVER_NAMES = ("baseline", "ours", "mixed", "triton", "kserve")
+SERVER_NAMES = ("baseline", "ours", "mixed", "triton", "kserve", "capture100", "capture5")
+#: Servers a run includes only when --servers names them (bench/capture_sink.py).
+OPT_IN = ("capture100", "capture5")
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 _CONFIGS = {"baseline": "bench/baseline/gunicorn.conf.py", "ours": "scoring_app/gunicorn.conf.py",
-            "mixed": "scoring_app/gunicorn.conf.py"}
+            "mixed": "scoring_app/gunicorn.conf.py", "capture100": "scoring_app/gunicorn.conf.py",
+            "capture5": "scoring_app/gunicorn.conf.py"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def _root(name: str, app_root: Path) -> Path:
 
 @contextlib.contextmanager
 def running(name: str, app_root: Path, model_dir: Path, model_name: str, keys_dir: Path, log_file: Path,
-            ready_timeout: float, image_file: Path | None = None):
-    """Start server ``name`` on ``model_dir``, wait for /readyz, yield a Server, always stop it."""
+            ready_timeout: float, image_file: Path | None = None, extra_env: dict | None = None):
+    """Start server ``name`` on ``model_dir``, wait for /readyz, yield a Server, always stop it.
+    ``extra_env``: more variables (a capture server's sink, bench/capture_sink.py)."""
     if name in PEERS:
         with _PEER_STARTERS[name](model_dir, log_file, ready_timeout, image_file) as server:
             yield server
@@ -95,6 +99,7 @@ def running(name: str, app_root: Path, model_dir: Path, model_name: str, keys_di
         "SCORING_DRAIN_SECONDS": "0",  # no load balancer to drain away from: stop at once
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         **({"SCORING_PRECISION": "mixed"} if name == "mixed" else {}),
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "gunicorn", "--config", _CONFIGS[name]]
     with _started(command, env, root, log_file, f"http://127.0.0.1:{port}/readyz", ready_timeout) as pid:

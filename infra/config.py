@@ -11,6 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -35,6 +36,7 @@ RESERVED_ENV = frozenset({
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
     "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
     "SCORING_DEPLOYMENT_NAME",
+    "SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES",
 })
 PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
 ACME_SERVERS = {
@@ -67,7 +69,10 @@ MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
 #: Whose signature a deployment's model must carry: a public key or a certificate chain.
 SIGNER_KEYS = ("modelPublicKey", "modelCertificateChain")
 
-DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS)
+#: Payload capture (infra/capture.py's KEYS), per deployment as stack-wide.
+CAPTURE_KEYS = ("capture", "captureSamplingRate", "captureImages", "captureRetentionDays")
+
+DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS, *CAPTURE_KEYS)
 
 
 class ConfigError(ValueError):
@@ -157,6 +162,7 @@ class ServiceConfig:
     primary_key_version: str
     secondary_key_version: str
     model_scan: bool = False  # modelScan: each deployment's default (SCORING_MODEL_SCAN)
+    capture: Any = None  # infra.capture.CaptureConfig: each deployment's default
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,7 @@ class DeploymentConfig:
     #: chain issued (at most one; default: the stack's, unless the deployment names either)
     model_public_key: str | None = None
     model_certificate_chain: str | None = None
+    capture: Any = None  # infra.capture.CaptureConfig (default: the stack's capture keys)
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -375,7 +382,29 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
         precision=precision, model_scan=model_scan, external=external,
+        capture=_deployment_capture(key, entry, service, image),
         **_deployment_signer(key, entry, image))
+
+
+def _stack_capture(cfg: pulumi.Config):
+    from infra import capture
+    raw = {"capture": cfg.get("capture"), "captureSamplingRate": cfg.get("captureSamplingRate"),
+           "captureImages": cfg.get("captureImages"),
+           "captureRetentionDays": cfg.get("captureRetentionDays")}
+    return capture.parse("", {k: v for k, v in raw.items() if v is not None},
+                         capture.CaptureConfig(), _flag)
+
+
+def _deployment_capture(key: str, entry: dict, service: ServiceConfig, image: ImageConfig):
+    """The stack's capture keys, overridden by the deployment's; capture writes with the
+    pods' identity into the stack's own account, which only modelStore blob has."""
+    from infra import capture
+    out = capture.parse(f"{key}.", entry, service.capture or capture.CaptureConfig(), _flag)
+    if out.enabled and image.model_store != "blob":
+        raise ConfigError(f"{key}.capture" if "capture" in entry else "capture",
+                          "needs modelStore blob (the pods write captures with the workload "
+                          "identity and storage account that modelStore blob declares)")
+    return out
 
 
 def _deployment_signer(key: str, entry: dict, image: ImageConfig) -> dict:
@@ -735,6 +764,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         primary_key_version=cfg.get("primaryKeyVersion") or "1",
         secondary_key_version=cfg.get("secondaryKeyVersion") or "1",
         model_scan=bool(cfg.get_bool("modelScan") or False),
+        capture=_stack_capture(cfg),
     )
 
 

@@ -38,6 +38,11 @@ if _config.auth == "required" and not KeyStore(_config.api_keys_dir).keys():
              "(files 'primary', 'secondary'). Mount the keys, or set "
              "SCORING_AUTH=disabled to run without auth (local use only).")
 
+if _config.capture_uri and _config.capture_flush_seconds >= _config.graceful_timeout_s:
+    sys.exit(f"scoring: bad configuration: SCORING_CAPTURE_FLUSH_SECONDS="
+             f"{_config.capture_flush_seconds:g} must be below SCORING_GRACEFUL_TIMEOUT_S="
+             f"{_config.graceful_timeout_s} (the master stops a worker at the graceful timeout)")
+
 # Multiprocess metrics: workers write here; must be set before any worker
 # imports prometheus_client. Only /tmp is writable in the container.
 # A directory made here is this master's own, and removed when it exits.
@@ -109,6 +114,16 @@ def post_worker_init(worker):
     # The worker's own SIGTERM (after the drain) is gunicorn's: the gevent
     # worker closes its listener within a second, then gives in-flight
     # requests the graceful timeout.
+
+
+def worker_exit(server, worker):
+    # In the worker, after its in-flight requests (gunicorn's Arbiter.spawn_worker calls
+    # this once the worker's loop returns): upload what capture still holds, within
+    # SCORING_CAPTURE_FLUSH_SECONDS, before the master's graceful timeout kills it.
+    app = getattr(worker, "wsgi", None)
+    service = app.extensions.get("scoring") if app is not None else None
+    if service is not None and service.capture is not None:
+        service.capture.flush(_config.capture_flush_seconds)
 
 
 def child_exit(server, worker):

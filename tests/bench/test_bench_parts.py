@@ -219,14 +219,25 @@ def test_a_peer_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tm
     for name, found in servers.PEERS.items():
         monkeypatch.setenv(found.python_variable, str(tmp_path / "no-python" if name == peer else python))
     args = cli.parse_args([])
-    assert args.servers == [name for name in servers.SERVER_NAMES if name != peer]
+    assert args.servers == [name for name in servers.SERVER_NAMES
+                            if name != peer and name not in servers.OPT_IN]
     (note,) = args.left_out
     assert note.startswith(f"left out {peer}: ") and servers.PEERS[peer].install in note
     with pytest.raises(SystemExit):
         cli.parse_args(["--servers", f"ours,{peer}"])
     monkeypatch.setenv(servers.PEERS[peer].python_variable, str(python))
     args = cli.parse_args([])
-    assert args.servers == list(servers.SERVER_NAMES) and args.left_out == []
+    assert args.servers == ["baseline", "ours", "mixed", "triton", "kserve"] and args.left_out == []
+
+
+def test_capture_servers_run_only_when_named():
+    """capture100 / capture5 need a local Azurite (bench/capture_sink.py): opt-in, and then
+    ours with capture on at those rates."""
+    from bench import capture_sink
+    assert not set(cli.parse_args([]).servers) & set(servers.OPT_IN)
+    args = cli.parse_args(["--servers", "ours,capture100,capture5"])
+    assert args.servers == ["ours", "capture100", "capture5"]
+    assert capture_sink.RATES == {"capture100": "1", "capture5": "0.05"}
 
 
 def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
