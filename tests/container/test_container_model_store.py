@@ -112,7 +112,7 @@ def test_a_tampered_model_stops_the_init_container_in_one_line(
     code, log, shared = _run_init(blob_image, pod, azurite, f"tampered/{prefix}", tmp_path)
     assert code == 1
     assert log.strip().splitlines()[-1].startswith(
-        "model fetch failed: saved_model.pb: size 10 in blob storage")
+        "model fetch failed: 'saved_model.pb': size 10 in blob storage")
     assert os.listdir(shared) == []  # nothing for the scoring container to load
 
 
