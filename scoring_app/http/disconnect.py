@@ -10,9 +10,9 @@ never waits (gevent's socket would park the greenlet instead, so the raw
 socket gevent wraps, its ``_sock``, is asked directly).
 
 A client that half-closes (shuts down its sending side and still waits for
-the answer) reads as gone too; HTTP/1.1 clients do not do this (RFC 9112,
-section 9.6 lets a server treat it as a close), and nginx's own check
-(``ngx_http_test_reading``) makes the same call.
+the answer) reads as gone too; HTTP clients rarely do, and nginx's own check
+for a client that has gone (a one-byte ``recv`` with ``MSG_PEEK``, in
+``ngx_http_upstream_check_broken_connection``) makes the same call.
 """
 
 from __future__ import annotations
