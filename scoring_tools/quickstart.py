@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         "SCORING_MODEL_DIR": str(model_dir), "SCORING_MODEL_NAME": "demo-colours",
         "SCORING_API_KEYS_DIR": str(keys_dir), "SCORING_HOST": "127.0.0.1",
         "SCORING_PORT": str(args.port), "SCORING_WORKERS": "1",
+        # the demo model takes uint8 pixels and scales them itself (demo_model.py)
+        "SCORING_PREPROCESS": "none",
     }.items():
         env.setdefault(name, value)
     sample = os.path.relpath(SAMPLES / "red.jpg")

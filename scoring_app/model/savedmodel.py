@@ -105,6 +105,33 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
                      None if k is None else int(k))
 
 
+#: What SCORING_PREPROCESS is for Keras's applications, named where a model is refused.
+KERAS_PREPROCESS = ("caffe for ResNet50/101/152 and VGG16/19; tf for ResNet50V2, InceptionV3, "
+                    "Xception and MobileNet/V2; torch for DenseNet; none for EfficientNet, "
+                    "ConvNeXt and MobileNetV3 (they scale in the network)")
+
+
+def check_preprocess(sig: Signature, preprocess: str) -> None:
+    """An image-tensor model is served only with a preprocessing someone chose: the server
+    cannot tell from the graph what its pixels should be, and a wrong guess gives wrong
+    scores without an error."""
+    described = f"input {sig.input_name!r}: {sig.dtype} [N, {sig.image_size[0]}, {sig.image_size[1]}, 3]"
+    if sig.dtype == "uint8" and preprocess not in ("", "none"):
+        raise UnsupportedModel(f"SCORING_PREPROCESS={preprocess} needs a float32 input; this "
+                               f"model's {described} takes uint8 pixels (use none)")
+    if preprocess:
+        return
+    if sig.dtype == "uint8":
+        usual = "none: uint8 pixels are passed as they are (the only value for this input)"
+    else:
+        usual = f"none (0..255 as decoded), caffe, tf or torch; Keras's applications: {KERAS_PREPROCESS}"
+    raise UnsupportedModel(
+        f"SCORING_PREPROCESS is not set, and this model's {described} takes image pixels: "
+        f"set it to how they are prepared (the stack's preprocess key, or "
+        f"deployments.<name>.preprocess): {usual}. Or serve encoded images instead: "
+        "python -m scoring_tools.prepare_model (docs/resnet50.md)")
+
+
 def read_labels(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
@@ -199,11 +226,8 @@ class ScoringModel:
                 f"found signatures {sorted(loaded.signatures)}; supported: {SUPPORTED}")
         self.signature = inspect_signature(
             fn.structured_input_signature[1], fn.structured_outputs, self.config.output)
-        if self.signature.kind == TENSOR and self.signature.dtype == "uint8" \
-                and self.config.preprocess != "none":
-            raise UnsupportedModel(
-                f"SCORING_PREPROCESS={self.config.preprocess} needs a float32 input; "
-                "this model takes uint8 pixels (use none)")
+        if self.signature.kind == TENSOR:
+            check_preprocess(self.signature, self.config.preprocess)
         self.labels = find_labels(model_dir, self.config.labels_file)
         k = self.signature.num_classes
         if self.labels is not None and k is not None and len(self.labels) != k:
