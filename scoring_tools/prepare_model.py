@@ -109,8 +109,6 @@ def build_network(name: str, weights: str):
     or a weights file on disk."""
     import tensorflow as tf
     app = APPLICATIONS[name]
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise PrepareError(f"--weights {weights}: no such file (or use imagenet or none)")
     constructor = getattr(getattr(tf.keras.applications, app.module), app.constructor)
     try:
         return constructor(weights=None if weights == "none" else weights)
@@ -165,6 +163,8 @@ def prepare(name: str, out_dir: Path, weights: str = "imagenet", labels: Path | 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise PrepareError(f"{out_dir} exists and is not empty; pass --force to replace it")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise PrepareError(f"--weights {weights}: no such file (or use imagenet or none)")
     names = imagenet_labels(labels)
     network = build_network(name, weights)
     if tuple(network.output_shape) != (None, NUM_CLASSES):
