@@ -15,6 +15,12 @@ the application's ImageNet weights, and without ``--labels`` Keras's ``imagenet_
 is downloaded too; both are cached by Keras under ``~/.keras/models`` (``KERAS_HOME`` moves it), so
 a second run downloads nothing. ``--weights PATH`` loads weights already on disk, ``--weights none``
 leaves them random (tests); ``--labels PATH`` reads the class names from a file on disk.
+
+    python -m scoring_tools.prepare_model --add-labels models/resnet_v1
+
+writes the same class names into a SavedModel made elsewhere (``assets/labels.txt``), e.g.
+TensorFlow's official TF1 ResNet, whose 1001 classes start with a background class that the
+server puts in front of the 1000 names itself.
 """
 from __future__ import annotations
 
@@ -183,20 +189,48 @@ def prepare(name: str, out_dir: Path, weights: str = "imagenet", labels: Path | 
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_labels(model_dir: Path, labels: Path | None = None, force: bool = False) -> Path:
+    """Write the ImageNet class names as ``assets/labels.txt`` of the SavedModel at ``model_dir``
+    (a file beside the graph: a TF1 SavedModel's loader reads only the assets its graph lists)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "saved_model.pb").is_file():
+        raise PrepareError(f"--add-labels {model_dir}: no saved_model.pb there")
+    target = model_dir / "assets" / LABELS_ASSET
+    if target.exists() and not force:
+        raise PrepareError(f"{target} exists; pass --force to replace it")
+    names = imagenet_labels(labels)
+    target.parent.mkdir(exist_ok=True)
+    target.write_text("\n".join(names) + "\n", encoding="utf-8")
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("application", choices=sorted(APPLICATIONS), metavar="APPLICATION",
-                        help=f"one of: {', '.join(APPLICATIONS)}")
-    parser.add_argument("out_dir", type=Path, help="the SavedModel directory to write")
+    parser.add_argument("application", nargs="?", choices=sorted(APPLICATIONS),
+                        metavar="APPLICATION", help=f"one of: {', '.join(APPLICATIONS)}")
+    parser.add_argument("out_dir", nargs="?", type=Path, help="the SavedModel directory to write")
+    parser.add_argument("--add-labels", type=Path, metavar="MODEL_DIR",
+                        help="instead: write the class names into this SavedModel's assets")
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (Keras downloads them once, cached in ~/.keras/models), "
                              "none (random: tests), or a Keras weights file on disk")
     parser.add_argument("--labels", type=Path,
                         help="class names on disk: Keras's imagenet_class_index.json or a text "
                              "file, one name a line (default: Keras's file, downloaded once)")
-    parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--force", action="store_true", help="replace what is there")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    if bool(args.add_labels) == bool(args.application and args.out_dir):
+        parser.error("give APPLICATION and OUT_DIR, or --add-labels MODEL_DIR")
     try:
+        if args.add_labels:
+            written = add_labels(args.add_labels, args.labels, args.force)
+            print(f"prepare_model: wrote {written}")
+            return 0
         out = prepare(args.application, args.out_dir, args.weights, args.labels, args.force)
     except PrepareError as exc:
         print(f"prepare_model: {exc}", file=sys.stderr)

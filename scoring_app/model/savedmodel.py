@@ -41,6 +41,13 @@ SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
 
 
 TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
+#: The scores output chosen by name among several: what TensorFlow's official ImageNet
+#: SavedModels (TF1 estimator exports) and scoring_tools.prepare_model call it.
+PROBABILITIES = "probabilities"
+#: TF-slim's and the official TF1 ImageNet models score 1001 classes, index 0 "background";
+#: given the 1000 ImageNet names, the loader puts that class in front.
+BACKGROUND = "background"
+IMAGENET_CLASSES = 1000
 
 
 def _timed(fn, *args) -> float:
@@ -96,10 +103,12 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
                 f"SCORING_OUTPUT={output_name!r} is not a [N, K] float output; found {found}")
     elif len(scores) == 1:
         output_name = next(iter(scores))
+    elif PROBABILITIES in scores:
+        output_name = PROBABILITIES
     else:
         raise UnsupportedModel(
-            f"found {found}; need exactly one [N, K] float output, "
-            f"or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
+            f"found {found}; need exactly one [N, K] float output, one named "
+            f"{PROBABILITIES!r}, or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
     k = scores[output_name].shape[1]
     return Signature(input_name, kind, spec.dtype.name, size, output_name,
                      None if k is None else int(k))
@@ -146,6 +155,15 @@ def find_labels(model_dir: Path, labels_file: str) -> list[str] | None:
     if named or len(assets) == 1:
         return read_labels((named or assets)[0])
     return None
+
+
+def with_background(labels: list[str] | None, num_classes: int | None) -> list[str] | None:
+    """The 1000 ImageNet names for a 1001-class model: index 0 is its background class."""
+    if labels is not None and len(labels) == IMAGENET_CLASSES and num_classes == IMAGENET_CLASSES + 1:
+        log.info("%d labels for %d classes: class 0 is %r (a TF1 ImageNet model's)",
+                 len(labels), num_classes, BACKGROUND)
+        return [BACKGROUND, *labels]
+    return labels
 
 
 def signature_callers(fn: Any, input_name: str) -> tuple[Callable, Callable]:
@@ -228,8 +246,8 @@ class ScoringModel:
             fn.structured_input_signature[1], fn.structured_outputs, self.config.output)
         if self.signature.kind == TENSOR:
             check_preprocess(self.signature, self.config.preprocess)
-        self.labels = find_labels(model_dir, self.config.labels_file)
         k = self.signature.num_classes
+        self.labels = with_background(find_labels(model_dir, self.config.labels_file), k)
         if self.labels is not None and k is not None and len(self.labels) != k:
             raise UnsupportedModel(f"{len(self.labels)} labels for {k} model classes")
         self._loaded = loaded  # keep it alive: fn needs its variables
