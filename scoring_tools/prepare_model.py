@@ -163,7 +163,6 @@ def prepare(name: str, out_dir: Path, weights: str = "imagenet", labels: Path | 
     """Write application ``name`` as a string-input SavedModel at ``out_dir``; returns it.
     Built in a staging directory beside it and renamed into place, so an interrupted run
     leaves no half model where a deploy would find it."""
-    import tensorflow as tf
     if name not in APPLICATIONS:
         raise PrepareError(f"unknown application {name!r}; choose from {', '.join(APPLICATIONS)}")
     out_dir = Path(out_dir)
@@ -175,13 +174,22 @@ def prepare(name: str, out_dir: Path, weights: str = "imagenet", labels: Path | 
     network = build_network(name, weights)
     if tuple(network.output_shape) != (None, NUM_CLASSES):
         raise PrepareError(f"{name}: output {network.output_shape}, expected (None, {NUM_CLASSES})")
+    return write_savedmodel(network, APPLICATIONS[name].module, names, out_dir)
+
+
+def write_savedmodel(network, module_name: str, names: list[str], out_dir: Path) -> Path:
+    """``network`` (image batch -> scores) behind the string-input signature, preprocessed by
+    ``keras.applications.<module_name>.preprocess_input``, with ``names`` as its labels asset.
+    Also what the benchmark's models are built with, so its numbers describe this graph."""
+    import tensorflow as tf
+    out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     labels_file = staging / "staged" / LABELS_ASSET
     labels_file.parent.mkdir()
     labels_file.write_text("\n".join(names) + "\n", encoding="utf-8")
-    module = serving_module(network, APPLICATIONS[name].module, labels_file)
+    module = serving_module(network, module_name, labels_file)
     tf.saved_model.save(module, str(staging / "model"), signatures={"serving_default": module.serve})
     shutil.rmtree(out_dir, ignore_errors=True)
     (staging / "model").rename(out_dir)
