@@ -2,9 +2,10 @@
 answer Keras's own model gives in process, with the class names from its labels asset.
 
 Tolerance: Keras's reference path (``load_img`` with Pillow's bilinear resize) rounds the
-resized pixels to whole grey levels, while the graph keeps them as floats; JPEGs are decoded
-identically (both libjpeg's accurate integer DCT). So the model's inputs differ by under one grey
-level per pixel (asserted below), which on these images moves a probability by under 1e-3.
+resized pixels to whole grey levels, while the graph keeps them as floats; JPEGs too small for a
+DCT scaling are decoded identically (both libjpeg's accurate integer DCT). So the model's inputs
+differ by under one grey level per pixel (asserted below), which on these images moves a
+probability by under 1e-3.
 ``SCORE_ATOL`` is five times that. Every served score is checked against the reference's score
 for the same class; the best class must be the reference's (which leads by more than twice the
 tolerance: asserted), and no class left out may beat the last one served by more than that.
@@ -36,8 +37,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-#: A photo-like JPEG larger than the input, and a PNG of another one, smaller on one side.
-IMAGES = {"jpeg": ("image/jpeg", _encode(_photo(640, 480, seed=3), "JPEG")),
+#: A photo-like JPEG larger than the input but decoded at full scale (under twice it), and a
+#: PNG of another one, smaller on one side.
+IMAGES = {"jpeg": ("image/jpeg", _encode(_photo(440, 330, seed=3), "JPEG")),
           "png": ("image/png", _encode(_photo(300, 200, seed=5), "PNG"))}
 
 
@@ -132,3 +134,33 @@ def test_bad_arguments_get_one_line_and_write_nothing(tmp_path, capsys):
     assert prepare_model.main(["resnet50", str(out), "--labels", str(short)]) == 2
     assert "exists and is not empty; pass --force" in capsys.readouterr().err
     assert (out / "keep").read_text() == "x"
+
+
+@pytest.mark.parametrize("height, width", [(224, 224), (447, 1000), (446, 1000), (448, 448),
+                                           (895, 900), (896, 900), (1792, 1792), (3024, 4032),
+                                           (1791, 5000)])
+def test_jpeg_is_decoded_at_the_largest_dct_scale_that_covers_the_input(height, width):
+    """libjpeg's scaled output is ceil(side / ratio): the chosen ratio covers 224 x 224 on both
+    sides, and the next larger one would not (unless it is already 1/8)."""
+    import tensorflow as tf
+    data = tf.constant(_encode(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG"))
+    ratio = int(prepare_model.dct_ratio(height, width, (224, 224)))
+    decoded = prepare_model.decode_jpeg_scaled(data, (224, 224)).shape
+    assert decoded[:2] == (-(-height // ratio), -(-width // ratio))
+    assert min(decoded[:2]) >= 224
+    if ratio < 8:
+        assert min(-(-height // (2 * ratio)), -(-width // (2 * ratio))) < 224
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (4032, 3024)])
+def test_dct_scaled_decode_stays_close_to_the_full_decode(width, height, prepared_resnet50):
+    """A large photo-like JPEG decoded at 1/4 or 1/8 and resized, against every pixel decoded
+    and resized: on average within 1.5 grey levels, and the same best class."""
+    import tensorflow as tf
+    data = tf.constant(make_jpeg(width, height, seed=width))
+    full = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+    full = tf.image.resize(full, (224, 224), method="bilinear", antialias=True).numpy()
+    scaled = prepare_model.decode_resize(data, (224, 224)).numpy()
+    assert np.abs(scaled - full).mean() < 1.5
+    first, second = (_keras_scores(prepared_resnet50.network, pixels) for pixels in (full, scaled))
+    assert first.argmax() == second.argmax()
