@@ -123,19 +123,24 @@ def build_network(name: str, weights: str):
                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
-#: JPEG's own DCT scalings (libjpeg's scale_denom), largest first.
-DCT_RATIOS = (8, 4, 2)
+#: JPEG's own DCT scalings (libjpeg's scale_denom), as the branches of decode_jpeg_scaled.
+DCT_RATIOS = (1, 2, 4, 8)
+
+
+def dct_scale_index(height, width, size: tuple[int, int]):
+    """The index in ``DCT_RATIOS`` of the largest ratio at which libjpeg's scaled output,
+    ``ceil(side / ratio)`` per side, still covers ``size`` on both sides: the number of
+    ratios above 1 that cover (if one does, every smaller one does). An int32 scalar."""
+    import tensorflow as tf
+    return tf.add_n([tf.cast(tf.logical_and((height + r - 1) // r >= size[0],
+                                            (width + r - 1) // r >= size[1]), tf.int32)
+                     for r in DCT_RATIOS[1:]])
 
 
 def dct_ratio(height, width, size: tuple[int, int]):
-    """The largest ratio in ``DCT_RATIOS`` (else 1) at which libjpeg's scaled output,
-    ``ceil(side / ratio)`` per side, still covers ``size`` on both sides: int32 scalar."""
+    """The ratio ``dct_scale_index`` picks: 1, 2, 4 or 8."""
     import tensorflow as tf
-    ratio = tf.constant(1, tf.int32)
-    for r in reversed(DCT_RATIOS):  # 2, 4, 8: each that covers replaces the one before
-        covers = tf.logical_and((height + r - 1) // r >= size[0], (width + r - 1) // r >= size[1])
-        ratio = tf.where(covers, tf.constant(r, tf.int32), ratio)
-    return ratio
+    return tf.gather(DCT_RATIOS, dct_scale_index(height, width, size))
 
 
 def decode_jpeg_scaled(data, size: tuple[int, int]):
@@ -144,13 +149,11 @@ def decode_jpeg_scaled(data, size: tuple[int, int]):
     so the four decodes are four branches of a ``switch_case``: only the chosen one runs."""
     import tensorflow as tf
     shape = tf.image.extract_jpeg_shape(data)
-    ratio = dct_ratio(shape[0], shape[1], size)
-    index = tf.cast(tf.math.round(tf.math.log(tf.cast(ratio, tf.float32)) / tf.math.log(2.0)),
-                    tf.int32)
 
     def decode(r):
         return lambda: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")
-    return tf.switch_case(index, [decode(r) for r in (1, 2, 4, 8)])
+    return tf.switch_case(dct_scale_index(shape[0], shape[1], size),
+                          [decode(r) for r in DCT_RATIOS])
 
 
 def decode_resize(data, size: tuple[int, int]):
