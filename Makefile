@@ -22,10 +22,21 @@ export PYTHONDONTWRITEBYTECODE :=
 CONTAINER_TOOLS := dockerd buildah debootstrap socat
 CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 
-.PHONY: setup container-tools serve test bench triton-venv clean
+.PHONY: setup rig-check container-tools serve test bench triton-venv kserve-venv clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed $(PROMETHEUS)
+setup: rig-check $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed $(PROMETHEUS)
+
+# What the test rig needs from the machine (README, "Testing"), checked before anything
+# long starts; each miss is one line. `make serve` and the deploy path need none of it.
+RIG_FREE_GB := 12
+rig-check:
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else "make test: needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0])'
+	@command -v npm >/dev/null || { echo "make test: needs npm (Node.js 20+) for Azurite, the storage emulator the model-store tests run" >&2; exit 1; }
+	@command -v apt-get >/dev/null && command -v dpkg >/dev/null || { echo "make test: needs a Debian or Ubuntu machine (apt-get, dpkg): docker.io, buildah, debootstrap and Prometheus come from its archive" >&2; exit 1; }
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); [ "$$free" -ge $(RIG_FREE_GB) ] || { echo "make test: needs $(RIG_FREE_GB) GB free here (the venvs and the test images), $$free GB free" >&2; exit 1; }
+	@missing=; for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then echo "make test: missing$$missing; as root: apt-get install $(CONTAINER_PACKAGES)" >&2; exit 1; fi
 
 # Azurite, the Azure Storage emulator the model-fetch tests run (tests/model_store), at the
 # version package-lock.json pins, from the npm registry.
@@ -37,7 +48,6 @@ node_modules/.installed: package.json package-lock.json
 container-tools:
 	@missing=; for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; as root: apt-get install $(CONTAINER_PACKAGES)" >&2; exit 1; fi; \
 	  echo "installing$$missing (apt: $(CONTAINER_PACKAGES))"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null; \
 	fi
@@ -78,6 +88,11 @@ bench: $(VENV)/.installed
 # The benchmark's optional Triton peer: PyTriton in a venv of its own (it pins numpy<2)
 triton-venv: $(VENV)/.installed
 	bash bench/triton-venv.sh
+
+# The benchmark's optional KServe peer: KServe's Python model server in a venv of its own
+# (it brings FastAPI, uvicorn, pandas and grpcio-tools, which the app does not need)
+kserve-venv: $(VENV)/.installed
+	bash bench/kserve-venv.sh
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache .prometheus

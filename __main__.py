@@ -35,7 +35,8 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
         certificate_chains={d.name: d.model_certificate_chain for d in cfg.deployments
                             if d.model_certificate_chain},
-        stack_uri_scope=cfg.image.external.scope if cfg.image.external else None))
+        stack_uri_scope=cfg.image.external.scope if cfg.image.external else None,
+        captures={d.name: d.capture for d in cfg.deployments if d.capture.enabled}))
 scoring = ScoringService("scoring", ScoringServiceArgs(
     deployments=cfg.deployments, image_refs=registry.image_refs, service=cfg.service,
     provider=cluster.provider, autoscaled=cfg.scaling.enabled, scraped=cfg.monitoring,
@@ -45,7 +46,8 @@ edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, deployments=cfg.deployments,
     location=cfg.cluster.location, namespace=scoring.namespace, provider=cluster.provider,
     kubeconfig=cluster.kubeconfig, cluster_id=cluster.id, resource_group_name=group.name,
-    oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready))
+    oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready,
+    image_registry=registry.login_server, mirrors=tuple(registry.node_pull)))
 if cfg.monitoring:
     prometheus = ManagedPrometheus("prometheus", ManagedPrometheusArgs(
         resource_group_name=group.name, location=cfg.cluster.location, cluster_id=cluster.id))
@@ -69,8 +71,12 @@ pulumi.export("clusterName", cluster.name)
 pulumi.export("registryLoginServer", registry.login_server)
 if model_store:
     pulumi.export("modelUri", model_store.model_uri)
+if model_store and model_store.capture_uri:  # scoring_tools.captures reads it
+    pulumi.export("captureUri", model_store.capture_uri)
 pulumi.export("deployments", {d.name: {
     "traffic": d.traffic, "mirrorTraffic": d.mirror, "image": registry.image_refs[d.name],
     "model": f"{d.model_name}:{d.model_version}", "precision": d.precision,
+    **({"capture": {"samplingRate": d.capture.sampling_rate, "images": d.capture.images,
+                    "retentionDays": d.capture.retention_days}} if d.capture.enabled else {}),
     **({"modelUri": model_store.model_uris[d.name]} if model_store else {})}
     for d in cfg.deployments})

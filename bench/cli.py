@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import images, limit, load, models, procstat, report, servers
+from bench import capture_sink, images, limit, load, models, procstat, report, servers
 
 DEFAULT_OUT = servers.BENCH_ROOT / "bench" / "results"
 # --quick: every stage shortened, for a first look in about a minute per model.
@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated, from %(default)s")
     parser.add_argument("--servers", type=_names(servers.SERVER_NAMES),
                         help=f"comma-separated, from {','.join(servers.SERVER_NAMES)} (default: all; "
-                             "triton only where its venv is installed: bash bench/triton-venv.sh)")
+                             "triton and kserve only where their venvs are installed: "
+                             "make triton-venv, make kserve-venv)")
     parser.add_argument("--concurrency", type=_int_list, help="comma-separated levels (default 1,8,32)")
     parser.add_argument("--duration", type=int, help="measured seconds per server and concurrency, split over the rounds (default 15)")
     parser.add_argument("--rounds", type=int, help="turns each server takes at each concurrency (default 3)")
@@ -88,16 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
         parser.error("--duration must be at least 1 second, --rounds at least 1 and --warmup not negative")
     args.cache_dir = args.cache_dir or args.out / "models"
-    args.triton_note = None
+    # a peer whose venv is missing: left out of the default, said so; named, an error
+    missing = [name for name in servers.PEERS if servers.peer_python(name) is None]
+    args.left_out = []
     if args.servers is None:
-        args.servers = [name for name in servers.SERVER_NAMES
-                        if name != "triton" or servers.triton_python() is not None]
-        if "triton" not in args.servers:
-            args.triton_note = ("triton left out: PyTriton's venv is not installed "
-                                "(bash bench/triton-venv.sh, or BENCH_TRITON_PYTHON)")
-    elif "triton" in args.servers and servers.triton_python() is None:
-        parser.error("--servers triton: PyTriton's venv is not installed (bash bench/triton-venv.sh, "
-                     "or BENCH_TRITON_PYTHON naming its python)")
+        args.servers = [name for name in servers.SERVER_NAMES if name not in missing
+                        and name not in servers.OPT_IN]
+        args.left_out = [f"left out {servers.missing_note(name)}" for name in missing]
+    named_missing = [name for name in missing if name in args.servers]
+    if named_missing:
+        parser.error(f"--servers {servers.missing_note(named_missing[0])}")
     return args
 
 
@@ -225,10 +226,28 @@ def precision_metrics(url: str) -> dict:
     return found
 
 
+def _start_servers(stack: contextlib.ExitStack, args, model: str, model_dir: Path, keys: Path,
+                   image_file: Path) -> dict[str, servers.Server]:
+    """Every server of the run on ``model_dir``; capture servers upload to a local Azurite."""
+    sink = None
+    if set(args.servers) & set(capture_sink.RATES):
+        sink, _ = stack.enter_context(capture_sink.running(args.out / "capture-sink"))
+    running = {}
+    for server_name in args.servers:
+        _progress(f"{model}: starting {server_name}")
+        log_file = args.out / "logs" / f"{model}-{server_name}.log"
+        extra = ({**sink, "SCORING_CAPTURE_SAMPLE_RATE": capture_sink.RATES[server_name]}
+                 if server_name in capture_sink.RATES else None)
+        running[server_name] = stack.enter_context(servers.running(
+            server_name, args.app_root, model_dir, model, keys, log_file, args.ready_timeout, image_file,
+            extra_env=extra))
+    return running
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.triton_note:
-        _progress(args.triton_note)
+    for note in args.left_out:
+        _progress(note)
     client = load.resolve_client(args.client)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(exist_ok=True)
@@ -240,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
                  "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
-                 "warmup_s": args.warmup, "servers": args.servers, "triton_note": args.triton_note,
+                 "warmup_s": args.warmup, "servers": args.servers, "left_out": args.left_out,
                  # ours reads SCORING_* from this environment (servers.running): a run with
                  # settings other than the defaults says so
                  "ours_settings": {name: value for name, value in sorted(os.environ.items())
@@ -260,18 +279,12 @@ def main(argv: list[str] | None = None) -> int:
                 model_dir = probe.model_dir
                 model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": probe.limit,
                                                             "servers": {}}
-                running = {}
-                for server_name in args.servers:
-                    _progress(f"{name}: starting {server_name}")
-                    log_file = args.out / "logs" / f"{name}-{server_name}.log"
-                    running[server_name] = stack.enter_context(servers.running(
-                        server_name, args.app_root, model_dir, name, Path(keys), log_file, args.ready_timeout,
-                        image_file))
+                running = _start_servers(stack, args, name, model_dir, Path(keys), image_file)
                 model_results["precision"] = {server_name: precision_metrics(server.metrics_url)
                                               for server_name, server in running.items() if server.metrics_url}
                 model_results["servers"], model_results["limit_in_turns"] = _measure(
                     running, probe, args, client, key_file, image_file)
-    results["targets"] = report.evaluate(results["models"])
+    results["targets"] = report.evaluate(results["models"], results["meta"]["image"])
     json_path, png_path = report.write(results, args.out)
     print(report.summary(results))
     print(f"\nwrote {json_path} and {png_path}")

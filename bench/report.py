@@ -21,7 +21,14 @@ class Target:
     denominator: tuple
     threshold: float
     at_least: bool
+    workload: str = "default"  # "photo": judged only on a run whose request is a phone photo
 
+
+# A run whose request image has at least this many pixels is a phone-photo run (a 12 MP
+# camera's 4032x3024: --image-size 4032x3024); its targets differ from the default's.
+PHOTO_PIXELS = 12_000_000
+# The peers "best peer" stands for: whichever of them did most in that run
+PEER_NAMES = ("triton", "kserve")
 
 TARGETS = (
     Target("served / in-process limit, c=8", "resnet50", ("ours", 8, "rps"), ("limit", 8, "window_images_per_s"), 0.95, True),
@@ -39,11 +46,35 @@ TARGETS = (
     Target("mixed / ours (fp32) throughput, c=32", "tiny", ("mixed", 32, "rps"), ("ours", 32, "rps"), 1.0, True),
     Target("ours / triton throughput, c=32", "tiny", ("ours", 32, "rps"), ("triton", 32, "rps"), 1.15, True),
     Target("c=1 p50 ours / triton", "tiny", ("ours", 1, "p50_ms"), ("triton", 1, "p50_ms"), 1.0, False),
+    # phone photos: no loss at the default image, KServe as a peer, and the photo itself
+    Target("served / in-process limit, c=32", "tiny", ("ours", 32, "rps"), ("limit", 32, "window_images_per_s"), 0.9, True),
+    Target("ours / triton throughput, c=32 (raised)", "tiny", ("ours", 32, "rps"), ("triton", 32, "rps"), 1.25, True),
+    Target("ours / kserve throughput, c=32", "tiny", ("ours", 32, "rps"), ("kserve", 32, "rps"), 1.8, True),
+    Target("photo: served / full-decode in-process limit, c=8", "tiny", ("ours", 8, "rps"),
+           ("limit", 8, "window_images_per_s"), 1.2, True, "photo"),
+    Target("photo: ours / best peer throughput, c=8", "tiny", ("ours", 8, "rps"), ("best peer", 8, "rps"), 1.6, True,
+           "photo"),
+    # payload capture (images off) against the same server with capture off
+    Target("capture 5% / capture off throughput, c=32", "tiny", ("capture5", 32, "rps"), ("ours", 32, "rps"),
+           0.97, True),
+    Target("capture 100% / capture off throughput, c=32", "tiny", ("capture100", 32, "rps"),
+           ("ours", 32, "rps"), 0.90, True),
 )
+
+
+def workload(image: dict | None) -> str:
+    """The run's workload from its request image (meta.image): "photo" or "default"."""
+    if image and image["width"] * image["height"] >= PHOTO_PIXELS:
+        return "photo"
+    return "default"
 
 
 def _figure(model_results: dict, ref: tuple) -> float | None:
     server, concurrency, field = ref
+    if server == "best peer":
+        found = [figure for peer in PEER_NAMES
+                 if (figure := _figure(model_results, (peer, concurrency, field))) is not None]
+        return max(found, default=None)
     points = (model_results.get("limit_in_turns", []) if server == "limit"
               else model_results["servers"].get(server, []))
     for point in points:
@@ -52,13 +83,14 @@ def _figure(model_results: dict, ref: tuple) -> float | None:
     return None
 
 
-def evaluate(models: dict) -> list[dict]:
-    """Each target with its ratio and PASS, FAIL or n/a (inputs not measured in this run)."""
-    rows = []
+def evaluate(models: dict, image: dict | None = None) -> list[dict]:
+    """Each target with its ratio and PASS, FAIL or n/a (inputs not measured in this run, or
+    a target of another workload than the run's ``image``)."""
+    rows, run_workload = [], workload(image)
     for target in TARGETS:
         row = {"model": target.model, "target": target.name, "threshold": target.threshold,
                "at_least": target.at_least, "ratio": None, "status": "n/a"}
-        if target.model in models:
+        if target.model in models and target.workload == run_workload:
             top, bottom = (_figure(models[target.model], ref) for ref in (target.numerator, target.denominator))
             if top is not None and bottom:
                 row["ratio"] = top / bottom

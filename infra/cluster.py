@@ -2,9 +2,11 @@
 
 The GPU pool is its own AgentPool resource so that scaling or resizing it
 never touches the cluster, and the system pool stays free of GPU workloads.
-Its name follows its VM size (infra/gpu_sizes.py), so a new size is a new
-pool, created before the old one goes; its node count belongs to the cluster
-autoscaler once it exists (ignore_changes on `count`).
+Its name follows its VM size and every property AKS cannot change in place
+(infra/gpu_sizes.py), so a new size, zone list or spot setting is a new pool,
+created before the old one goes; its node count belongs to the cluster
+autoscaler once it exists (ignore_changes on `count`, refreshed before each
+update: docs/deploying.md, "Node count").
 
 The cluster also owns the readiness of what its add-ons bring: the provider
 waits until Azure RBAC lets the deployer in, and `addon_crds` holds, per
@@ -35,6 +37,30 @@ ADDON_CRDS = {
               ("kube-system", "serviceaccount/keda-operator")]),
     "prometheus": (["podmonitors.azmonitoring.coreos.com"], []),
 }
+
+
+#: What AKS cannot change on an existing pool, as (ARM/Pulumi input name -> SDK argument):
+#: the VM size and zones (Learn: manage-node-pools, availability-zones), the spot settings
+#: (scale-set priority, eviction policy, max price), the OS and the GPU driver mode.
+SDK_NAMES = {"vmSize": "vm_size", "availabilityZones": "availability_zones",
+             "scaleSetPriority": "scale_set_priority",
+             "scaleSetEvictionPolicy": "scale_set_eviction_policy",
+             "spotMaxPrice": "spot_max_price", "osType": "os_type", "osSKU": "os_sku",
+             "gpuProfile": "gpu_profile"}
+
+
+def gpu_pool_shape(gpu: GpuPoolConfig) -> dict:
+    """The GPU pool's immutable properties, keyed by input name (None: not sent)."""
+    return {
+        "vmSize": gpu.vm_size,
+        "availabilityZones": sorted(gpu.zones) or None,
+        "scaleSetPriority": "Spot" if gpu.spot else "Regular",
+        "scaleSetEvictionPolicy": "Delete" if gpu.spot else None,
+        "spotMaxPrice": gpu.spot_max_price if gpu.spot else None,
+        "osType": "Linux",
+        "osSKU": "Ubuntu",
+        "gpuProfile": {"driver": "Install" if gpu.driver == "aks" else "None"},
+    }
 
 
 @dataclass
@@ -124,29 +150,30 @@ class GpuCluster(pulumi.ComponentResource):
         if gpu.spot:
             taints.append(SPOT_TAINT)
             labels.update([SPOT_LABEL])
+        shape = gpu_pool_shape(gpu)
         self.gpu_pool = containerservice.AgentPool(
             f"{name}-gpu",
-            agent_pool_name=gpu_pool_name(gpu.vm_size),
+            agent_pool_name=gpu_pool_name(gpu.vm_size, shape),
             resource_group_name=args.resource_group_name,
             resource_name_=managed.name,
             mode="User",
-            vm_size=gpu.vm_size,
-            os_type="Linux",
-            os_sku="Ubuntu",
             type="VirtualMachineScaleSets",
             count=gpu.min_count,
             enable_auto_scaling=True,
             min_count=gpu.min_count,
             max_count=gpu.max_count,
-            availability_zones=list(gpu.zones) or None,
             node_taints=[taint_string(t) for t in taints],
             node_labels=labels,
-            scale_set_priority="Spot" if gpu.spot else "Regular",
-            scale_set_eviction_policy="Delete" if gpu.spot else None,
-            spot_max_price=gpu.spot_max_price if gpu.spot else None,
-            gpu_profile={"driver": "Install" if gpu.driver == "aks" else "None"},
-            # The autoscaler owns the node count: re-sending min_count would reset it.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
+            **{SDK_NAMES[key]: value for key, value in shape.items()},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The autoscaler owns the node count. With `count` ignored, an update sends
+                # the count recorded in state, which a refresh (Pulumi.yaml: refresh always)
+                # has just read from the live pool: azure-native's Read copies changed
+                # outputs into the state's inputs, and its Update PUTs those inputs.
+                ignore_changes=["count"],
+                # Belt and braces: the name already changes with these (gpu_pool_name).
+                replace_on_changes=sorted(shape)),
         )
 
         # Whoever runs `pulumi up` administers the cluster through Azure RBAC,

@@ -11,10 +11,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
-from infra import system_pool
+from infra import pins, system_pool
 from infra.gpu_sizes import GPUS_PER_VM, gpu_size_problem
 from scoring_app import settings
 
@@ -35,6 +36,7 @@ RESERVED_ENV = frozenset({
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
     "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
     "SCORING_DEPLOYMENT_NAME", "SCORING_PREPROCESS",
+    "SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES",
 })
 PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
 #: SCORING_PREPROCESS's values; "" leaves it unset (the container refuses an image-tensor model)
@@ -44,6 +46,9 @@ ACME_SERVERS = {
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+#: Domains of documentation and samples (RFC 2606's, and Microsoft's own).
+_PLACEHOLDER_DOMAIN = re.compile(r"[@.](example\.(com|net|org)|contoso\.com|fabrikam\.com)$",
+                                 re.IGNORECASE)
 _CHART_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 _HOST = re.compile(r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
@@ -67,7 +72,10 @@ MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
 #: Whose signature a deployment's model must carry: a public key or a certificate chain.
 SIGNER_KEYS = ("modelPublicKey", "modelCertificateChain")
 
-DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS)
+#: Payload capture (infra/capture.py's KEYS), per deployment as stack-wide.
+CAPTURE_KEYS = ("capture", "captureSamplingRate", "captureImages", "captureRetentionDays")
+
+DEPLOYMENT_KEYS += (*MODEL_URI_KEYS, *SIGNER_KEYS, *CAPTURE_KEYS)
 
 
 class ConfigError(ValueError):
@@ -81,7 +89,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ClusterConfig:
     location: str
-    kubernetes_version: str | None
+    kubernetes_version: str  # a minor (AKS runs its newest patch) or an exact version
     tier: str
     support_plan: str  # AKSLongTermSupport with the Premium tier (AKS requires the pair)
     system_vm_size: str
@@ -158,6 +166,7 @@ class ServiceConfig:
     secondary_key_version: str
     model_scan: bool = False  # modelScan: each deployment's default (SCORING_MODEL_SCAN)
     preprocess: str = ""  # preprocess: each deployment's default SCORING_PREPROCESS ("" unset)
+    capture: Any = None  # infra.capture.CaptureConfig: each deployment's default
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,7 @@ class EdgeConfig:
     acme_server: str  # the ACME directory URL
     cert_manager_version: str
     envoy_gateway_version: str
+    envoy_proxy_tag: str  # the Envoy image its release line runs (infra/pins.py)
     domain: str | None = None  # a host in an Azure DNS zone the user owns (DNS-01)
     dns_zone_name: str | None = None
     dns_zone_resource_group: str | None = None
@@ -207,6 +217,7 @@ class DeploymentConfig:
     #: chain issued (at most one; default: the stack's, unless the deployment names either)
     model_public_key: str | None = None
     model_certificate_chain: str | None = None
+    capture: Any = None  # infra.capture.CaptureConfig (default: the stack's capture keys)
 
     def max_pods(self, autoscaled: bool) -> int:
         return self.max_replicas if autoscaled else self.replicas
@@ -231,7 +242,7 @@ def load(cfg: pulumi.Config | None = None) -> StackConfig:
     tier = _choice(cfg, "clusterTier", "Free", CLUSTER_TIERS)
     cluster = ClusterConfig(
         location=_required_str(cfg, "location"),
-        kubernetes_version=cfg.get("kubernetesVersion") or None,
+        kubernetes_version=_kubernetes_version(cfg),
         tier=tier,
         # AKS accepts the Premium tier only together with long-term support, and LTS only
         # on Premium: the two are one choice, so the tier decides the plan.
@@ -378,6 +389,7 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
         precision=precision, model_scan=model_scan, external=external, preprocess=preprocess,
+        capture=_deployment_capture(key, entry, service, image),
         **_deployment_signer(key, entry, image))
 
 
@@ -388,6 +400,27 @@ def _preprocess(key: str, value) -> str:
         raise ConfigError(key, f"{text!r} is not one of {', '.join(PREPROCESSES[1:])} (or empty "
                           "for a model that takes encoded images, as prepare_model's do)")
     return text
+
+
+def _stack_capture(cfg: pulumi.Config):
+    from infra import capture
+    raw = {"capture": cfg.get("capture"), "captureSamplingRate": cfg.get("captureSamplingRate"),
+           "captureImages": cfg.get("captureImages"),
+           "captureRetentionDays": cfg.get("captureRetentionDays")}
+    return capture.parse("", {k: v for k, v in raw.items() if v is not None},
+                         capture.CaptureConfig(), _flag)
+
+
+def _deployment_capture(key: str, entry: dict, service: ServiceConfig, image: ImageConfig):
+    """The stack's capture keys, overridden by the deployment's; capture writes with the
+    pods' identity into the stack's own account, which only modelStore blob has."""
+    from infra import capture
+    out = capture.parse(f"{key}.", entry, service.capture or capture.CaptureConfig(), _flag)
+    if out.enabled and image.model_store != "blob":
+        raise ConfigError(f"{key}.capture" if "capture" in entry else "capture",
+                          "needs modelStore blob (the pods write captures with the workload "
+                          "identity and storage account that modelStore blob declares)")
+    return out
 
 
 def _deployment_signer(key: str, entry: dict, image: ImageConfig) -> dict:
@@ -487,6 +520,16 @@ def _api_ranges(cfg: pulumi.Config) -> tuple[str, ...]:
     return ranges
 
 
+def _kubernetes_version(cfg: pulumi.Config) -> str:
+    """The cluster's Kubernetes version: the newest minor every pinned release supports
+    unless the stack names one (AKS's own default may be newer than the pins support)."""
+    version = cfg.get("kubernetesVersion") or pins.DEFAULT_KUBERNETES_MINOR
+    problem = pins.kubernetes_problem(version)
+    if problem:
+        raise ConfigError("kubernetesVersion", problem)
+    return version
+
+
 def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
     tls = cfg.get_bool("tls")
     tls = True if tls is None else tls  # HTTPS unless a stack says otherwise
@@ -497,15 +540,23 @@ def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
                           "or set tls false for plain HTTP")
     if email and not _EMAIL.match(email):
         raise ConfigError("acmeEmail", f"{email!r} is not an e-mail address")
-    version = cfg.get("certManagerVersion") or "v1.19.1"
+    if email and _PLACEHOLDER_DOMAIN.search(email):
+        raise ConfigError("acmeEmail", f"{email!r} is a documentation domain: nobody reads it "
+                          "(and Let's Encrypt refuses example.com); put your operations mailbox")
+    version = cfg.get("certManagerVersion") or pins.BY_KEY["certManagerVersion"].version
     if not _CHART_VERSION.match(version):
         raise ConfigError("certManagerVersion", f"{version!r} must be an exact chart version "
-                          "such as v1.19.1 (no ranges: the chart is pinned)")
+                          "such as v1.21.1 (no ranges: the chart is pinned)")
     server = _choice(cfg, "acmeServer", "production", tuple(ACME_SERVERS))
-    gateway = cfg.get("envoyGatewayVersion") or "v1.9.0"
+    gateway = cfg.get("envoyGatewayVersion") or pins.BY_KEY["envoyGatewayVersion"].version
     if not _CHART_VERSION.match(gateway):
         raise ConfigError("envoyGatewayVersion", f"{gateway!r} must be an exact chart version "
                           "such as v1.9.0 (no ranges: the chart is pinned)")
+    line = "v" + ".".join(gateway.lstrip("v").split(".")[:2])
+    if line not in pins.ENVOY_PROXY_TAGS:
+        raise ConfigError("envoyGatewayVersion", f"{gateway} has no Envoy proxy tag in "
+                          "infra/pins.py ENVOY_PROXY_TAGS: add the one its compatibility "
+                          "matrix names (the proxies are pulled through the stack's registry)")
     domain, zone, zone_group = _domain(cfg, tls)
     if tls and service.source_ranges and not domain:
         raise ConfigError("loadBalancerSourceRanges", "must be [] when tls is true without "
@@ -514,6 +565,7 @@ def _edge(cfg: pulumi.Config, service: ServiceConfig) -> EdgeConfig:
                           "issued (with domain, DNS-01 needs no inbound path)")
     return EdgeConfig(tls=tls, acme_email=email, acme_server=ACME_SERVERS[server],
                       cert_manager_version=version, envoy_gateway_version=gateway,
+                      envoy_proxy_tag=pins.ENVOY_PROXY_TAGS[line],
                       domain=domain, dns_zone_name=zone, dns_zone_resource_group=zone_group)
 
 
@@ -623,7 +675,7 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
         prebuilt, model_dir = _model_source("", prebuilt, cfg.get("modelDir"), model_store)
     if not _QUANTITY.match(size):
         raise ConfigError("modelSizeLimit", f"{size!r} is not a Kubernetes quantity, e.g. 4Gi")
-    plugin = cfg.get("devicePluginImage") or "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    plugin = cfg.get("devicePluginImage") or pins.BY_KEY["devicePluginImage"].version
     if not (_PINNED_TAG.match(plugin) or _DIGEST_REF.match(plugin)):
         raise ConfigError("devicePluginImage", f"{plugin!r} must carry a pinned version tag "
                           "(not latest) or a digest")
@@ -728,6 +780,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         primary_key_version=cfg.get("primaryKeyVersion") or "1",
         secondary_key_version=cfg.get("secondaryKeyVersion") or "1",
         model_scan=bool(cfg.get_bool("modelScan") or False),
+        capture=_stack_capture(cfg),
         preprocess=_preprocess("preprocess", cfg.get("preprocess")),
     )
 

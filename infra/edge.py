@@ -67,7 +67,11 @@ CERT_MANAGER_CRDS = ["clusterissuers.cert-manager.io", "certificates.cert-manage
 #: Azure ML's header that sends a request to one deployment, whatever the traffic says.
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 CERT_MANAGER_NAMESPACE = "cert-manager"
-CERT_MANAGER_ACCOUNT = "cert-manager"  # the chart's controller service account
+#: The Helm release's name. The chart names its controller's ServiceAccount after the release
+#: (cert-manager.fullname in its _helpers.tpl: a release name containing "cert-manager" is used
+#: whole), and pulumi-kubernetes would otherwise name the release `<resource>-<random hex>`; the
+#: DNS-01 identity is federated with exactly this account.
+CERT_MANAGER_RELEASE = CERT_MANAGER_ACCOUNT = "cert-manager"
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 TLS_SECRET = "scoring-tls"
 ISSUER = "letsencrypt"
@@ -91,6 +95,9 @@ class EdgeArgs:
     resource_group_name: pulumi.Input[str]  # where cert-manager's DNS identity lives
     oidc_issuer_url: pulumi.Input[str]  # DNS-01 through workload identity
     ready: pulumi.Resource | None = None  # the cluster's RBAC wait: first Kubernetes call
+    #: The stack's registry, whose cache rules serve Envoy Gateway's images (infra/registry.py)
+    image_registry: pulumi.Input[str] | None = None
+    mirrors: tuple[pulumi.Resource, ...] = ()  # its cache rules and the nodes' pull right
 
 
 def request_timeout(service: ServiceConfig) -> str:
@@ -152,7 +159,7 @@ class Edge(pulumi.ComponentResource):
         proxy = self._custom(
             f"{name}-envoyproxy", ENVOY_PROXY_API, "EnvoyProxy",
             {"name": GATEWAY_CLASS, "namespace": EDGE_NAMESPACE},
-            self._proxy_spec(dns_label, args.service), crds)
+            self._proxy_spec(dns_label, args.service, cfg.envoy_proxy_tag), crds)
         gateway_class = self._custom(
             f"{name}-gatewayclass", GATEWAY_API, "GatewayClass", {"name": GATEWAY_CLASS},
             {"controllerName": GATEWAY_CONTROLLER, "parametersRef": {
@@ -247,6 +254,10 @@ class Edge(pulumi.ComponentResource):
             version=cfg.envoy_gateway_version, namespace=namespace.metadata.name,
             atomic=True, cleanup_on_fail=True, skip_crds=True,
             values={
+                # The controller's, certgen's and the shutdown manager's images through the
+                # stack's registry (gateway-helm's eg.image helper: imageRegistry wins).
+                **({"global": {"imageRegistry": self._args.image_registry}}
+                   if self._args.image_registry else {}),
                 "crds": {"enabled": False},  # the release above owns them
                 "deployment": {
                     "replicas": 1,
@@ -255,10 +266,10 @@ class Edge(pulumi.ComponentResource):
                 "certgen": {"job": placement},
             },
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
-                depends_on=[crds])))
+                depends_on=[crds, *self._args.mirrors])))
         return self._wait(f"{name}-gateway-crds-ready", GATEWAY_CRDS, [crds, controller])
 
-    def _proxy_spec(self, dns_label, service: ServiceConfig) -> dict:
+    def _proxy_spec(self, dns_label, service: ServiceConfig, envoy_tag: str) -> dict:
         """The Gateway's Envoy pods: on the system pool, fixed replicas (the system pool's
         capacity check counts them), and the public Service's Azure annotations."""
         annotations = {DNS_LABEL_ANNOTATION: dns_label}
@@ -272,7 +283,11 @@ class Edge(pulumi.ComponentResource):
                 # No securityContext of ours: Envoy Gateway's default is restricted-safe
                 # and leaves the root filesystem writable, which Envoy needs for its log
                 # file and UDS socket (a read-only one would stop it).
-                "container": {"resources": {"requests": {"cpu": cpu, "memory": memory}}},
+                "container": {
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                    **({"image": pulumi.Output.concat(
+                        self._args.image_registry, f"/envoyproxy/envoy:{envoy_tag}")}
+                       if self._args.image_registry else {})},
             },
             "envoyService": {"type": "LoadBalancer", "annotations": annotations},
         }}}
@@ -308,7 +323,7 @@ class Edge(pulumi.ComponentResource):
             values["podLabels"] = WORKLOAD_IDENTITY_LABEL
             values["serviceAccount"] = {"labels": WORKLOAD_IDENTITY_LABEL}
         release = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
+            f"{name}-cert-manager", name=CERT_MANAGER_RELEASE,
             chart="cert-manager", version=cfg.cert_manager_version,
             repository_opts={"repo": CERT_MANAGER_REPO},
             namespace=namespace.metadata.name,

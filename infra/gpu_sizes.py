@@ -3,6 +3,8 @@
 Kept apart from config.py because it is reference data that changes with
 Azure's catalogue (a new NC size, a retirement), not with this program.
 """
+import hashlib
+import json
 import re
 
 #: NC-family sizes AKS can schedule today, with the GPUs each VM carries
@@ -51,17 +53,23 @@ def gpu_size_problem(vm_size: str) -> str | None:
 
 #: AKS's rule for Linux agent pool names: a lowercase letter, then up to 11 more of a-z, 0-9.
 _POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+#: Hex digits of the immutable shape's digest at the end of the name.
+_SHAPE_DIGITS = 4
 
 
-def gpu_pool_name(vm_size: str) -> str:
-    """The GPU pool's AKS name, derived from its VM size (Standard_NC4as_T4_v3 -> nc4ast4v3).
+def gpu_pool_name(vm_size: str, immutable: dict | None = None) -> str:
+    """The GPU pool's AKS name: its VM size, compacted (Standard_NC4as_T4_v3 -> nc4ast4), then
+    a short digest of every property AKS cannot change on an existing pool (`immutable`).
 
-    The name is part of the pool's Azure resource id. A new size therefore makes a new
-    pool under a new name, which Pulumi creates before it deletes the old one, instead of
-    a replacement under the same name that would collide with itself."""
+    The name is part of the pool's Azure resource id. Changing any of those properties
+    therefore makes a new pool under a new name, which Pulumi creates before it deletes the
+    old one, instead of an in-place update AKS refuses, or a replacement under the same name
+    that would collide with itself."""
     compact = re.sub(r"[^a-z0-9]", "", vm_size.lower().removeprefix("standard_"))
-    if len(compact) > 12:
-        compact = re.sub(r"v\d+$", "", compact)  # the size's generation suffix goes first
-    if not _POOL_NAME.match(compact):
-        raise ValueError(f"{vm_size!r} gives no valid AKS pool name ({compact!r})")
-    return compact
+    compact = re.sub(r"v\d+$", "", compact)  # the size's generation suffix goes first
+    shape = json.dumps({"vmSize": vm_size, **(immutable or {})}, sort_keys=True)
+    digest = hashlib.sha256(shape.encode()).hexdigest()[:_SHAPE_DIGITS]
+    name = compact[:12 - _SHAPE_DIGITS] + digest
+    if not _POOL_NAME.match(name):
+        raise ValueError(f"{vm_size!r} gives no valid AKS pool name ({name!r})")
+    return name

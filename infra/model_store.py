@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
+import sys
 from dataclasses import dataclass, field
 
 import pulumi
@@ -36,6 +38,8 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
+from infra import capture
+from infra.capture import CaptureConfig
 from infra.config import REPO_ROOT, ExternalModel
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
 from infra.identity import workload_identity
@@ -129,6 +133,9 @@ class PodModel:
     signer_variable: str | None = None
     signer_pem: str | None = None
     signer_item: str = SIGNER_KEY  # the key of SIGNER_CONFIG_MAP that holds signer_pem
+    #: payload capture's variables for the scoring container (infra/capture.py); with them
+    #: the webhook gives that container the identity's token too (it writes the captures)
+    capture_env: list = field(default_factory=list)
 
     @property
     def signer_file(self) -> str:
@@ -169,7 +176,8 @@ class PodModel:
         template_metadata.setdefault("labels", {})[USE_LABEL] = "true"
         annotations = template_metadata.setdefault("annotations", {})
         annotations["scoring/model-sha256"] = self.digest
-        annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
+        if not self.capture_env:  # a capturing container writes with the identity's token
+            annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
         pod_spec["initContainers"] = [self.init_container(container["image"], uid, scan)]
         pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
         if self.signer_pem:
@@ -178,7 +186,7 @@ class PodModel:
                                                       "path": self.signer_file}]}})
         container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
         container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
-            {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}]
+            {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *self.capture_env]
 
 
 def signer_config_map(namespace, models: dict[str, PodModel]) -> dict | None:
@@ -208,7 +216,20 @@ class ModelStoreArgs:
     #: the stack-level modelUriScope: its grant was "<name>-pods-read" while modelUri was a
     #: stack key only, and keeps its state under the new name (a Pulumi alias)
     stack_uri_scope: str | None = None
+    #: deployment name -> its capture config, for the deployments that capture
+    captures: dict[str, CaptureConfig] = field(default_factory=dict)
 
+
+
+def publish_command(model, account_url: str) -> str:
+    """The upload, run by the interpreter that runs this program (Pulumi's own venv,
+    which requirements.txt fills), from the repository's root, quoted for a POSIX shell
+    (macOS, Linux, WSL). Its path differs between machines; a rerun the change causes
+    writes the same content-addressed bytes again."""
+    return shlex.join([sys.executable, "-m", "scoring_tools.publish_model",
+                       os.path.relpath(model.model_dir, REPO_ROOT), "--account-url", account_url,
+                       "--container", CONTAINER, "--name", model.name,
+                       "--expect-sha256", model.digest])
 
 class ModelStore(pulumi.ComponentResource):
     """The account, container, published prefixes, the pods' identity and its read grants."""
@@ -235,12 +256,58 @@ class ModelStore(pulumi.ComponentResource):
         if external:
             self._read_elsewhere(name, args, external, bool(published), child, deployer,
                                  identity.principal_id, federation)
-        if not published:
+        if not published and args.captures:  # captures need the stack's own account
+            self._account(name, args, child)
+        elif not published:
             first = external[min(external)]
             self.account_name = pulumi.Output.from_input(first.container[0])
+        self.capture_uri = None
+        if args.captures:
+            self._capture(name, args, child, deployer, identity)
         self.model_uri = self.model_uris[min(self.model_uris)]
         self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
-                               "identityClientId": self.client_id})
+                               "identityClientId": self.client_id,
+                               **({"captureUri": self.capture_uri} if self.capture_uri else {})})
+
+    def _capture(self, name, args: ModelStoreArgs, child, deployer, identity) -> None:
+        """The captures container, its retention and the pods' write grant; each capturing
+        deployment's pods get the variables and wait for the grant."""
+        _, writer = capture.declare(name, self._account_resource, args.resource_group_name,
+                                    identity.principal_id, deployer.subscription_id,
+                                    args.captures, child)
+        self.capture_uri = pulumi.Output.concat(self._account_url, f"/{capture.CONTAINER}")
+        for deployment, config in args.captures.items():
+            pod = self.pod_models[deployment]
+            pod.capture_env = capture.pod_env(self.capture_uri, config)
+            pod.depends_on = [*pod.depends_on, writer]
+
+    def _account(self, name, args: ModelStoreArgs, child) -> storage.StorageAccount:
+        """The stack's own account (Entra ID only) and its blob service's soft delete."""
+        # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
+        stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
+        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
+                                     opts=child)
+        account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=pulumi.Output.concat(stem, suffix.result),
+            resource_group_name=args.resource_group_name, location=args.location,
+            kind="StorageV2", sku={"name": "Standard_LRS"}, access_tier="Hot",
+            allow_shared_key_access=False,  # Entra ID only: no key can read a model
+            allow_blob_public_access=False,
+            allow_cross_tenant_replication=False,
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            default_to_o_auth_authentication=True,
+            opts=child)
+        storage.BlobServiceProperties(
+            f"{name}-blob-service", account_name=account.name,
+            resource_group_name=args.resource_group_name, blob_services_name="default",
+            delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
+            container_delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
+            opts=child)
+        self._account_resource, self.account_name = account, account.name
+        self._account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
+        return account
 
     def _pod_model(self, args: ModelStoreArgs, deployment: str, **fields) -> PodModel:
         """A deployment's hook, with its signer (config allows at most one) under a
@@ -277,28 +344,7 @@ class ModelStore(pulumi.ComponentResource):
     def _publish(self, name, args: ModelStoreArgs, models: dict[str, PublishedModel], child,
                  deployer, identity, federation) -> None:
         """The stack's own account and container, and each modelDir uploaded to its prefix."""
-        # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
-        stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
-        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
-                                     opts=child)
-        account = storage.StorageAccount(
-            f"{name}-account",
-            account_name=pulumi.Output.concat(stem, suffix.result),
-            resource_group_name=args.resource_group_name, location=args.location,
-            kind="StorageV2", sku={"name": "Standard_LRS"}, access_tier="Hot",
-            allow_shared_key_access=False,  # Entra ID only: no key can read a model
-            allow_blob_public_access=False,
-            allow_cross_tenant_replication=False,
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
-            default_to_o_auth_authentication=True,
-            opts=child)
-        storage.BlobServiceProperties(
-            f"{name}-blob-service", account_name=account.name,
-            resource_group_name=args.resource_group_name, blob_services_name="default",
-            delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
-            container_delete_retention_policy={"enabled": True, "days": SOFT_DELETE_DAYS},
-            opts=child)
+        account = self._account(name, args, child)
         container = storage.BlobContainer(
             f"{name}-container", account_name=account.name,
             resource_group_name=args.resource_group_name, container_name=CONTAINER,
@@ -310,8 +356,7 @@ class ModelStore(pulumi.ComponentResource):
         writer = grant(f"{name}-deployer-write", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR,
                        container.id, deployer.subscription_id, child)
 
-        account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
-        self.account_name = account.name
+        account_url = self._account_url
         published = {}
         for deployment, model in sorted(models.items()):
             # Content-addressed: deployments that name the same model share its prefix (and
@@ -320,12 +365,8 @@ class ModelStore(pulumi.ComponentResource):
                 suffix = "" if not published else f"-{deployment}"
                 published[model.prefix] = local.Command(
                     f"{name}-publish{suffix}",
-                    create=pulumi.Output.concat(
-                        ".venv/bin/python -m scoring_tools.publish_model ",
-                        os.path.relpath(model.model_dir, REPO_ROOT),
-                        " --account-url ", account_url, f" --container {CONTAINER}",
-                        f" --name {model.name} --expect-sha256 {model.digest}"),
-                    triggers=[account.name, model.digest],
+                    create=account_url.apply(lambda url, model=model: publish_command(model, url)),
+                    dir=str(REPO_ROOT), triggers=[account.name, model.digest],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
             uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
             self.model_uris[deployment] = uri

@@ -1,4 +1,5 @@
-"""The registry and the scoring image: ACR without admin user, the image pushed by digest.
+"""The registry and the scoring image: ACR without admin user, the image pushed by digest,
+and cache rules that serve the edge's Docker Hub images to the nodes (infra/pins.py MIRRORED).
 
 Build contract (docs/contract.md, "Image build"): context `scoring_app/`,
 Dockerfile `scoring_app/Dockerfile`, the SavedModel directory passed as the
@@ -28,6 +29,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry
 from pulumi_command import local
 
+from infra import pins
 from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
 from infra.roles import ACR_PULL, ACR_PUSH, grant
@@ -55,6 +57,8 @@ class RegistryImage(pulumi.ComponentResource):
     same model share an image)."""
 
     login_server: pulumi.Output[str]
+    mirrors: list[containerregistry.CacheRule]  # Docker Hub repositories served by the registry
+    node_pull: list[pulumi.Resource]  # the cache rules and the kubelet's AcrPull
     image_refs: dict[str, pulumi.Output[str]]  # deployment -> <registry>/<repo>@sha256:<digest>
 
     def __init__(self, name: str, args: RegistryImageArgs, opts: pulumi.ResourceOptions | None = None):
@@ -76,9 +80,21 @@ class RegistryImage(pulumi.ComponentResource):
             anonymous_pull_enabled=False,
             opts=child,
         )
+        # Docker Hub's anonymous pull limit is per address, and every node pulls the edge's
+        # images: a cache rule per repository has the registry pull each tag once and
+        # serve it to the nodes (kubelet AcrPull below), so node pulls never reach Docker Hub.
+        self.mirrors = [containerregistry.CacheRule(
+            f"{name}-cache-{target.replace('/', '-')}",
+            cache_rule_name=target.replace("/", "-"),
+            registry_name=registry.name, resource_group_name=args.resource_group_name,
+            source_repository=source, target_repository=target, opts=child)
+            for target, source in sorted(pins.MIRRORED.items())]
         # The kubelet identity pulls images, not the cluster's control-plane identity.
-        grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL, registry.id,
-              deployer.subscription_id, child, principal_type="ServicePrincipal")
+        kubelet_pull = grant(f"{name}-kubelet-pull", args.kubelet_object_id, ACR_PULL,
+                             registry.id, deployer.subscription_id, child,
+                             principal_type="ServicePrincipal")
+        #: What a pod pulling the edge's images through the registry waits for.
+        self.node_pull = [*self.mirrors, kubelet_pull]
         self.login_server = registry.login_server
         self.image_refs, built, push_role = {}, {}, None
         for deployment in args.deployments:  # sorted by name
@@ -98,20 +114,28 @@ class RegistryImage(pulumi.ComponentResource):
                 # The first model keeps the names a single-model stack always had.
                 suffix = "" if not built else f"-{deployment.name}"
                 built[model_context] = self._build(
-                    f"{name}{suffix}", registry, push_role, model_context)
+                    f"{name}{suffix}", registry, push_role, model_context,
+                    deployer.subscription_id)
             self.image_refs[deployment.name] = built[model_context]
         self.register_outputs({"loginServer": self.login_server, "imageRefs": self.image_refs})
 
-    def _build(self, name, registry, push_role, model_context) -> pulumi.Output[str]:
+    def _build(self, name, registry, push_role, model_context,
+               subscription: pulumi.Input[str]) -> pulumi.Output[str]:
         tag = content_tag(APP_DIR, model_context)
         login = local.Command(
             f"{name}-login",
-            create=pulumi.Output.concat("az acr login --name ", registry.name),
+            # In the subscription azure-native deploys into (getClientConfig answers the
+            # provider's own), not the az CLI's active one, which may be another.
+            create=pulumi.Output.concat("az acr login --name ", registry.name,
+                                        " --subscription ", subscription),
             triggers=[registry.login_server, tag],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[push_role]))
         built = docker_build.Image(
             f"{name}-image",
             push=True,
+            # Never during a preview: a preview would pull the multi-GB base image and build
+            # for nothing (and count against Docker Hub's anonymous pull limit).
+            build_on_preview=False,
             tags=[pulumi.Output.concat(registry.login_server, f"/{REPOSITORY}:{tag}")],
             # Relative paths keep the state identical across machines and checkouts.
             context=docker_build.BuildContextArgs(

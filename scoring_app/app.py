@@ -14,7 +14,8 @@ import logging
 
 from flask import Flask, jsonify, request
 
-from . import settings
+from . import capture, settings
+from .capture.wsgi import CaptureMiddleware
 from .http import errors, jsonio, lane, probes
 from .http.deployment import DeploymentHeader
 from .model.interface import Model
@@ -24,9 +25,11 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 
-def create_app(config: settings.Config | dict | None = None, model: Model | None = None) -> Flask:
+def create_app(config: settings.Config | dict | None = None, model: Model | None = None,
+               uploader=None) -> Flask:
     """Build the app. ``config``: a ``settings.Config``, a dict of overrides,
-    or None for the environment. ``model``: a stand-in for tests."""
+    or None for the environment. ``model``: a stand-in for tests; ``uploader``: the
+    capture's (default: Blob Storage with the pod's workload identity)."""
     if not isinstance(config, settings.Config):
         config = settings.load(**(config or {}))
     logging.basicConfig(level=config.log_level.upper(),
@@ -48,6 +51,9 @@ def create_app(config: settings.Config | dict | None = None, model: Model | None
     app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score: protocols/score.py
     if config.deployment_name:  # around the lane, so POST /score carries it too
         app.wsgi_app = DeploymentHeader(app.wsgi_app, config.deployment_name)
+    if config.capture_uri:  # outermost: the latency it records is the whole app's
+        service.capture = capture.from_config(config, service.model, uploader)
+        app.wsgi_app = CaptureMiddleware(app.wsgi_app, service.capture, config.capture_sample_rate)
     init_service(app, service)
     return app
 

@@ -19,6 +19,7 @@ The master also:
 
 import glob
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -37,10 +38,18 @@ if _config.auth == "required" and not KeyStore(_config.api_keys_dir).keys():
              "(files 'primary', 'secondary'). Mount the keys, or set "
              "SCORING_AUTH=disabled to run without auth (local use only).")
 
+if _config.capture_uri and _config.capture_flush_seconds >= _config.graceful_timeout_s:
+    sys.exit(f"scoring: bad configuration: SCORING_CAPTURE_FLUSH_SECONDS="
+             f"{_config.capture_flush_seconds:g} must be below SCORING_GRACEFUL_TIMEOUT_S="
+             f"{_config.graceful_timeout_s} (the master stops a worker at the graceful timeout)")
+
 # Multiprocess metrics: workers write here; must be set before any worker
 # imports prometheus_client. Only /tmp is writable in the container.
+# A directory made here is this master's own, and removed when it exits.
+_own_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scoring-metrics-")
+    _own_metrics_dir = tempfile.mkdtemp(prefix="scoring-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 wsgi_app = "scoring_app.wsgi:app"
@@ -73,8 +82,13 @@ def when_ready(server):
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    _metrics_server, _thread = start_http_server(
-        _config.metrics_port, addr=_config.host, registry=registry)
+    try:
+        _metrics_server, _thread = start_http_server(
+            _config.metrics_port, addr=_config.host, registry=registry)
+    except OSError as exc:  # one line, before any worker loads a model
+        sys.exit(f"scoring: cannot serve metrics on {_config.host}:{_config.metrics_port} "
+                 f"(SCORING_METRICS_PORT): {exc.strerror or exc}; set SCORING_METRICS_PORT "
+                 "to a free port")
     server.log.info("metrics on http://%s:%s/metrics", _config.host, _config.metrics_port)
     # gunicorn's SIGTERM handler closes the listener at once; drain first.
     drain.install(server, _config.drain_seconds, lambda: _tell_workers_to_drain(server))
@@ -102,7 +116,24 @@ def post_worker_init(worker):
     # requests the graceful timeout.
 
 
+def worker_exit(server, worker):
+    # In the worker, after its in-flight requests (gunicorn's Arbiter.spawn_worker calls
+    # this once the worker's loop returns): upload what capture still holds, within
+    # SCORING_CAPTURE_FLUSH_SECONDS, before the master's graceful timeout kills it.
+    app = getattr(worker, "wsgi", None)
+    service = app.extensions.get("scoring") if app is not None else None
+    if service is not None and service.capture is not None:
+        service.capture.flush(_config.capture_flush_seconds)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if isinstance(server.handle_term, drain.Drain):
+        server.handle_term.worker_exited()
+
+
+def on_exit(server):
+    if _own_metrics_dir is not None:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

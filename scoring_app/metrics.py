@@ -55,8 +55,22 @@ MAX_DEVIATION = Gauge("scoring_precision_max_deviation",
                       "unless SCORING_PRECISION=mixed met a device that supports it).",
                       ["served"], multiprocess_mode="max")
 
+# Payload capture (scoring_app/capture/): what reached Blob Storage, and what did not.
+CAPTURED = Counter("scoring_capture_records", "Sampled requests written to Blob Storage.")
+CAPTURE_DROPPED = Counter("scoring_capture_dropped_records",
+                          "Sampled requests not written, by reason: buffer_full, upload_failed, "
+                          "shutdown (the request itself was served).", ["reason"])
+CAPTURE_UPLOAD_FAILURES = Counter("scoring_capture_upload_failures",
+                                  "Capture blobs whose upload failed after retries.")
+CAPTURE_UPLOAD = Histogram("scoring_capture_upload_seconds", "Duration of one capture blob upload.",
+                           buckets=_LATENCY_BUCKETS)
+CAPTURE_BUFFER = Gauge("scoring_capture_buffer_bytes",
+                       "Bytes of captured requests waiting for upload (all workers).",
+                       multiprocess_mode="livesum")
+
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
-            FETCH_SECONDS, FETCH_BYTES, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION)
+            FETCH_SECONDS, FETCH_BYTES, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION,
+            CAPTURED, CAPTURE_DROPPED, CAPTURE_UPLOAD_FAILURES, CAPTURE_UPLOAD, CAPTURE_BUFFER)
 #: Each family's name and help text (the README lists them), from the
 #: collectors' public ``describe()``.
 DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}

@@ -48,6 +48,7 @@ class Service:
             sizes=self.model.sizes,
             max_queue_wait_s=config.max_queue_wait_ms / 1000)
         self._draining = threading.Event()
+        self.capture = None  # payload capture (create_app sets it when SCORING_CAPTURE_URI is)
 
     def start(self) -> None:
         offload.configure(self.config.threads)
@@ -57,6 +58,8 @@ class Service:
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.set_max_calls(model_calls(self.config, self.model))
         self.batcher.start()
+        if self.capture is not None:
+            self.capture.start()
 
     def _warm_up(self) -> dict[int, float]:
         """Warm the model; its timings per batch size go to the batch policy."""

@@ -111,6 +111,25 @@ def _deployment_name(text: str) -> str:
     return value
 
 
+def _container_url(text: str) -> str:
+    """Empty, or ``https://<account host>/<container>`` (an IP or localhost host is the
+    emulator's path style, ``https://127.0.0.1:10000/<account>/<container>``); no query:
+    the pod writes with its identity, never a SAS."""
+    from urllib.parse import urlsplit
+    value = text.strip()
+    if not value:
+        return value
+    parts = urlsplit(value)
+    path = [s for s in parts.path.split("/") if s]
+    emulator = parts.hostname in ("localhost",) or bool(re.fullmatch(r"[\d.]+|\[?[\d:a-fA-F]+\]?",
+                                                                     parts.hostname or ""))
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment \
+            or len(path) != (2 if emulator else 1):
+        raise ValueError("must be empty or https://<account>.blob.core.windows.net/<container> "
+                         "(no query: no SAS)")
+    return value
+
+
 def _var(default: str, parse: Callable[[str], Any], doc: str) -> Any:
     """A ``Config`` field's variable: its default (as the string a user would
     write), parser (string -> value, raising ValueError with the reason) and doc."""
@@ -138,6 +157,33 @@ class Config:
         "pod's `aks-gpu-scoring/deployment` label); every answer then carries "
         "`azureml-model-deployment: <name>`. A DNS-1123 label of at most 24 "
         "characters. Empty: no header (a local run).")
+    capture_uri: str = _var(
+        "", _container_url,
+        "Payload capture (docs/capture.md): the Blob container sampled requests and answers "
+        "are written to, with the pod's workload identity. Empty: no capture, and no "
+        "`x-request-id` answer header.")
+    capture_sample_rate: float = _var(
+        "1.0", _float_range(0, 1),
+        "Fraction of scoring requests captured; a request's `x-request-id` picks, so live and "
+        "shadow deployments capture the same requests.")
+    capture_images: bool = _var(
+        "false", parse_bool,
+        "Keep request images in the capture (they may be personal data). `false`: their "
+        "sha256, size and format only.")
+    capture_buffer_bytes: int = _var(
+        "67108864", _int_range(1 << 16, 1 << 34),
+        "Captured records (images included) waiting for upload, per worker; past it, records "
+        "are dropped and counted, never the request.")
+    capture_block_bytes: int = _var(
+        "4194304", _int_range(1 << 12, 1 << 28),
+        "Largest capture blob (JSON Lines) before it is uploaded.")
+    capture_block_seconds: float = _var(
+        "60", _float_range(0.1, 3600),
+        "Oldest record a capture blob holds before it is uploaded.")
+    capture_flush_seconds: float = _var(
+        "5", _float_range(0, 600),
+        "On shutdown, the longest a worker spends uploading what it still holds, after its "
+        "in-flight requests; within SCORING_GRACEFUL_TIMEOUT_S.")
     labels_file: str = _var(
         "", _text,
         "Class labels, one per line. Empty: a `labels.txt` (or the only "

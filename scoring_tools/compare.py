@@ -24,7 +24,11 @@ rollout step on it:
   two very fast deployments are not held over a millisecond);
 - 1 hold: any of those fails (each failing check is printed);
 - 2 no data: fewer than `--min-requests` requests for either deployment in
-  the window, or the query endpoint could not be read.
+  the window (wait and ask again);
+- 3 error: nothing was measured, because the check itself could not run: a
+  bad flag, the pulumi CLI missing or the stack's output unreadable, no Azure
+  sign-in, the query endpoint unreachable or answering an error. A gate should
+  fail the pipeline here, not wait.
 """
 from __future__ import annotations
 
@@ -42,12 +46,19 @@ from scoring_tools.stack import StackOutputError, stack_outputs
 SCORING_ROUTES = "/score|/v2/models/.+/infer"
 #: Azure Monitor workspaces' Prometheus query API takes Entra tokens for this audience.
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
-PROMOTE, HOLD, NO_DATA = 0, 1, 2
+PROMOTE, HOLD, NO_DATA, ERROR = 0, 1, 2, 3
 _WINDOW = re.compile(r"^\d+[smhd]$")
 
 
 class CompareError(Exception):
-    """Something the user can fix (a flag, the stack, the endpoint); exits NO_DATA."""
+    """The check could not run (a tool, the stack, the sign-in, the endpoint); exits ERROR."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A bad flag is the check failing to run, not "no data": exit ERROR."""
+        self.print_usage(sys.stderr)
+        self.exit(ERROR, f"{self.prog}: error: {message}\n")
 
 
 def queries(deployment: str, window: str) -> dict[str, str]:
@@ -178,10 +189,10 @@ def azure_token() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m scoring_tools.compare",
         description="Compare a candidate deployment with the baseline on Prometheus metrics; "
-                    "exit 0 promote, 1 hold, 2 no data.")
+                    "exit 0 promote, 1 hold, 2 no data, 3 error (nothing measured).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--stack", help="a Pulumi stack: its prometheusQueryEndpoint, with an "
                         "Entra token (azure-identity)")
@@ -225,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         candidate = prometheus.stats(args.candidate, args.window)
         baseline = prometheus.stats(args.baseline, args.window)
     except CompareError as err:
-        print(f"no data: {err}", file=sys.stderr)
-        return NO_DATA
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR
     status, reasons = verdict(candidate, baseline, Thresholds(
         min_requests=args.min_requests, max_error_increase=args.max_error_increase,
         max_latency_ratio=args.max_latency_ratio, latency_slack_ms=args.latency_slack_ms))

@@ -34,6 +34,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, url: str, timeout: float, describe=lambda: "") -> None:
+    """Until ``url`` answers 200; raises if ``proc`` exits or time runs out
+    (``describe()`` adds to the message, e.g. the end of the log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}) before ready\n{describe()}")
+        with contextlib.suppress(OSError):  # refused while booting, 503 while warming up
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready within {timeout:.0f}s\n{describe()}")
+
+
 class LocalServer:
     """A server process group: ``argv`` run in ``cwd`` with ``env``, its output to ``log``."""
 
@@ -45,18 +60,7 @@ class LocalServer:
         self.pid = self.proc.pid
 
     def wait_ready(self, url: str, timeout: float, describe=lambda: "") -> None:
-        """Until ``url`` answers 200; raises if the process exits or time runs out
-        (``describe()`` adds to the message, e.g. the end of the log)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}) before ready\n{describe()}")
-            with contextlib.suppress(OSError):  # refused while booting, 503 while warming up
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            time.sleep(0.25)
-        raise TimeoutError(f"{url} not ready within {timeout:.0f}s\n{describe()}")
+        wait_ready(self.proc, url, timeout, describe)
 
     def stop(self, graceful_s: float = 30) -> None:
         """SIGTERM the master and wait up to ``graceful_s`` (0: skip), then

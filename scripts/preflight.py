@@ -17,7 +17,9 @@ Checks, each reported as ok / WARN / FAIL with the command that fixes it:
   (`az policy assignment list`): a warning, since only the assignment's
   effect and exclusions decide, and those can live at a management group.
 
-Exit status 1 when any check FAILs, 0 otherwise. Nothing is changed.
+Each tool that is missing names how to install it; the Azure checks that could
+not run (no az, or not signed in) are listed as SKIP. Exit status 1 when any
+check FAILs, 0 otherwise. Nothing is changed.
 """
 from __future__ import annotations
 
@@ -47,11 +49,21 @@ HOSTPATH_POLICIES = {
     "42b8ef37-b724-4e24-bbc8-7a7708edfe00": "Kubernetes cluster pod security restricted standards",
 }
 MIN_KUBECTL = (1, 31)
+INSTALL_HINTS = {
+    "az": "install the Azure CLI (learn.microsoft.com/cli/azure/install-azure-cli)",
+    "pulumi": "install the Pulumi CLI (pulumi.com/docs/install)",
+    "docker": "install Docker with the buildx plugin (Docker Desktop, or the engine on Linux)",
+    "kubectl": "`az aks install-cli` installs kubectl and kubelogin",
+    "kubelogin": "`az aks install-cli` installs kubectl and kubelogin",
+}
+#: The checks that ask Azure, in order; each is listed as skipped when az cannot run them.
+AZURE_CHECKS = ("subscription", "resource providers", "VM sizes in the region and zones",
+                "vCPU quota", "policy assignments")
 
 
 @dataclass
 class Result:
-    status: str  # ok | WARN | FAIL
+    status: str  # ok | WARN | FAIL | SKIP
     check: str
     detail: str
 
@@ -85,7 +97,7 @@ def check_tools(cfg: dict) -> list[Result]:
     for tool in needed:
         found = shutil.which(tool)
         out.append(Result("ok" if found else "FAIL", f"tool {tool}",
-                          found or "not on PATH (az aks install-cli installs kubectl and kubelogin)"))
+                          found or f"not on PATH: {INSTALL_HINTS[tool]}"))
     if shutil.which("docker"):
         buildx = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True)
         out.append(Result("ok" if buildx.returncode == 0 else "FAIL", "docker buildx",
@@ -199,6 +211,15 @@ def check_policy() -> list[Result]:
     return out or [Result("ok", "policy", "no assignment of a built-in hostPath policy found")]
 
 
+def check_azure(cfg: dict) -> list[Result]:
+    try:
+        results = check_providers(cfg)
+        sku_results, skus = check_skus(cfg)
+        return results + sku_results + check_quota(cfg, skus) + check_policy()
+    except RuntimeError as err:
+        return [Result("FAIL", "az", str(err))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="dev", help="stacks/Pulumi.<stack>.yaml (default dev)")
@@ -210,21 +231,23 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg.get("location"):
         raise SystemExit("no location: set it in the stack or pass --location")
     results = check_tools(cfg)
-    if shutil.which("az"):
+    if not shutil.which("az"):
+        results += [Result("SKIP", check, "needs az") for check in AZURE_CHECKS]
+    else:
         try:
             account = az("account", "show")
-            results.append(Result("ok", "subscription", f"{account['name']} ({account['id']})"))
-            results += check_providers(cfg)
-            sku_results, skus = check_skus(cfg)
-            results += sku_results + check_quota(cfg, skus) + check_policy()
         except RuntimeError as err:
             results.append(Result("FAIL", "az", f"{err} (az login?)"))
+            results += [Result("SKIP", check, "needs az login") for check in AZURE_CHECKS[1:]]
+        else:
+            results.append(Result("ok", "subscription", f"{account['name']} ({account['id']})"))
+            results += check_azure(cfg)
     width = max(len(r.check) for r in results)
     for r in results:
         print(f"{r.status:4}  {r.check:<{width}}  {r.detail}")
     failed = [r for r in results if r.status == "FAIL"]
     print(f"\n{len(failed)} failed, {sum(r.status == 'WARN' for r in results)} warnings, "
-          f"stack {args.stack}, {cfg['location']}")
+          f"{sum(r.status == 'SKIP' for r in results)} skipped, stack {args.stack}, {cfg['location']}")
     return 1 if failed else 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
+from ..capture.wsgi import note
 from ..errors import BadRequest, ScoringError, UnsupportedMediaType
 from ..http import body, errors, jsonio
 
@@ -79,7 +80,9 @@ def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> d
     top_k = _top_k(request)
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     images = _instances(data, service.config.max_queue) if is_json else [data]
+    note(request.environ, images=images)  # payload capture, when this request is sampled
     predictions = service.classify(images, top_k)
+    note(request.environ, predictions=predictions)
     model = {"name": service.config.model_name, "version": service.config.model_version}
     return {"model": model, "predictions": predictions if is_json else predictions[0]}
 

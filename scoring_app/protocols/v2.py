@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
+from ..capture.wsgi import note
 from ..errors import NotFound, ScoringError, Unavailable, UnsupportedMediaType
 from ..http import body
 from ..http.probes import service as _service
@@ -130,7 +131,9 @@ def infer(name: str, version: str | None = None):
             f"{HEADER_LENGTH}), uncompressed")
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.config.max_queue)
+    note(request.environ, images=parsed.images)  # payload capture, when this request is sampled
     rows = service.raw_scores(parsed.images)
+    note(request.environ, rows=rows)
     header = {"model_name": name, "model_version": service.config.model_version}
     if parsed.id is not None:
         header["id"] = parsed.id

@@ -7,6 +7,12 @@ while the load balancer moves away; ``drain_s`` later a timer sends the
 master a second SIGTERM, and that one (or one from the operator meanwhile)
 is gunicorn's graceful stop.
 
+A worker that exits during the drain is not replaced: the pod is leaving and
+its readiness already says so, so a fresh worker would load TensorFlow and
+the model only to be stopped. That also covers a stop sent to the whole
+process group (Ctrl-C, ``kill -- -PGID``), where every worker gets SIGTERM
+beside the master; once the last worker is gone the master stops at once.
+
 This is the one place that touches gunicorn's arbiter, and it needs two
 things of it that gunicorn does not document: its main loop dispatches a
 signal to the *instance* attribute ``handle_<name>`` (so an instance's
@@ -45,6 +51,15 @@ class Drain:
         self.timer = threading.Timer(self.drain_s, self._kill, (os.getpid(), signal.SIGTERM))
         self.timer.daemon = True
         self.timer.start()
+
+    def worker_exited(self) -> None:
+        """gunicorn's ``child_exit``: while draining, shrink the target to the workers
+        left, so the arbiter spawns none; with none left, stop now."""
+        if self.timer is None:
+            return
+        self.server.num_workers = len(self.server.WORKERS)
+        if not self.server.WORKERS:
+            self._kill(os.getpid(), signal.SIGTERM)
 
 
 def install(server: Any, drain_s: float, notify_workers: Callable[[], None]) -> Drain:

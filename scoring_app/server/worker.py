@@ -74,3 +74,11 @@ class ScoringWorker(GeventPyWSGIWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.wsgi_handler = type("ScoringHandler", (_Handler,), {"worker": self})
+
+    def handle_quit(self, sig, frame):
+        """SIGINT/SIGQUIT (Ctrl-C reaches every process of the group; the master's
+        quick stop sends SIGQUIT): end the loop. gevent's worker raises SystemExit in
+        a greenlet instead, which gevent reports as a failure with a traceback; the
+        master still SIGKILLs a worker that outlives its graceful timeout."""
+        self.alive = False
+        self.cfg.worker_int(self)

@@ -1,4 +1,4 @@
-"""metrics: the families the README lists."""
+"""metrics: the families docs/service.md lists."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from scoring_app import metrics
 from tests.app.conftest import ROOT
 
 
-def test_readme_lists_every_metric():
-    readme = (ROOT / "README.md").read_text()
-    assert all(f"`{name}`" in readme for name in metrics.DOCS)
+def test_the_service_page_lists_every_metric():
+    page = (ROOT / "docs" / "service.md").read_text()
+    assert all(f"`{name}`" in page for name in metrics.DOCS)
 
 
 def test_the_batchers_observer_is_typed_methods_onto_the_families():

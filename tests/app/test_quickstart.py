@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import requests
 
 from scoring_tools import quickstart
 from tests.app import media
-from tests.app.conftest import ROOT, Server, dockerfile_cmd
+from tests.app.conftest import Server, dockerfile_cmd
 from tests.app.openapi_check import SpecClient
 
 SAMPLES = {"red.jpg": "red", "green.png": "green", "yellow.jpg": "yellow"}
@@ -69,17 +71,27 @@ def quick_to_stop(tensor_model_dir, tmp_path):
         srv.stop()
 
 
+def _output_with_curl_line(srv, timeout: float = 30) -> str:
+    """The log once the quick start has printed its line (just after /readyz answered)."""
+    deadline = time.monotonic() + timeout
+    while "\ncurl " not in (output := srv.output()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return output
+
+
 def test_quickstart_prints_a_working_curl_line_and_keeps_the_key_private(quick):
     srv, demo = quick
     key_file = demo / "keys" / "primary"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_text().strip()
-    output = srv.output()
+    output = _output_with_curl_line(srv)
     assert output.count(key) == 1  # only in the curl line
     line = next(l for l in output.splitlines() if l.startswith("curl "))
     words = shlex.split(line)
     assert words[-1] == f"{srv.url}/score"
-    done = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    # printed once the server answers, and it works from any folder
+    assert output.index("quickstart: ready") > output.index("Booting worker")
+    done = subprocess.run(words, cwd=demo, capture_output=True, text=True, timeout=60, check=True)
     body = json.loads(done.stdout)
     assert body["model"]["name"] == "demo-colours"
     assert body["predictions"][0]["label"] == "red"
@@ -135,3 +147,27 @@ def test_sigterm_drains_readiness_then_finishes_in_flight(quick_to_stop):
     assert all(body["predictions"][0]["label"] == labels[i] for i, _, body in answers)
     assert srv.proc.wait(timeout=60) == 0
     assert "draining" in srv.output()
+
+
+def test_ctrl_c_stops_cleanly_in_one_line(quick_to_stop):
+    """A terminal's Ctrl-C is SIGINT to the whole foreground process group."""
+    srv, _ = quick_to_stop
+    os.killpg(srv.proc.pid, signal.SIGINT)
+    assert srv.proc.wait(timeout=60) == 0
+    output = srv.output()
+    assert output.rstrip().endswith("quickstart: stopped"), output[-2000:]
+    assert "Traceback" not in output and "SystemExit" not in output, output
+
+
+def test_the_log_is_the_services_own(quick):
+    output = _output_with_curl_line(quick[0])
+    assert "oneDNN" not in output and "cpu_feature_guard" not in output, output
+
+
+def test_the_metrics_port_is_a_free_one_unless_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCORING_METRICS_PORT", raising=False)
+    chosen = int(quickstart.server_env(tmp_path, tmp_path, 5001)["SCORING_METRICS_PORT"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", chosen))  # free: the container's 9090 often is not
+    monkeypatch.setenv("SCORING_METRICS_PORT", "9191")
+    assert quickstart.server_env(tmp_path, tmp_path, 5001)["SCORING_METRICS_PORT"] == "9191"

@@ -31,8 +31,8 @@ def test_model_calls_is_a_count_or_auto(value, calls):
     assert settings.load({}).model_calls == settings.AUTO  # the default: by the device (service.py)
 
 
-def test_readme_table_is_generated_from_the_settings_module():
-    assert settings.markdown_table() in (ROOT / "README.md").read_text()
+def test_the_service_pages_table_is_generated_from_the_settings_module():
+    assert settings.markdown_table() in (ROOT / "docs" / "service.md").read_text()
 
 
 def test_every_variable_named_in_the_contract_is_declared():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -32,6 +33,19 @@ def test_no_keys_refuses_to_start(tmp_path):
     done = _run_master({"SCORING_API_KEYS_DIR": str(tmp_path / "none"), "TMPDIR": str(tmp_path)})
     assert done.returncode != 0
     assert "no API key" in done.stderr and "SCORING_AUTH=disabled" in done.stderr
+
+
+def test_a_taken_metrics_port_stops_the_master_in_one_line_naming_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run_master({"SCORING_METRICS_PORT": str(port), "SCORING_AUTH": "disabled",
+                            "TMPDIR": str(tmp_path)})
+    assert done.returncode != 0
+    assert (f"scoring: cannot serve metrics on 127.0.0.1:{port} (SCORING_METRICS_PORT)"
+            in done.stderr), done.stderr
+    assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
 
 
 def test_unsupported_model_stops_gunicorn_and_auth_disabled_is_loud(tmp_path):

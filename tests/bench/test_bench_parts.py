@@ -50,6 +50,37 @@ def test_targets_without_their_figures_are_not_applicable():
     assert row["status"] == "n/a"
 
 
+PHOTO = {"width": 4032, "height": 3024, "bytes": 3_700_000}
+
+
+def _photo_results(ours: float, triton: float | None, kserve: float | None) -> dict:
+    def point(rps):
+        return [{"concurrency": 8, "rps": rps, "p50_ms": 100.0, "cpu_s_per_request": 0.05}]
+
+    servers = {"ours": point(ours), **({"triton": point(triton)} if triton else {}),
+               **({"kserve": point(kserve)} if kserve else {})}
+    in_turns = [{"concurrency": 8, "batch": 8, "window_images_per_s": 40.0, "cpu_s_per_image": 0.05, "p50_ms": 200.0}]
+    return {"tiny": {"limit": {}, "limit_in_turns": in_turns, "servers": servers}}
+
+
+@pytest.mark.parametrize(("triton", "kserve", "ratio", "status"),
+                         [(30.0, 20.0, 48.0 / 30.0, "PASS"), (20.0, 31.0, 48.0 / 31.0, "FAIL"),
+                          (None, 29.0, 48.0 / 29.0, "PASS"), (None, None, None, "n/a")])
+def test_the_photo_target_divides_by_the_best_peer_of_the_run(triton, kserve, ratio, status):
+    row = _row(report.evaluate(_photo_results(48.0, triton, kserve), PHOTO), "photo: ours / best peer throughput, c=8")
+    assert row["status"] == status and row["ratio"] == (None if ratio is None else pytest.approx(ratio))
+
+
+def test_photo_targets_are_judged_on_photo_runs_only_and_default_ones_elsewhere():
+    photo, default = _photo_results(48.0, 30.0, 20.0), _results(200.0, 100.0)
+    assert _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")["ratio"] == pytest.approx(1.2)
+    assert _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")["status"] == "PASS"
+    assert _row(report.evaluate(photo, {**PHOTO, "height": 2976}), "photo: ours / best peer throughput, c=8")["status"] == "n/a"
+    assert _row(report.evaluate(default, PHOTO), "ours / baseline throughput, c=32")["status"] == "n/a"
+    assert _row(report.evaluate(default, {"width": 224, "height": 224}), "ours / baseline throughput, c=32")["status"] == "PASS"
+    assert _row(report.evaluate(photo), "photo: ours / best peer throughput, c=8")["status"] == "n/a"
+
+
 def test_limit_targets_use_the_limit_measured_at_the_same_concurrency():
     """Not the first sweep's figures (all 1.0 here), and nothing from another concurrency."""
     resnet = {
@@ -181,17 +212,32 @@ def test_quick_fills_only_what_was_not_given():
     assert args.cache_dir == args.out / "models"
 
 
-def test_triton_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(tmp_path / "no-python"))
-    args = cli.parse_args([])
-    assert args.servers == ["baseline", "ours", "mixed"] and "triton left out" in args.triton_note
-    with pytest.raises(SystemExit):
-        cli.parse_args(["--servers", "ours,triton"])
+@pytest.mark.parametrize("peer", sorted(servers.PEERS))
+def test_a_peer_is_left_out_and_said_so_when_its_venv_is_missing(monkeypatch, tmp_path, peer):
     python = tmp_path / "python"
     python.write_text("")
-    monkeypatch.setenv("BENCH_TRITON_PYTHON", str(python))
+    for name, found in servers.PEERS.items():
+        monkeypatch.setenv(found.python_variable, str(tmp_path / "no-python" if name == peer else python))
     args = cli.parse_args([])
-    assert args.servers == list(servers.SERVER_NAMES) and args.triton_note is None
+    assert args.servers == [name for name in servers.SERVER_NAMES
+                            if name != peer and name not in servers.OPT_IN]
+    (note,) = args.left_out
+    assert note.startswith(f"left out {peer}: ") and servers.PEERS[peer].install in note
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--servers", f"ours,{peer}"])
+    monkeypatch.setenv(servers.PEERS[peer].python_variable, str(python))
+    args = cli.parse_args([])
+    assert args.servers == ["baseline", "ours", "mixed", "triton", "kserve"] and args.left_out == []
+
+
+def test_capture_servers_run_only_when_named():
+    """capture100 / capture5 need a local Azurite (bench/capture_sink.py): opt-in, and then
+    ours with capture on at those rates."""
+    from bench import capture_sink
+    assert not set(cli.parse_args([]).servers) & set(servers.OPT_IN)
+    args = cli.parse_args(["--servers", "ours,capture100,capture5"])
+    assert args.servers == ["ours", "capture100", "capture5"]
+    assert capture_sink.RATES == {"capture100": "1", "capture5": "0.05"}
 
 
 def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
@@ -206,6 +252,27 @@ def test_tritons_request_is_one_bytes_tensor_in_the_binary_extension():
     assert tensor["parameters"]["binary_data_size"] == len(raw)
     assert struct.unpack("<I", raw[:4]) == (len(raw) - 4,) and raw[4:] == b"\xff\xd8\xffjpeg"
     assert header["outputs"] == [{"name": OUTPUT, "parameters": {"binary_data": False}}]
+
+
+def test_kserves_request_is_one_base64_instance_as_its_image_examples_send():
+    import base64
+    import json
+
+    from bench.kserve_peer import decode_instances, v1_body
+    image = b"\xff\xd8\xffjpeg"
+    payload = json.loads(v1_body(image))
+    assert payload == {"instances": [{"image": {"b64": base64.b64encode(image).decode()}}]}
+    assert decode_instances(payload) == [image]
+    assert decode_instances({"instances": payload["instances"] * 2}) == [image, image]
+
+
+@pytest.mark.parametrize("payload", [b"raw bytes", {}, {"instances": []}, {"instances": {"image": "x"}},
+                                     {"instances": [{"image": "eA=="}]}, {"instances": [{"b64": "eA=="}]},
+                                     {"instances": [{"image": {"b64": "not base64!"}}]}])
+def test_the_kserve_peer_refuses_what_is_not_base64_image_instances(payload):
+    from bench.kserve_peer import decode_instances
+    with pytest.raises(ValueError, match="instance"):
+        decode_instances(payload)
 
 
 def test_precision_metrics_are_read_from_a_servers_metrics(monkeypatch):

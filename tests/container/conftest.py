@@ -21,6 +21,21 @@ sys.path.insert(0, str(runtime.REPO))
 from container import base_image  # noqa: E402  (the repo's script, imported as a module)
 
 KEYS = {"primary": "container-primary-1", "secondary": "container-secondary-1"}
+#: The images the tests build, removed from both stores when the session ends; the base
+#: image (and buildah's layer cache) stays, since rebuilding it is the slow part.
+BAKED, BLOB = "aks-gpu-scoring/scoring:test-baked", "aks-gpu-scoring/scoring:test-blob"
+
+
+#: pytest's timeout counts a test's set-up, and the first container test's set-up builds the
+#: local base on a machine that has none (debootstrap and TensorFlow: minutes on 2 cores).
+FIRST_BUILD_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.timeout(FIRST_BUILD_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +52,8 @@ def engine():
         if out:
             subprocess.run([runtime.DOCKER, "rm", "--force", *out], capture_output=True)
         # images from earlier sessions that a newer build untagged
+        subprocess.run([runtime.DOCKER, "rmi", "--force", BAKED, BLOB], capture_output=True)
+        subprocess.run([runtime.BUILDAH, "rmi", "--force", BAKED, BLOB], capture_output=True)
         subprocess.run([runtime.DOCKER, "image", "prune", "--force", "--filter",
                         f"label={runtime.LABEL}"], capture_output=True)
         handle.stop()
@@ -89,7 +106,7 @@ def build_spec(stack):
 @pytest.fixture(scope="session")
 def baked_image(engine, base, build_spec):
     """modelStore image: the model comes in as the named context the stack declares."""
-    return runtime.build_image(build_spec, base, "aks-gpu-scoring/scoring:test-baked")
+    return runtime.build_image(build_spec, base, BAKED)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +115,7 @@ def blob_image(engine, base, blob_stack):
     the `model` context)."""
     spec = runtime.BuildSpec.from_stack(blob_stack.inputs("docker-build:index:Image"))
     assert spec.named == {"model": "infra/no_model"}
-    return runtime.build_image(spec, base, "aks-gpu-scoring/scoring:test-blob")
+    return runtime.build_image(spec, base, BLOB)
 
 
 class KubeletSecret(SecretDir):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scoring_tools import compare
-from scoring_tools.compare import HOLD, NO_DATA, PROMOTE, Stats, Thresholds, verdict
+from scoring_tools.compare import ERROR, HOLD, NO_DATA, PROMOTE, Stats, Thresholds, verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
 from stack_harness import REPO  # noqa: E402 - the dashboard test's PromQL helpers
@@ -81,13 +81,20 @@ def test_verdict(candidate, baseline, expected, reason):
 def test_bad_flags_are_refused_with_the_flag_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         compare.main(argv)
-    assert exit_.value.code == 2
+    assert exit_.value.code == ERROR  # not 2, "no data": a gate must not wait on a typo
     assert message in capsys.readouterr().err
 
 
-def test_an_unreachable_endpoint_is_no_data_not_a_traceback(capsys):
+def test_an_unreachable_endpoint_is_an_error_of_its_own_not_a_traceback(capsys):
     from tests.app.conftest import free_port
     port = free_port()  # nothing listens there
     status = compare.main(["--prometheus-url", f"http://127.0.0.1:{port}", "--candidate", "g"])
-    assert status == NO_DATA
-    assert "no data: cannot reach" in capsys.readouterr().err
+    assert status == ERROR != NO_DATA
+    assert "error: cannot reach" in capsys.readouterr().err
+
+
+def test_a_missing_pulumi_cli_is_an_error_not_no_data(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi there
+    assert compare.main(["--stack", "prod", "--candidate", "green"]) == ERROR
+    err = capsys.readouterr().err
+    assert "error: the pulumi CLI is not on PATH; use --prometheus-url" in err, err

@@ -24,7 +24,7 @@ import requests
 
 from tests.app.test_http import metric
 from tests.reliability import load, procs
-from tests.reliability.conftest import KEY, SLOW
+from tests.reliability.conftest import KEY, SLOW, _slow_server
 
 DEADLINE_S = int(SLOW["SCORING_REQUEST_TIMEOUT_MS"]) / 1000
 
@@ -173,3 +173,22 @@ def test_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_cleanly(slo
     assert KEY not in output
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/healthz", timeout=5)
+
+
+def test_sigterm_to_the_whole_process_group_starts_no_new_worker(encoded_model_dir, tmp_path):
+    """Ctrl-C or ``kill -- -PGID`` reaches the workers beside the master: the drain
+    must not replace them (a new one would load the model only to be stopped). The
+    drain is long enough for the workers to be gone well before it ends."""
+    (tmp_path / "keys").mkdir()
+    srv = _slow_server(encoded_model_dir, tmp_path / "keys", tmp_path, SCORING_DRAIN_SECONDS="20")
+    try:
+        srv.wait_ready()
+        assert srv.output().count("Booting worker") == 1
+        os.killpg(srv.proc.pid, signal.SIGTERM)  # LocalServer gave it a session of its own
+        assert srv.proc.wait(timeout=60) == 0
+        output = srv.output()
+        assert output.count("Booting worker") == 1, output
+        # the metrics folder the master made for itself (under TMPDIR) went with it
+        assert not list(tmp_path.glob("scoring-metrics-*"))
+    finally:
+        srv.stop()

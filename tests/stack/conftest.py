@@ -79,6 +79,16 @@ ROLLOUT_OVERRIDES = {
     "dnsZoneName": "contoso.com",
     "dnsZoneResourceGroup": "contoso-dns",
 }
+#: The rollout with payload capture: on stack-wide at 5%, green at 100%, the shadow keeping
+#: images for 7 days, blue off (docs/capture.md).
+CAPTURE_OVERRIDES = {
+    "capture": True, "captureSamplingRate": 0.05,
+    "deployments": {"blue": {**ROLLOUT_OVERRIDES["deployments"]["blue"], "capture": False},
+                    "green": {**ROLLOUT_OVERRIDES["deployments"]["green"], "captureSamplingRate": 1},
+                    "shadow": {**ROLLOUT_OVERRIDES["deployments"]["shadow"], "captureImages": True,
+                               "captureRetentionDays": 7}},
+}
+
 #: The same stack with only traffic and mirrorTraffic changed: a routing-only `pulumi up`.
 RETRAFFIC_OVERRIDES = {"traffic": {"blue": 50, "green": 50}, "mirrorTraffic": {"shadow": 5}}
 
@@ -122,7 +132,7 @@ def runs(model_dir, other_model_dir, model_v2, tmp_path_factory):
     "baked" -> dev with the model in the image, "remodelled" -> dev with another model,
     "external" -> dev with a modelUri model; "rollout" -> prod with ROLLOUT_OVERRIDES,
     "retraffic" -> that with RETRAFFIC_OVERRIDES, "rollout-baked" -> the rollout with
-    modelStore image; "mixed" -> dev with MIXED_OVERRIDES (blue published, green a modelUri),
+    modelStore image; "capture" -> the rollout with CAPTURE_OVERRIDES; "mixed" -> dev with MIXED_OVERRIDES (blue published, green a modelUri),
     "mixed-plus" -> that with MIXED_PLUS_OVERRIDES' two more."""
     plan = {stack: (stack, {"modelDir": str(model_dir)}) for stack in STACKS}
     plan["variant"] = ("dev", {"modelDir": str(model_dir), **VARIANT_OVERRIDES})
@@ -132,6 +142,7 @@ def runs(model_dir, other_model_dir, model_v2, tmp_path_factory):
     plan["rollout"] = ("prod", rollout(model_dir, model_v2))
     plan["retraffic"] = ("prod", rollout(model_dir, model_v2, **RETRAFFIC_OVERRIDES))
     plan["rollout-baked"] = ("prod", rollout(model_dir, model_v2, modelStore="image"))
+    plan["capture"] = ("prod", rollout(model_dir, model_v2, **CAPTURE_OVERRIDES))
     plan["mixed"] = ("dev", {"modelDir": str(model_dir), **MIXED_OVERRIDES})
     plan["mixed-plus"] = ("dev", {"modelDir": str(model_dir), **MIXED_PLUS_OVERRIDES})
     return run_programs(plan, tmp_path_factory.mktemp("runs"))

@@ -4,7 +4,7 @@ kubernetes-validate only knows built-in kinds. The custom ones are checked
 against the schema the API server itself would apply: each CRD's
 `openAPIV3Schema`, read from the upstream CRDs beside the repository
 (tests/reference/crds: Gateway API v1.4.1 standard channel, the bundle AKS's
-managed Gateway API installs on Kubernetes 1.35; cert-manager v1.19.1; KEDA
+managed Gateway API installs on Kubernetes 1.35; cert-manager v1.21.1; KEDA
 v2.18.3). Envoy Gateway's EnvoyProxy is a pruned extract of its v1.9.0 CRD
 (same folder, with the commit it came from); Azure managed Prometheus's
 PodMonitor has a small hand-written schema.
@@ -33,8 +33,8 @@ UPSTREAM = {
     ("gateway.networking.k8s.io/v1", "GatewayClass"): GATEWAY + "gatewayclasses.yaml",
     ("gateway.networking.k8s.io/v1", "Gateway"): GATEWAY + "gateways.yaml",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): GATEWAY + "httproutes.yaml",
-    ("cert-manager.io/v1", "ClusterIssuer"): "cert-manager-v1.19.1/cert-manager.io_clusterissuers.yaml",
-    ("cert-manager.io/v1", "Certificate"): "cert-manager-v1.19.1/cert-manager.io_certificates.yaml",
+    ("cert-manager.io/v1", "ClusterIssuer"): "cert-manager-v1.21.1/cert-manager.io_clusterissuers.yaml",
+    ("cert-manager.io/v1", "Certificate"): "cert-manager-v1.21.1/cert-manager.io_certificates.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda-v2.18.3/keda.sh_scaledobjects.yaml",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda-v2.18.3/keda.sh_triggerauthentications.yaml",
 }

@@ -6,7 +6,7 @@ what `pulumi up` would see: Pulumi.yaml defaults, then stacks/Pulumi.STACK.yaml,
 then the overrides. The mocks return camelCase outputs the way Azure would
 (kubelet identity, login server, digest); secrets stay marked as secrets in
 the dump, as {"__secret__": value}. Each resource's options (parent,
-provider, dependencies, custom timeouts, ignore_changes, delete-before-replace,
+provider, dependencies, custom timeouts, ignore_changes, replace_on_changes, delete-before-replace,
 former names) are recorded too, since the mocks' new_resource does not see them.
 
 Environment: MOCK_RUN_CLOCK (an ISO date) runs the program with the clock
@@ -59,12 +59,17 @@ AKS_EXEC_KUBECONFIG = {
 DEPLOYER_EGRESS = ["20.61.17.5/32"]
 
 
+#: What the stack file's `pulumi config set acmeEmail ...` adds (prod ships without one).
+DEPLOYER_ACME_EMAIL = "scoring-ops@scoring-team.io"
+
+
 def stack_config(stack: str, overrides: dict) -> dict:
-    """Pulumi.yaml defaults < the deployer's egress range < stack file < overrides, as the
-    engine hands them to the program."""
+    """Pulumi.yaml defaults < the deployer's own values (egress range, mailbox) < stack
+    file < overrides, as the engine hands them to the program."""
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     values = {f"{PROJECT}:{k}": v["default"] for k, v in project["config"].items() if "default" in v}
     values[f"{PROJECT}:apiAuthorizedIpRanges"] = DEPLOYER_EGRESS
+    values[f"{PROJECT}:acmeEmail"] = DEPLOYER_ACME_EMAIL
     stack_file = REPO / project["stackConfigDir"] / f"Pulumi.{stack}.yaml"
     values.update(yaml.safe_load(stack_file.read_text())["config"])
     values.update({f"{PROJECT}:{k}": v for k, v in overrides.items()})
@@ -161,6 +166,7 @@ def main(stack: str, overrides: dict, out: Path) -> None:
                 "customTimeouts": {k: getattr(timeouts, k) for k in ("create", "update", "delete")
                                    if getattr(timeouts, k)},
                 "ignoreChanges": list(request.ignoreChanges),
+                "replaceOnChanges": list(request.replaceOnChanges),
                 "deleteBeforeReplace": request.deleteBeforeReplace,
                 # former names (Alias(name=...)); azure-native's own type aliases left out
                 "aliases": [a.spec.name for a in request.aliases

@@ -73,8 +73,10 @@ def preflight(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
 
-    def run(world, stack="dev", kubectl_minor="33"):
+    def run(world, stack="dev", kubectl_minor="33", missing=()):
         for name, text in {"az": FAKE_AZ.replace("PYTHON", sys.executable), **TOOLS}.items():
+            if name in missing:
+                continue
             path = bin_dir / name
             path.write_text(text % kubectl_minor if name == "kubectl" else text)
             path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -144,3 +146,15 @@ def test_a_hostpath_policy_is_a_warning_that_names_the_namespace(preflight):
     code, out = preflight(world, "dev")
     assert code == 0
     assert "WARN" in out and "nvidia-device-plugin" in out and "effect deny" in out
+
+
+def test_missing_tools_name_their_own_install_and_the_azure_checks_show_as_skipped(preflight):
+    code, out = preflight(good_world(), missing=("az", "pulumi"))
+    assert code == 1, out
+    lines = {line.split()[1] + " " + line.split()[2]: line for line in out.splitlines()
+             if line.startswith(("FAIL", "SKIP", "ok"))}
+    assert "Azure CLI" in lines["tool az"] and "install-cli" not in lines["tool az"]
+    assert "Pulumi CLI" in lines["tool pulumi"] and "install-cli" not in lines["tool pulumi"]
+    skipped = [line for line in out.splitlines() if line.startswith("SKIP")]
+    assert len(skipped) == 5 and all(line.endswith("needs az") for line in skipped), out
+    assert "5 skipped" in out

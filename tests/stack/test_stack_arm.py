@@ -26,6 +26,10 @@ TARGETS = {
     "azure-native:containerregistry:Registry": (
         "2023-01-01-preview/Microsoft.ContainerRegistry.json", "resourceDefinitions/registries",
         "Microsoft.ContainerRegistry/registries", "2023-01-01-preview", "registryName"),
+    "azure-native:containerregistry:CacheRule": (
+        "2024-11-01-preview/Microsoft.ContainerRegistry.json",
+        "resourceDefinitions/registries_cacheRules",
+        "Microsoft.ContainerRegistry/registries/cacheRules", "2024-11-01-preview", "cacheRuleName"),
     "azure-native:authorization:RoleAssignment": (
         "2022-04-01/Microsoft.Authorization.json", "resourceDefinitions/roleAssignments",
         "Microsoft.Authorization/roleAssignments", "2022-04-01", "roleAssignmentName"),
@@ -43,6 +47,10 @@ TARGETS = {
         "2024-01-01/Microsoft.Storage.json",
         "resourceDefinitions/storageAccounts_blobServices_containers",
         "Microsoft.Storage/storageAccounts/blobServices/containers", "2024-01-01", "containerName"),
+    # Payload capture's retention (infra/capture.py)
+    "azure-native:storage:ManagementPolicy": (
+        "2024-01-01/Microsoft.Storage.json", "resourceDefinitions/storageAccounts_managementPolicies",
+        "Microsoft.Storage/storageAccounts/managementPolicies", "2024-01-01", "managementPolicyName"),
     "azure-native:managedidentity:UserAssignedIdentity": (
         "2023-01-31/Microsoft.ManagedIdentity.json", "resourceDefinitions/userAssignedIdentities",
         "Microsoft.ManagedIdentity/userAssignedIdentities", "2023-01-31", "resourceName"),
@@ -53,11 +61,13 @@ TARGETS = {
         "2023-01-31", "federatedIdentityCredentialResourceName"),
 }
 #: ARM spells some child resources' names with their parent's (blobServices: "<account>/default").
-QUALIFIED_NAMES = {"azure-native:storage:BlobServiceProperties": "accountName"}
+QUALIFIED_NAMES = {"azure-native:storage:BlobServiceProperties": "accountName",
+                   "azure-native:storage:ManagementPolicy": "accountName"}
 TOP_LEVEL = {"location", "identity", "sku", "tags", "extendedLocation", "kind", "managedBy"}
 PATH_PARAMETERS = {"resourceGroupName", "resourceName", "agentPoolName", "registryName",
+                   "cacheRuleName",
                    "scope", "roleAssignmentName", "accountName", "blobServicesName", "containerName",
-                   "federatedIdentityCredentialResourceName"}
+                   "managementPolicyName", "federatedIdentityCredentialResourceName"}
 
 
 def _retrieve(uri: str) -> referencing.Resource:
@@ -103,7 +113,7 @@ def test_each_schema_is_carried_in_the_repository(type_):
 @pytest.mark.parametrize("type_", sorted(TARGETS))
 def test_azure_inputs_match_the_arm_schema(type_, stack_run, runs):
     resources = [r for run in (stack_run, runs["variant"], runs["rollout"], runs["mixed-plus"],
-                               runs["external"]) for r in run.all_of(type_)]
+                               runs["external"], runs["capture"]) for r in run.all_of(type_)]
     assert resources, f"{stack_run.stack} declares no {type_}"
     check = validator(type_)
     errors = [f"{r['name']}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
@@ -143,3 +153,14 @@ def test_the_validator_catches_a_wrong_enum(stack_run):
     body = arm_body(pool, "azure-native:containerservice:AgentPool")
     body["properties"]["mode"] = "user"  # ARM's enum is case-sensitive: User
     assert list(validator("azure-native:containerservice:AgentPool").iter_errors(body))
+
+
+def test_the_validator_catches_a_bad_lifecycle_rule(runs):
+    """Guards the retention's guard: a fractional day count ARM refuses fails here."""
+    policy = runs["capture"].one("azure-native:storage:ManagementPolicy")
+    body = arm_body(policy, "azure-native:storage:ManagementPolicy")
+    check = validator("azure-native:storage:ManagementPolicy")
+    assert not list(check.iter_errors(body))
+    body["properties"]["policy"]["rules"][0]["definition"]["actions"]["baseBlob"]["delete"][
+        "daysAfterCreationGreaterThan"] = 7.5
+    assert list(check.iter_errors(body))

@@ -73,8 +73,10 @@ BAD = [
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
     ({"gpuSpotMaxPrice": "cheap"}, "gpuSpotMaxPrice", r"not a number"),
     ({"gpuDriver": "nouveau"}, "gpuDriver", r"not one of aks, gpu-operator"),
-    ({"tls": "true"}, "acmeEmail", r"is required when tls is true"),
+    ({"tls": "true", "acmeEmail": None}, "acmeEmail", r"is required when tls is true"),
     ({"tls": "true", "acmeEmail": "ops"}, "acmeEmail", r"not an e-mail address"),
+    ({"tls": "true", "acmeEmail": "scoring-ops@contoso.com"}, "acmeEmail", r"documentation domain"),
+    ({"tls": "true", "acmeEmail": "me@mail.Example.org"}, "acmeEmail", r"documentation domain"),
     ({"tls": "true", "acmeEmail": "a@b.io", "loadBalancerSourceRanges": '["198.51.100.0/24"]'},
      "loadBalancerSourceRanges", r"HTTP-01"),
     ({"acmeServer": "zerossl"}, "acmeServer", r"not one of production, staging"),
@@ -120,7 +122,7 @@ def test_tls_is_the_default():
 def test_code_defaults_match_pulumi_yaml(model_dir):
     """Without Pulumi.yaml's defaults the code must arrive at the same config."""
     required = {"location": "westeurope", "apiAuthorizedIpRanges": json.dumps(mock_run.DEPLOYER_EGRESS),
-                "modelDir": str(model_dir), "acmeEmail": "ops@contoso.com"}
+                "modelDir": str(model_dir), "acmeEmail": "ops@scoring-team.io"}
     declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
     with_defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
     assert load(required) == load({**with_defaults, **required})

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import sys
 
 import pytest
 
 import mock_run
-from stack_harness import plain_strings, unwrap
+from stack_harness import REPO, plain_strings, unwrap
 from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
 
 from infra import model_store as ms
@@ -51,8 +53,11 @@ def test_the_account_takes_entra_id_only_over_tls12_with_soft_delete(stack_run):
 def test_the_model_is_published_under_its_content_addressed_prefix(stack_run, model_dir):
     digest = _digest(model_dir)
     publish = stack_run.inputs(COMMAND, "models-publish")
-    assert publish["create"].startswith(".venv/bin/python -m scoring_tools.publish_model ")
-    assert f"--name resnet50 --expect-sha256 {digest}" in publish["create"]
+    # the interpreter that ran the program (the test's), from the repository's root
+    argv = shlex.split(publish["create"])
+    assert argv[:3] == [sys.executable, "-m", "scoring_tools.publish_model"], argv
+    assert argv[-4:] == ["--name", "resnet50", "--expect-sha256", digest]
+    assert publish["dir"] == str(REPO)
     assert digest in publish["triggers"]
     account = stack_run.inputs(ACCOUNT)["accountName"]
     uri = stack_run.outputs["modelUri"]["value"]

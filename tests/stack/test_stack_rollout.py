@@ -236,14 +236,14 @@ BAD = [
     ({"deployments": TWO, "traffic": {"blue": 100}}, "deployments",
      r"up to 2 GPUs.*at most 1 \(1 x Standard_NC4as_T4_v3, 1 GPU per VM\).*gpuMaxCount"),
     ({"domain": "scoring.contoso.com"}, "domain", r"needs tls true"),
-    ({"tls": True, "acmeEmail": "ops@contoso.com", "domain": "scoring.contoso.com"},
+    ({"tls": True, "acmeEmail": "ops@scoring-team.io", "domain": "scoring.contoso.com"},
      "dnsZoneName", r"required with domain"),
-    ({"tls": True, "acmeEmail": "ops@contoso.com", "domain": "scoring.contoso.com",
+    ({"tls": True, "acmeEmail": "ops@scoring-team.io", "domain": "scoring.contoso.com",
       "dnsZoneName": "contoso.com"}, "dnsZoneResourceGroup", r"required with domain"),
-    ({"tls": True, "acmeEmail": "ops@contoso.com", "domain": "scoring.fabrikam.com",
+    ({"tls": True, "acmeEmail": "ops@scoring-team.io", "domain": "scoring.fabrikam.com",
       "dnsZoneName": "contoso.com", "dnsZoneResourceGroup": "dns"}, "domain",
      r"not below dnsZoneName"),
-    ({"tls": True, "acmeEmail": "ops@contoso.com", "domain": "not a host"}, "domain",
+    ({"tls": True, "acmeEmail": "ops@scoring-team.io", "domain": "not a host"}, "domain",
      r"not a host name"),
     ({"envoyGatewayVersion": "^1.9"}, "envoyGatewayVersion", r"exact chart version"),
     ({"deployments": {"blue": {"precision": "fp16"}}, "traffic": {"blue": 100}},
@@ -288,7 +288,7 @@ def test_good_rollout_config_reads_as_azure_ml_would(dev_values, model_dir):
 
 
 def test_source_ranges_are_allowed_with_tls_when_dns01_needs_no_inbound_path(dev_values):
-    base = {**dev_values, "tls": "true", "acmeEmail": "ops@contoso.com",
+    base = {**dev_values, "tls": "true", "acmeEmail": "ops@scoring-team.io",
             "loadBalancerSourceRanges": '["198.51.100.0/24"]'}
     from infra.config import ConfigError
     with pytest.raises(ConfigError, match="HTTP-01"):

@@ -91,10 +91,14 @@ def test_current_gpu_sizes_are_accepted(size):
 def test_gpu_pool_names_follow_the_size_and_obey_aks_rules():
     from infra.gpu_sizes import GPUS_PER_VM, gpu_pool_name
     names = {size: gpu_pool_name(size) for size in GPUS_PER_VM}
-    assert names["Standard_NC4as_T4_v3"] == "nc4ast4v3"
-    assert names["Standard_NC80adis_H100_v5"] == "nc80adish100"
+    assert re.fullmatch(r"nc4ast4[0-9a-f]{4}", names["Standard_NC4as_T4_v3"])
+    assert re.fullmatch(r"nc80adis[0-9a-f]{4}", names["Standard_NC80adis_H100_v5"])
     assert len(set(names.values())) == len(names)  # two sizes never share a pool name
     assert all(re.fullmatch(r"[a-z][a-z0-9]{0,11}", n) for n in names.values())
+    # The same size with another immutable property is another pool; the name is stable.
+    spot = gpu_pool_name("Standard_NC4as_T4_v3", {"scaleSetPriority": "Spot"})
+    assert spot != names["Standard_NC4as_T4_v3"] and spot.startswith("nc4ast4")
+    assert spot == gpu_pool_name("Standard_NC4as_T4_v3", {"scaleSetPriority": "Spot"})
 
 
 # --- system pool capacity ------------------------------------------------------------------
