@@ -189,10 +189,12 @@ class Config:
         "Class labels, one per line. Empty: a `labels.txt` (or the only "
         "`.txt`) among the SavedModel's assets, else class indices.")
     preprocess: str = _var(
-        "none", _choice("none", "caffe", "tf", "torch"),
-        "Pixel preprocessing for image-tensor inputs: `none` (0..255), "
-        "`caffe` (BGR, mean subtracted), `tf` ([-1, 1]), `torch` (ImageNet "
-        "mean/std). Ignored for encoded-image (string) inputs.")
+        "", _choice("", "none", "caffe", "tf", "torch"),
+        "Pixel preprocessing for image-tensor inputs, which must name one: `none` "
+        "(0..255, the only one for uint8 inputs), `caffe` (BGR, mean subtracted), "
+        "`tf` ([-1, 1]), `torch` (ImageNet mean/std). Empty: an image-tensor model is "
+        "refused at start (a wrong guess gives wrong scores, silently). Ignored for "
+        "encoded-image (string) inputs.")
     output: str = _var(
         "", _text,
         "Name of the scores output. Empty: the only `[N, K]` float output.")
