@@ -172,7 +172,7 @@ def signature_callers(fn: Any, input_name: str) -> tuple[Callable, Callable]:
     ``public`` is the documented call, ``fn(**{input_name: tensor})``. It first
     binds the keyword to the signature's structured inputs in Python (inspect's
     ``bind`` and a cast per input), a sizeable share of a tiny model's batch-1
-    call (README, Performance). ``direct``
+    call (docs/performance.md). ``direct``
     skips that binding: it is the call the public one ends in
     (``ConcreteFunction._call_flat``: a private name, so ``warm_up`` uses it
     only once it has given the same scores as the public call, and falls back
