@@ -35,10 +35,12 @@ RESERVED_ENV = frozenset({
     "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
     "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
     "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
-    "SCORING_DEPLOYMENT_NAME",
+    "SCORING_DEPLOYMENT_NAME", "SCORING_PREPROCESS",
     "SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES",
 })
 PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
+#: SCORING_PREPROCESS's values; "" leaves it unset (the container refuses an image-tensor model)
+PREPROCESSES = ("", "none", "caffe", "tf", "torch")
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
@@ -61,7 +63,8 @@ DEPLOYMENT_NAME_MAX = 24
 DEFAULT_DEPLOYMENT = "blue"
 #: What may differ per deployment; each defaults to the top-level key of the same name.
 DEPLOYMENT_KEYS = ("modelDir", "prebuiltImage", "modelName", "modelVersion",
-                   "replicas", "minReplicas", "maxReplicas", "precision", "modelScan")
+                   "replicas", "minReplicas", "maxReplicas", "precision", "modelScan",
+                   "preprocess")
 #: A model someone else published, per deployment: modelDigest, modelUriScope and modelSizeLimit
 #: go with the deployment's own modelUri (they belong to one URI); the rest default as above.
 MODEL_URI_KEYS = ("modelUri", "modelDigest", "modelUriScope", "modelSizeLimit")
@@ -162,6 +165,7 @@ class ServiceConfig:
     primary_key_version: str
     secondary_key_version: str
     model_scan: bool = False  # modelScan: each deployment's default (SCORING_MODEL_SCAN)
+    preprocess: str = ""  # preprocess: each deployment's default SCORING_PREPROCESS ("" unset)
     capture: Any = None  # infra.capture.CaptureConfig: each deployment's default
 
 
@@ -205,6 +209,8 @@ class DeploymentConfig:
     mirror: int  # percent of the split traffic copied here, answers discarded
     precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
     model_scan: bool = False  # modelscan over the fetched model (default: the stack key)
+    #: SCORING_PREPROCESS for an image-tensor model ("": unset; default: the stack key)
+    preprocess: str = ""
     #: modelUri (this deployment's, else the stack's unless it names modelDir): model_dir is None
     external: ExternalModel | None = None
     #: PEM: the OpenSSF model signature its pods require, by this key or by a certificate this
@@ -371,6 +377,7 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
     if precision not in PRECISIONS:
         raise ConfigError(f"{key}.precision", f"{precision!r} is not one of "
                           f"{', '.join(PRECISIONS)}")
+    preprocess = _preprocess(f"{key}.preprocess", entry.get("preprocess", service.preprocess))
     scan_key = f"{key}.modelScan" if "modelScan" in entry else "modelScan"
     model_scan = _flag(scan_key, entry.get("modelScan", service.model_scan))
     if model_scan and image.model_store != "blob":
@@ -381,9 +388,18 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
         model_name=str(entry.get("modelName") or service.model_name),
         model_version=str(entry.get("modelVersion") or service.model_version),
         replicas=replicas, min_replicas=low, max_replicas=high, traffic=traffic, mirror=mirror,
-        precision=precision, model_scan=model_scan, external=external,
+        precision=precision, model_scan=model_scan, external=external, preprocess=preprocess,
         capture=_deployment_capture(key, entry, service, image),
         **_deployment_signer(key, entry, image))
+
+
+def _preprocess(key: str, value) -> str:
+    """SCORING_PREPROCESS for a model whose input is image pixels; empty leaves it unset."""
+    text = "" if value is None else str(value).strip()
+    if text not in PREPROCESSES:
+        raise ConfigError(key, f"{text!r} is not one of {', '.join(PREPROCESSES[1:])} (or empty "
+                          "for a model that takes encoded images, as prepare_model's do)")
+    return text
 
 
 def _stack_capture(cfg: pulumi.Config):
@@ -775,6 +791,7 @@ def _service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         secondary_key_version=cfg.get("secondaryKeyVersion") or "1",
         model_scan=bool(cfg.get_bool("modelScan") or False),
         capture=_stack_capture(cfg),
+        preprocess=_preprocess("preprocess", cfg.get("preprocess")),
     )
 
 

@@ -10,7 +10,7 @@ Declared here, away from the Deployment (infra/scoring.py calls one hook, `PodMo
   with the deployer's `az login`. Not with azure-native's `storage.Blob`: that resource
   authenticates with the account key, which this account refuses
   (pulumi/pulumi-azure-native#2015, #2948, both open). A changed model is a new prefix and
-  a new step; the old prefix stays (README, "Models as data", says how it is removed);
+  a new step; the old prefix stays (docs/models-as-data.md says how it is removed);
 - a user-assigned identity, federated with the scoring ServiceAccount
   (`system:serviceaccount:<namespace>:<sa>`, the cluster's OIDC issuer), holding
   Storage Blob Data Reader on the models container and nothing wider;
@@ -72,7 +72,7 @@ SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
 #: A fetch budget for rollout timeouts: the slowest throughput we plan for (bytes/s) plus a
-#: fixed allowance for token exchange and retries. Measured figures: README, "Models as data".
+#: fixed allowance for token exchange and retries. Measured figures: docs/models-as-data.md.
 PLANNED_FETCH_BYTES_PER_S = 25e6
 FETCH_FIXED_BUDGET_S = 120
 

@@ -107,6 +107,7 @@ def container_env(cfg: ServiceConfig, deployment: DeploymentConfig) -> list[dict
         "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
         "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
         "SCORING_PRECISION": deployment.precision,
+        **({"SCORING_PREPROCESS": deployment.preprocess} if deployment.preprocess else {}),
         **dict(cfg.extra_env),
     }
     return [{"name": "SCORING_DEPLOYMENT_NAME", "valueFrom": {"fieldRef": {

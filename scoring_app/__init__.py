@@ -4,5 +4,5 @@ Importing the package imports nothing heavy: gunicorn's master reads
 ``settings``, ``http.auth`` and ``server.drain`` from it before any worker
 exists. The app itself is built by ``scoring_app.app.create_app``, in workers
 only. The sub-packages follow a request's path (``app.py`` says how they are
-wired; README, Layout).
+wired; docs/service.md, "The code, outside in").
 """

@@ -1,6 +1,6 @@
 """Every ``SCORING_*`` environment variable, declared once.
 
-The app, ``gunicorn.conf.py`` and the README's table all read this list, so a
+The app, ``gunicorn.conf.py`` and docs/service.md's table all read this list, so a
 variable cannot be documented in one place and parsed differently in another.
 A bad value stops the process at start with a message that names the variable
 (``SettingsError``), instead of failing on the first request.
@@ -139,7 +139,7 @@ def _var(default: str, parse: Callable[[str], Any], doc: str) -> Any:
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Parsed settings: one typed attribute per variable (``SCORING_MAX_QUEUE``
-    -> ``max_queue``), in the README's order. The one list of variables: a
+    -> ``max_queue``), in docs/service.md's order. The one list of variables: a
     field here is a variable, ``SETTINGS`` is read from these fields."""
 
     model_dir: str = _var(
@@ -189,10 +189,12 @@ class Config:
         "Class labels, one per line. Empty: a `labels.txt` (or the only "
         "`.txt`) among the SavedModel's assets, else class indices.")
     preprocess: str = _var(
-        "none", _choice("none", "caffe", "tf", "torch"),
-        "Pixel preprocessing for image-tensor inputs: `none` (0..255), "
-        "`caffe` (BGR, mean subtracted), `tf` ([-1, 1]), `torch` (ImageNet "
-        "mean/std). Ignored for encoded-image (string) inputs.")
+        "", _choice("", "none", "caffe", "tf", "torch"),
+        "Pixel preprocessing for image-tensor inputs, which must name one: `none` "
+        "(0..255, the only one for uint8 inputs), `caffe` (BGR, mean subtracted), "
+        "`tf` ([-1, 1]), `torch` (ImageNet mean/std). Empty: an image-tensor model is "
+        "refused at start (a wrong guess gives wrong scores, silently). Ignored for "
+        "encoded-image (string) inputs.")
     output: str = _var(
         "", _text,
         "Name of the scores output. Empty: the only `[N, K]` float output.")
@@ -204,7 +206,7 @@ class Config:
         "`mixed`: TensorFlow's mixed-precision rewrite of the unmodified model, fp16 on "
         "an NVIDIA GPU with tensor cores, bf16 through oneDNN on a CPU with AVX512_BF16 "
         "or AMX; on other devices fp32, logged. Checked against fp32 at warm-up by "
-        "the guard (SCORING_GUARD_*; README, Performance).")
+        "the guard (SCORING_GUARD_*; docs/precision.md).")
     validation_dir: str = _var(
         "", _text,
         "Images of your own that the precision guard scores both ways, beside the "
@@ -234,7 +236,7 @@ class Config:
         "16", _int_range(1, 1024),
         "Largest model call; batches are padded to powers of two up to it. "
         "Below the number of requests in flight, one batch is turned around "
-        "while the next is scored (README, Performance); on a GPU, measure "
+        "while the next is scored (docs/performance.md); on a GPU, measure "
         "larger sizes with the benchmark.")
     batch_timeout_ms: float = _var(
         "100", _float_range(0, 1000),
@@ -246,7 +248,7 @@ class Config:
         "Model calls out at once, per worker, each on a native thread of its own. "
         "`auto`: 2 when the model runs on a CPU, 1 on a GPU. Above 1, a further call "
         "starts only while a full batch waits behind those out; on a CPU it overlaps "
-        "the model's one-core stretches (README, Performance). On a GPU, above 1 is "
+        "the model's one-core stretches (docs/performance.md). On a GPU, above 1 is "
         "unmeasured, and TensorFlow does not promise a signature may be called from "
         "several threads at once.")
     max_queue: int = _var(
@@ -257,7 +259,7 @@ class Config:
         "Longest predicted wait in the queue for a request's images, from the model's "
         "call times (timed at warm-up, kept current by every call); past it, 503 + "
         "Retry-After at once, instead of an answer many seconds late. "
-        "SCORING_MAX_QUEUE still holds. 0: no time bound. Default: README, Reliability.")
+        "SCORING_MAX_QUEUE still holds. 0: no time bound. Default: docs/reliability.md.")
     request_timeout_ms: int = _var(
         "30000", _int_range(1, 3600000),
         "Deadline for a request's images to be scored; past it, 504.")
@@ -342,7 +344,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
 
 
 def markdown_table() -> str:
-    """The README's table of variables."""
+    """docs/service.md's table of variables."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for s in SETTINGS:
         default = f"`{s.default}`" if s.default else "(empty)"

@@ -115,6 +115,8 @@ def server_env(model_dir: Path, keys_dir: Path, port: int) -> dict[str, str]:
         # a free one rather than the container's 9090, which is often taken on a laptop
         "SCORING_METRICS_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",  # its lines as they come, through the relay
+        # the demo model takes uint8 pixels and scales them itself (demo_model.py)
+        "SCORING_PREPROCESS": "none",
     }.items():
         env.setdefault(name, value)
     return env

@@ -32,6 +32,31 @@ def tensor_model_dir(trained_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def prepared_resnet50(tmp_path_factory):
+    """ResNet50 as `python -m scoring_tools.prepare_model` writes it, once per session: random
+    weights (nothing can be downloaded here) saved to a file and given as --weights, so the
+    same network stays in hand as the reference; stand-in class names in Keras's class index
+    format as --labels."""
+    import json
+    import types
+
+    import tensorflow as tf
+
+    from scoring_tools import prepare_model
+    root = tmp_path_factory.mktemp("resnet50")
+    tf.keras.utils.set_random_seed(27)
+    network = tf.keras.applications.ResNet50(weights=None)
+    network.save_weights(root / "random.weights.h5")
+    labels = [f"stand-in class {i}" for i in range(prepare_model.NUM_CLASSES)]
+    index = {str(i): [f"n{i:08d}", name] for i, name in enumerate(labels)}
+    (root / "imagenet_class_index.json").write_text(json.dumps(index), encoding="utf-8")
+    assert prepare_model.main(["resnet50", str(root / "model"),
+                               "--weights", str(root / "random.weights.h5"),
+                               "--labels", str(root / "imagenet_class_index.json")]) == 0
+    return types.SimpleNamespace(dir=root / "model", network=network, labels=labels)
+
+
+@pytest.fixture(scope="session")
 def azurite(tmp_path_factory):
     """One Azurite (HTTPS + OAuth, on 127.0.0.1) per session, for the fetch tests and the
     container tests (tests/model_store/azurite.py)."""

@@ -32,7 +32,7 @@ NEAR_TIE = 0.1
 # batch around (answers out, the next requests read) costs the event loop a
 # fraction of a millisecond a request: a few % of a call this long, so the
 # overlap is worth less than the fastest size's extra images/s; short calls
-# gain more from the overlap than from the bigger batch (README, Performance:
+# gain more from the overlap than from the bigger batch (docs/performance.md:
 # "Long calls target the fastest batch size").
 LONG_CALL_S = 0.05
 class BatchPolicy:

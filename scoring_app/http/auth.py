@@ -5,8 +5,8 @@ through ``..data``, which the kubelet swaps atomically on rotation. ``os.stat``
 follows the links, so comparing (inode, mtime, size) is enough to notice a
 rotation; the files are read only when that changes. They are looked at again
 at most once every ``RECHECK_S`` (1 s), not on every request: two ``stat``
-calls were a noticeable share of a quiet request's own Python path (README,
-Performance), and the kubelet takes up to a minute to swap a rotated Secret in
+calls were a noticeable share of a quiet request's own Python path
+(docs/performance.md), and the kubelet takes up to a minute to swap a rotated Secret in
 anyway. A directory that vanishes or holds only empty files means no key is
 valid: fail closed, within ``RECHECK_S``.
 """

@@ -8,7 +8,7 @@ cores, compute capability 7.0 or later) or
 AVX512_BF16 or AMX_BF16). Elsewhere ``mixed`` serves fp32, and ``detect``
 says why in one log line.
 
-How the fp32 reference is had in the same process (README, Performance):
+How the fp32 reference is had in the same process (docs/precision.md):
 Grappler's options are process-wide, but each eager call of a function
 carries the options in force as its ``config_proto`` attribute, and
 TensorFlow instantiates (and optimizes) a function once per attribute set.

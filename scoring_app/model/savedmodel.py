@@ -41,6 +41,13 @@ SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
 
 
 TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
+#: The scores output chosen by name among several: what TensorFlow's official ImageNet
+#: SavedModels (TF1 estimator exports) and scoring_tools.prepare_model call it.
+PROBABILITIES = "probabilities"
+#: TF-slim's and the official TF1 ImageNet models score 1001 classes, index 0 "background";
+#: given the 1000 ImageNet names, the loader puts that class in front.
+BACKGROUND = "background"
+IMAGENET_CLASSES = 1000
 
 
 def _timed(fn, *args) -> float:
@@ -96,13 +103,42 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
                 f"SCORING_OUTPUT={output_name!r} is not a [N, K] float output; found {found}")
     elif len(scores) == 1:
         output_name = next(iter(scores))
+    elif PROBABILITIES in scores:
+        output_name = PROBABILITIES
     else:
         raise UnsupportedModel(
-            f"found {found}; need exactly one [N, K] float output, "
-            f"or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
+            f"found {found}; need exactly one [N, K] float output, one named "
+            f"{PROBABILITIES!r}, or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
     k = scores[output_name].shape[1]
     return Signature(input_name, kind, spec.dtype.name, size, output_name,
                      None if k is None else int(k))
+
+
+#: What SCORING_PREPROCESS is for Keras's applications, named where a model is refused.
+KERAS_PREPROCESS = ("caffe for ResNet50/101/152 and VGG16/19; tf for ResNet50V2, InceptionV3, "
+                    "Xception and MobileNet/V2; torch for DenseNet; none for EfficientNet, "
+                    "ConvNeXt and MobileNetV3 (they scale in the network)")
+
+
+def check_preprocess(sig: Signature, preprocess: str) -> None:
+    """An image-tensor model is served only with a preprocessing someone chose: the server
+    cannot tell from the graph what its pixels should be, and a wrong guess gives wrong
+    scores without an error."""
+    described = f"input {sig.input_name!r}: {sig.dtype} [N, {sig.image_size[0]}, {sig.image_size[1]}, 3]"
+    if sig.dtype == "uint8" and preprocess not in ("", "none"):
+        raise UnsupportedModel(f"SCORING_PREPROCESS={preprocess} needs a float32 input; this "
+                               f"model's {described} takes uint8 pixels (use none)")
+    if preprocess:
+        return
+    if sig.dtype == "uint8":
+        usual = "none: uint8 pixels are passed as they are (the only value for this input)"
+    else:
+        usual = f"none (0..255 as decoded), caffe, tf or torch; Keras's applications: {KERAS_PREPROCESS}"
+    raise UnsupportedModel(
+        f"SCORING_PREPROCESS is not set, and this model's {described} takes image pixels: "
+        f"set it to how they are prepared (the stack's preprocess key, or "
+        f"deployments.<name>.preprocess): {usual}. Or serve encoded images instead: "
+        "python -m scoring_tools.prepare_model (docs/resnet50.md)")
 
 
 def read_labels(path: Path) -> list[str]:
@@ -121,13 +157,22 @@ def find_labels(model_dir: Path, labels_file: str) -> list[str] | None:
     return None
 
 
+def with_background(labels: list[str] | None, num_classes: int | None) -> list[str] | None:
+    """The 1000 ImageNet names for a 1001-class model: index 0 is its background class."""
+    if labels is not None and len(labels) == IMAGENET_CLASSES and num_classes == IMAGENET_CLASSES + 1:
+        log.info("%d labels for %d classes: class 0 is %r (a TF1 ImageNet model's)",
+                 len(labels), num_classes, BACKGROUND)
+        return [BACKGROUND, *labels]
+    return labels
+
+
 def signature_callers(fn: Any, input_name: str) -> tuple[Callable, Callable]:
     """Two ways to call signature ``fn`` on one input tensor: ``(direct, public)``.
 
     ``public`` is the documented call, ``fn(**{input_name: tensor})``. It first
     binds the keyword to the signature's structured inputs in Python (inspect's
     ``bind`` and a cast per input), a sizeable share of a tiny model's batch-1
-    call (README, Performance). ``direct``
+    call (docs/performance.md). ``direct``
     skips that binding: it is the call the public one ends in
     (``ConcreteFunction._call_flat``: a private name, so ``warm_up`` uses it
     only once it has given the same scores as the public call, and falls back
@@ -199,13 +244,10 @@ class ScoringModel:
                 f"found signatures {sorted(loaded.signatures)}; supported: {SUPPORTED}")
         self.signature = inspect_signature(
             fn.structured_input_signature[1], fn.structured_outputs, self.config.output)
-        if self.signature.kind == TENSOR and self.signature.dtype == "uint8" \
-                and self.config.preprocess != "none":
-            raise UnsupportedModel(
-                f"SCORING_PREPROCESS={self.config.preprocess} needs a float32 input; "
-                "this model takes uint8 pixels (use none)")
-        self.labels = find_labels(model_dir, self.config.labels_file)
+        if self.signature.kind == TENSOR:
+            check_preprocess(self.signature, self.config.preprocess)
         k = self.signature.num_classes
+        self.labels = with_background(find_labels(model_dir, self.config.labels_file), k)
         if self.labels is not None and k is not None and len(self.labels) != k:
             raise UnsupportedModel(f"{len(self.labels)} labels for {k} model classes")
         self._loaded = loaded  # keep it alive: fn needs its variables

@@ -18,7 +18,7 @@ just as well and pass it (measured: MatchingFiles, TextLineDataset, tf.print to 
 has no use for. Not on it, and so not caught by any op-name check: SaveV2, RestoreV2 and
 MergeV2Checkpoints (every SavedModel carries them for its own checkpoint),
 InitializeTableFromTextFileV2 (vocabularies from assets) and PrintV2 (its stream is an
-attribute, ``file://...`` included). README, "Models as data", says what that leaves.
+attribute, ``file://...`` included). docs/models-as-data.md says what that leaves.
 
 What its answer means here (fail closed; docs/contract.md, "Models as data"):
 - any issue, whatever its severity: the model is refused (``ModelFlagged``, exit 2);

@@ -3,7 +3,7 @@
 ``GeventPyWSGIWorker`` is gunicorn's gevent worker (one greenlet per connection,
 one event loop) with gevent's ``pywsgi`` parsing HTTP instead of gunicorn's
 parser: less CPU per request and lower latency than gunicorn's own parser on
-the same worker (the figures: README, Performance).
+the same worker (the figures: docs/performance.md).
 
 pywsgi has no keep-alive timeout of its own (gunicorn's parser drops a
 connection that sends nothing for ``keepalive`` seconds): here every read and

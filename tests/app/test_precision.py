@@ -64,6 +64,7 @@ def bf16_exposed_dir(tmp_path_factory):
 
 
 def _model(model_dir, **overrides) -> ScoringModel:
+    overrides.setdefault("preprocess", "none")  # the demo's image-tensor model takes pixels as they are
     model = ScoringModel(settings.load({}, model_dir=str(model_dir), max_batch_size=4, **overrides))
     model.load()
     return model

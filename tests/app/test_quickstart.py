@@ -34,7 +34,7 @@ def test_quickstart_runs_gunicorn_as_the_dockerfile_does():
 def test_demo_model_classifies_the_samples(tensor_model_dir):
     from scoring_app import settings
     from scoring_app.model.savedmodel import ScoringModel
-    model = ScoringModel(settings.load({}, model_dir=str(tensor_model_dir)))
+    model = ScoringModel(settings.load({}, model_dir=str(tensor_model_dir), preprocess="none"))
     model.load()
     samples = quickstart.SAMPLES
     items = [model.preprocess((samples / name).read_bytes()) for name in SAMPLES]

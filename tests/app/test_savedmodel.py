@@ -48,6 +48,7 @@ def test_signature_picks_named_output_among_several():
 
 
 def _model(model_dir, **overrides):
+    overrides.setdefault("preprocess", "none")  # the demo's image-tensor model takes pixels as they are
     model = ScoringModel(settings.load({}, model_dir=str(model_dir), max_batch_size=4, **overrides))
     model.load()
     return model
@@ -67,6 +68,20 @@ def test_labels_file_overrides_assets_and_must_match_k(encoded_model_dir, tmp_pa
     labels.write_text("only\ntwo\n")
     with pytest.raises(UnsupportedModel, match="2 labels for 6"):
         _model(encoded_model_dir, labels_file=str(labels))
+
+
+def test_image_tensor_model_needs_preprocess_said(tensor_model_dir):
+    """Unset, an image-tensor model is refused, naming the variable, the input and the value."""
+    with pytest.raises(UnsupportedModel) as refused:
+        _model(tensor_model_dir, preprocess="")
+    message = str(refused.value)
+    assert "SCORING_PREPROCESS is not set" in message
+    assert "'images': uint8 [N, 32, 32, 3]" in message
+    assert "deployments.<name>.preprocess" in message and "none: uint8 pixels" in message
+
+
+def test_string_input_model_needs_no_preprocess(encoded_model_dir):
+    assert _model(encoded_model_dir, preprocess="").signature.kind == "encoded"
 
 
 def test_uint8_model_refuses_float_preprocessing(tensor_model_dir):

@@ -10,7 +10,7 @@ from tests.app.conftest import ROOT
 
 def test_defaults_parse_and_match_the_contract():
     cfg = settings.load({})
-    assert (cfg.port, cfg.metrics_port, cfg.auth, cfg.preprocess) == (5001, 9090, "required", "none")
+    assert (cfg.port, cfg.metrics_port, cfg.auth, cfg.preprocess) == (5001, 9090, "required", "")
 
 
 @pytest.mark.parametrize("name,value", [

@@ -69,6 +69,28 @@ def test_unsupported_model_stops_gunicorn_and_auth_disabled_is_loud(tmp_path):
     assert "supported: serving_default with exactly one input" in output
 
 
+def test_float_image_model_without_preprocess_is_refused_at_start(tmp_path):
+    """A float32 pixel model and no SCORING_PREPROCESS: the worker stops at boot, gunicorn
+    exits, and the log says which variable to set, for which input, to what."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(lambda pixels: {"scores": tf.reduce_mean(pixels, [1, 2])},
+                           input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32, name="pixels")])
+    tf.saved_model.save(module, str(tmp_path / "float"), signatures={"serving_default": module.f})
+    srv = Server({"SCORING_MODEL_DIR": str(tmp_path / "float"), "SCORING_PREPROCESS": "",
+                  "SCORING_AUTH": "disabled", "TMPDIR": str(tmp_path)})
+    try:
+        assert srv.proc.wait(timeout=180) != 0
+    finally:
+        srv.stop()
+    output = srv.output()
+    assert "cannot serve this model: SCORING_PREPROCESS is not set" in output
+    assert "input 'pixels': float32 [N, 8, 8, 3]" in output
+    assert "caffe for ResNet50/101/152" in output and "tf for ResNet50V2" in output
+    assert "Traceback" not in output
+
+
 # -- Dockerfile ----------------------------------------------------------------
 def test_dockerfile_passes_hadolint():
     hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")

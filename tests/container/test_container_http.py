@@ -77,7 +77,7 @@ def test_get_score_is_405_with_allow_post(baked):
 def test_body_over_the_default_limit_is_413(baked, scoring):
     env = {e["name"]: e.get("value") for e in scoring["env"]}
     assert "SCORING_MAX_BODY_BYTES" not in env, "the Deployment sets the limit: test that value"
-    limit = 10 * 1024 * 1024  # docs/contract.md / README: the default of SCORING_MAX_BODY_BYTES
+    limit = 10 * 1024 * 1024  # docs/contract.md / docs/service.md: the default of SCORING_MAX_BODY_BYTES
     response = score(baked, b"\xff" * (limit + 1))
     assert response.status_code == 413
     assert response.json()["error"]["code"]

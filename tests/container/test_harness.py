@@ -98,3 +98,12 @@ def test_the_deployments_limits_become_docker_limits(scoring):
     assert args[args.index("--memory") + 1] == str(runtime.quantity_bytes(limits["memory"]))
     assert float(args[args.index("--cpus") + 1]) == min(float(limits["cpu"]), os.cpu_count())
     assert runtime.resource_args({"resources": {"limits": {"cpu": "500m"}}}) == ["--cpus", "0.5"]
+
+
+def test_the_deployers_prepare_step_builds_with_the_same_tensorflow():
+    """requirements-prepare.txt (prepare_model on the deployer's machine) writes the
+    SavedModel the image's TensorFlow loads: one release on both sides."""
+    dockerfile = (runtime.REPO / "scoring_app" / "Dockerfile").read_text()
+    [tf_version] = re.findall(r"^ARG TF_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    prepare = (runtime.REPO / "requirements-prepare.txt").read_text()
+    assert re.findall(r"^tensorflow==(\S+)$", prepare, re.MULTILINE) == [tf_version]

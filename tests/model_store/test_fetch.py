@@ -439,3 +439,30 @@ def test_the_certificate_method_verifies_with_the_publishers_chain(
         _fetch(azurite, container, prefix, digest, other,
                signer=fetch_mod.Signer(certificate_chain=(str(certificates_dir / "other-ca.pem"),)))
     assert _nothing_left(other)
+
+
+def test_prepared_models_labels_travel_with_it(azurite, container, prepared_resnet50, secret_dir,
+                                               tmp_path):
+    """prepare_model's labels asset is a file of the SavedModel like any other: listed in the
+    manifest, published, fetched byte for byte, and what the server names classes with."""
+    prefix, digest = publish(prepared_resnet50.dir, container, "resnet50")
+    assert "assets/labels.txt" in {e.path for e in mf.decode(
+        container.download_blob(f"{prefix}/manifest.json").readall(), digest)}
+    dest = tmp_path / "models" / "model"
+    _fetch(azurite, container, prefix, digest, dest)
+    assert ((dest / "assets" / "labels.txt").read_bytes()
+            == (prepared_resnet50.dir / "assets" / "labels.txt").read_bytes())
+    server = Server({"SCORING_MODEL_DIR": str(dest), "SCORING_MODEL_NAME": "resnet50",
+                     "SCORING_API_KEYS_DIR": str(secret_dir.path), "SCORING_WORKERS": "1",
+                     "SCORING_MAX_BATCH_SIZE": "1", "TMPDIR": str(tmp_path)})
+    try:
+        server.wait_ready(timeout=300)
+        answer = requests.post(server.url + "/score?top_k=3", data=media.jpeg(media.RED),
+                               timeout=60, headers={"Authorization": "Bearer primary-key-1"})
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [p["label"] for p in predictions] == [
+            prepared_resnet50.labels[p["index"]] for p in predictions]
+        assert all(p["label"].startswith("stand-in class ") for p in predictions)
+    finally:
+        server.stop()

@@ -159,7 +159,7 @@ def test_file_ops_modelscan_passes_are_refused_by_the_extra_list(tmp_path, op):
 
 
 def test_known_limit_print_to_a_file_passes_the_scan(tmp_path):
-    """What the README says the scan cannot see: PrintV2's stream is an attribute, and a
+    """What docs/models-as-data.md says the scan cannot see: PrintV2's stream is an attribute, and a
     serving graph may print, so `tf.print(..., output_stream="file://...")` passes and writes."""
     import tensorflow as tf
     written = tmp_path / "written.txt"

@@ -66,6 +66,8 @@ BAD = [
     ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
     ({"scoringEnv": '["SCORING_PRECISION=mixed"]'}, "scoringEnv", r"does not set itself"),
     ({"precision": "bf16"}, "precision", r"'bf16' is not one of fp32, mixed"),
+    ({"preprocess": "BGR"}, "preprocess", r"'BGR' is not one of none, caffe, tf, torch"),
+    ({"scoringEnv": '["SCORING_PREPROCESS=caffe"]'}, "scoringEnv", r"does not set itself"),
     ({"scoringEnv": '["SCORING_MAX_BATCH_SIZE=lots"]'}, "scoringEnv", r"SCORING_MAX_BATCH_SIZE=.lots. is not valid"),
     ({"devicePluginImage": "nvcr.io/nvidia/k8s-device-plugin:latest"}, "devicePluginImage", "pinned"),
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
@@ -162,6 +164,15 @@ def test_stack_files_ship_no_api_range_placeholder():
         text = (REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()
         assert "aks-gpu-scoring:apiAuthorizedIpRanges:" not in text
         assert "203.0.113" not in text
+
+
+def test_the_stacks_preprocessings_are_the_containers():
+    from infra import config
+    from scoring_app import settings
+    for value in config.PREPROCESSES:
+        assert settings.load({"SCORING_PREPROCESS": value}).preprocess == value
+    assert settings.SETTINGS[[s.name for s in settings.SETTINGS].index("SCORING_PREPROCESS")
+                             ].default == "", "unset unless said, on both sides"
 
 
 def test_the_stacks_precisions_are_the_containers():

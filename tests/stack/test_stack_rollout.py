@@ -158,6 +158,24 @@ def test_precision_is_per_deployment_defaulting_to_the_stack_key(dev_values, mod
         assert env["SCORING_PRECISION"] == d.precision
 
 
+def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_dir):
+    """SCORING_PREPROCESS is set only where a deployment (or the stack key) says it: a
+    string-input model needs none, and an image-tensor one must be told (the container
+    refuses it otherwise), so the stack never picks a value for it."""
+    values = {**dev_values, "gpuMaxCount": "3",
+              "deployments": json.dumps({"blue": {}, "green": {"preprocess": "caffe"},
+                                         "shadow": {"preprocess": ""}}),
+              "traffic": json.dumps({"blue": 100})}
+    from infra.scoring import container_env
+
+    def env_of(cfg):
+        return {d.name: {e["name"]: e.get("value") for e in container_env(cfg.service, d)}
+                .get("SCORING_PREPROCESS") for d in cfg.deployments}
+    assert env_of(load(values)) == {"blue": None, "green": "caffe", "shadow": None}
+    assert env_of(load({**values, "preprocess": "none"})) == {
+        "blue": "none", "green": "caffe", "shadow": None}
+
+
 def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     """modelScan, as precision: a deployment's own, else the stack's (false by default), and
     only a deployment that scans gets SCORING_MODEL_SCAN on its init container."""
@@ -231,6 +249,8 @@ BAD = [
     ({"deployments": {"blue": {"precision": "fp16"}}, "traffic": {"blue": 100}},
      "deployments.blue.precision", r"'fp16' is not one of fp32, mixed"),
     ({"scoringEnv": ["SCORING_PRECISION=mixed"]}, "scoringEnv", r"does not set itself"),
+    ({"deployments": {"blue": {"preprocess": "keras"}}, "traffic": {"blue": 100}},
+     "deployments.blue.preprocess", r"'keras' is not one of none, caffe, tf, torch"),
     ({"deployments": {"blue": {"modelScan": "yes"}}, "traffic": {"blue": 100}},
      "deployments.blue.modelScan", r"'yes' must be true or false"),
     ({"deployments": {"blue": {"modelScan": True}}, "traffic": {"blue": 100},
