@@ -69,7 +69,7 @@ def one_round(azurite, uri: str, digest: str, work: Path, keys: Path, scan: bool
     shutil.rmtree(dest.parent, ignore_errors=True)
     started = time.monotonic()
     stats = fetch_mod.fetch(uri, digest, dest, Token(), connection_verify=str(azurite.cert),
-                            progress_every_s=3600)
+                            progress_every_s=3600, storage_suffix=azurite.endpoint)
     downloaded = time.monotonic()
     scanned = scan_round(dest) if scan else {}
     fetched = time.monotonic()

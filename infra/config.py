@@ -129,7 +129,7 @@ class ExternalModel:
     @property
     def container(self) -> tuple[str, str]:
         """(account, container): storage account names are global, so this names one container."""
-        return tuple(_MODEL_URI.match(self.uri).groups()[:2])
+        return tuple(_MODEL_URI.fullmatch(self.uri).groups()[:2])
 
 
 @dataclass(frozen=True)
@@ -687,7 +687,14 @@ def _image(cfg: pulumi.Config) -> ImageConfig:
                            model_store))
 
 
-_MODEL_URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/([^?#]+)$")
+# The fetch's own rule (scoring_app/model_store/fetch.py, parse_uri) for the public cloud: the
+# blob endpoint, then path segments of plain names, none of them '.' or '..' (an HTTP client
+# would resolve them into another container than the one granted), no user part, query or
+# fragment. fullmatch: '$' would also accept a trailing newline.
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]{1,255}"
+_MODEL_URI = re.compile(r"https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/"
+                        r"([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9]))/"
+                        rf"((?:{_SEGMENT}/)*{_SEGMENT})/?")
 _CONTAINER_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/"
                            r"Microsoft\.Storage/storageAccounts/([a-z0-9]{3,24})/blobServices/default/"
                            r"containers/([a-z0-9-]{3,63})$")
@@ -726,12 +733,15 @@ def _external_model(prefix: str, raw: dict, model_store: str, default_size: str)
     if model_store != "blob":
         raise ConfigError(f"{prefix}modelUri", "needs modelStore blob (the pods fetch it; with "
                           "modelStore image every model is baked into an image from its modelDir)")
-    match = _MODEL_URI.match(uri)
-    if not match:  # a query may be a SAS token: never repeat it in an error
+    match = _MODEL_URI.fullmatch(uri)
+    if not match:  # a query may be a SAS token, a user part a password: never repeat them
         shown = uri.split("?", 1)[0] + ("?<query not shown>" if "?" in uri else "")
+        if "@" in shown:
+            shown = "https://<user part not shown>@" + shown.rsplit("@", 1)[1]
         raise ConfigError(f"{prefix}modelUri", f"{shown!r} must be https://<account>.blob.core."
-                          "windows.net/<container>/<prefix>, with no query (no SAS: the pods "
-                          "use their identity)")
+                          "windows.net/<container>/<prefix>: path segments of letters, digits, "
+                          "'.', '_' and '-', none of them '.' or '..'; no user part, no fragment, "
+                          "no query (no SAS: the pods use their identity)")
     digest = text("modelDigest")
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise ConfigError(f"{prefix}modelDigest", f"with {prefix}modelUri, the sha256 of its "

@@ -78,6 +78,12 @@ class DeadlineExceeded(ScoringError):
     status, code = 504, "deadline_exceeded"
 
 
+class ClientClosed(ScoringError):
+    """The client closed its connection while its image waited: nobody reads this answer.
+    499 is nginx's status for it (not an IANA one); it shows in the request metrics."""
+    status, code = 499, "client_closed_request"
+
+
 class NotFound(ScoringError):
     """No such route, or (v2) no such model name or version."""
     status, code = 404, "not_found"

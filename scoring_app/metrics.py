@@ -20,8 +20,10 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 REQUESTS = Counter("scoring_requests", "HTTP requests by route template, method and status.",
                    ["route", "method", "status"])
-LATENCY = Histogram("scoring_request_duration_seconds", "HTTP request latency by route.",
-                    ["route"], buckets=_LATENCY_BUCKETS)
+LATENCY = Histogram("scoring_request_duration_seconds",
+                    "HTTP request latency by route and status class (2xx served, 4xx refused for "
+                    "the request, 5xx refused for the server), from the request's headers read "
+                    "to its answer.", ["route", "status_class"], buckets=_LATENCY_BUCKETS)
 QUEUE_DEPTH = Gauge("scoring_queue_depth", "Images waiting for the model (all workers).",
                     multiprocess_mode="livesum")
 BATCH_SIZE = Histogram("scoring_batch_size", "Images per model call (before padding).",
@@ -37,6 +39,8 @@ FETCH_SECONDS = Gauge("scoring_model_fetch_seconds",
                       multiprocess_mode="max")
 FETCH_BYTES = Gauge("scoring_model_fetch_bytes", "Bytes the init container downloaded and verified.",
                     multiprocess_mode="max")
+ABANDONED = Counter("scoring_abandoned_images", "Images dropped before a model call because "
+                    "their client had closed its connection (nobody would read the answer).")
 READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.",
               multiprocess_mode="livesum")
 
@@ -69,7 +73,7 @@ CAPTURE_BUFFER = Gauge("scoring_capture_buffer_bytes",
                        multiprocess_mode="livesum")
 
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
-            FETCH_SECONDS, FETCH_BYTES, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION,
+            FETCH_SECONDS, FETCH_BYTES, ABANDONED, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION,
             CAPTURED, CAPTURE_DROPPED, CAPTURE_UPLOAD_FAILURES, CAPTURE_UPLOAD, CAPTURE_BUFFER)
 #: Each family's name and help text (the README lists them), from the
 #: collectors' public ``describe()``.
@@ -88,6 +92,9 @@ class BatcherMetrics:
     def model_call(self, seconds: float) -> None:
         MODEL_CALL.observe(seconds)
 
+    def abandoned(self, images: int) -> None:
+        ABANDONED.inc(images)
+
 
 def precision(report) -> None:
     """What warm-up chose (``model.precision.Report``) and what the guard measured."""
@@ -100,7 +107,7 @@ def precision(report) -> None:
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
     """One HTTP answer: counted, and its latency observed."""
     _request_counter(route, method, status).inc()
-    _latency(route).observe(seconds)
+    _latency(route, status // 100).observe(seconds)
 
 
 # ``labels()`` validates and locks on every call; an answer's few label sets
@@ -111,5 +118,5 @@ def _request_counter(route: str, method: str, status: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _latency(route: str):
-    return LATENCY.labels(route)
+def _latency(route: str, hundreds: int):
+    return LATENCY.labels(route, f"{hundreds}xx")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import metrics, offload
@@ -97,12 +98,23 @@ class Service:
         if self.keys is not None:
             self.keys.check(authorization)
 
-    def classify(self, images: list[bytes], top_k: int) -> list[list[dict[str, Any]]]:
-        """Score, then the top ``top_k`` classes: one list per image."""
-        return [self.model.postprocess(row, top_k) for row in self.raw_scores(images)]
+    def admit_early(self) -> None:
+        """Raise the 503 a request would get for its first image, before its body is read
+        and its images decoded: overload is refused at the cost of the headers alone."""
+        if self.batcher.ready.is_set():
+            refusal = self.batcher.refuses(1)
+            if refusal is not None:
+                raise refusal
 
-    def raw_scores(self, images: list[bytes]) -> list[Any]:
-        """Preprocess in this thread, batch-predict: one scores row per image."""
+    def classify(self, images: list[bytes], top_k: int,
+                 gone: Callable[[], bool] | None = None) -> list[list[dict[str, Any]]]:
+        """Score, then the top ``top_k`` classes: one list per image."""
+        return [self.model.postprocess(row, top_k) for row in self.raw_scores(images, gone)]
+
+    def raw_scores(self, images: list[bytes], gone: Callable[[], bool] | None = None) -> list[Any]:
+        """Preprocess in this thread, batch-predict: one scores row per image. ``gone``
+        says whether the client has left (``http.disconnect.probe``): then its images are
+        dropped before a model call."""
         if not self.batcher.ready.is_set():
             raise Unavailable("the model is still loading; retry shortly", retry_after_s=5)
         deadline = time.monotonic() + self.config.request_timeout_ms / 1000
@@ -112,4 +124,4 @@ class Service:
                 items.append(self.model.preprocess(data))
             except ScoringError as exc:
                 raise exc.at(index) from None
-        return self.batcher.submit_many(items, deadline)
+        return self.batcher.submit_many(items, deadline, gone)

@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     from azure.identity import DefaultAzureCredential
     from azure.storage.blob import ContainerClient
     try:
-        if args.expect_sha256:
-            actual = mf.digest(mf.encode(mf.build(args.model_dir)))
-            if actual != args.expect_sha256:
-                raise mf.ManifestError(f"{args.model_dir} changed since the plan: sha256 {actual}, "
-                                       f"planned {args.expect_sha256}; run `pulumi up` again")
+        # the fetch's name rules and bounds, before any sign-in: a model every pod would
+        # refuse is never published
+        actual = mf.digest(mf.encode(mf.build(args.model_dir)))
+        if args.expect_sha256 and actual != args.expect_sha256:
+            raise mf.ManifestError(f"{args.model_dir} changed since the plan: sha256 {actual}, "
+                                   f"planned {args.expect_sha256}; run `pulumi up` again")
         client = ContainerClient(args.account_url, args.container,
                                  credential=DefaultAzureCredential())
         deadline = time.monotonic() + args.wait_for_role_s

@@ -9,6 +9,12 @@ itself (``submit_many``).
 If a batched call fails on a bad item, the items are retried one by one, so
 only the bad one gets its error.
 
+A request may come with a check that says whether its client has gone
+(``http.disconnect.probe``). An item whose client has gone is dropped as it
+leaves the queue, before it goes into a model call: under overload the queue
+fills with the images of clients that gave up, and scoring them would spend
+the model on answers nobody reads.
+
 One model call is out at a time unless ``max_calls`` is above 1
 (SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
 CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
@@ -35,7 +41,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .. import offload
-from ..errors import DeadlineExceeded, ScoringError, Unavailable
+from ..errors import ClientClosed, DeadlineExceeded, ScoringError, Unavailable
 from .policy import BatchPolicy
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ class Observer(Protocol):
     def queue_depth(self, images: int) -> None: ...
     def batch_size(self, images: int) -> None: ...
     def model_call(self, seconds: float) -> None: ...
+    def abandoned(self, images: int) -> None: ...
 
 
 class _Unobserved:
@@ -62,6 +69,9 @@ class _Unobserved:
         pass
 
     def model_call(self, seconds: float) -> None:
+        pass
+
+    def abandoned(self, images: int) -> None:
         pass
 
 
@@ -79,13 +89,14 @@ class _Call:
 
 
 class _Pending:
-    __slots__ = ("item", "done", "result", "error")
+    __slots__ = ("item", "done", "result", "error", "gone")
 
-    def __init__(self, item: Any):
+    def __init__(self, item: Any, gone: Callable[[], bool] | None = None):
         self.item = item
         self.done = threading.Event()
         self.result = None
         self.error: BaseException | None = None
+        self.gone = gone  # True once nobody waits for the answer (None: never asked)
 
 
 class Batcher:
@@ -148,7 +159,8 @@ class Batcher:
         return len(self._queue)
 
     # -- requests (threads or greenlets) -----------------------------------
-    def submit_many(self, items: list[Any], deadline: float) -> list[Any]:
+    def submit_many(self, items: list[Any], deadline: float,
+                    gone: Callable[[], bool] | None = None) -> list[Any]:
         """Queue ``items`` together and wait for all their results.
 
         Raises Unavailable (503) at once when they do not fit in the queue, or
@@ -158,11 +170,13 @@ class Batcher:
         back out so their slots are free again.
 
         A lone item on a quiet server calls the model itself (``_solo``).
+        ``gone``: says whether the client has left; its items are then dropped
+        before a model call (ClientClosed) instead of scored.
         """
         solo = self._claim_solo() if len(items) == 1 else None
         if solo is not None:
             return [self._solo(items[0], solo)]
-        pending = [_Pending(item) for item in items]
+        pending = [_Pending(item, gone) for item in items]
         with self._cond:
             self._admit(len(pending))
             self._queue.extend(pending)
@@ -176,6 +190,17 @@ class Batcher:
             if p.error is not None:
                 raise p.error.at(index)
         return [p.result for p in pending]
+
+    def refuses(self, n: int = 1) -> Unavailable | None:
+        """The 503 that ``n`` items would get now, or None: asked before a request's body
+        is read and decoded, so a refusal under overload costs no decode (the request
+        is refused again, or admitted, when it is submitted)."""
+        with self._cond:
+            try:
+                self._admit(n)
+            except Unavailable as exc:
+                return exc
+        return None
 
     def _admit(self, n: int) -> None:
         """Refuse ``n`` new items (503) when they do not fit in the queue, or
@@ -271,6 +296,8 @@ class Batcher:
             if taken is None:
                 return
             batch, call = taken
+            if call is None:
+                continue
             if self._max_calls == 1:  # the loop has nothing to do until this call ends
                 self._score(batch, call)
             else:
@@ -283,7 +310,7 @@ class Batcher:
             return bool(self._queue)
         return len(self._out) < self._max_calls and len(self._queue) >= self.policy.target
 
-    def _take(self) -> tuple[list[_Pending], _Call] | None:
+    def _take(self) -> tuple[list[_Pending], _Call | None] | None:
         with self._cond:
             while not self._may_call() and not self._stopped:
                 self._cond.wait()
@@ -299,11 +326,29 @@ class Batcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch = [self._queue.popleft()
-                     for _ in range(self.policy.take(len(self._queue), want))]
-            call = self._start_call(on_thread=True, n=len(batch))
+            batch = self._take_live(self.policy.take(len(self._queue), want))
             self._observer.queue_depth(len(self._queue))
+            if not batch:  # every one's client had gone: nothing to call the model for
+                return [], None
+            call = self._start_call(on_thread=True, n=len(batch))
         return batch, call
+
+    def _take_live(self, n: int) -> list[_Pending]:
+        """Up to ``n`` items from the queue's head whose clients are still there (the
+        caller holds ``_cond``). The others are finished with ClientClosed, so their
+        requests end without a model call, and counted."""
+        batch, dropped = [], 0
+        while self._queue and len(batch) < n:
+            p = self._queue.popleft()
+            if p.gone is not None and p.gone():
+                dropped += 1
+                self._finish(p, error=ClientClosed("the client closed its connection before "
+                                                   "the image was scored"))
+            else:
+                batch.append(p)
+        if dropped:
+            self._observer.abandoned(dropped)
+        return batch
 
     def _start_call(self, on_thread: bool, n: int) -> _Call:
         """Mark a call of ``n`` items out (the caller holds ``_cond``), on a free

@@ -42,7 +42,7 @@ class ScoreLane:
         started = time.perf_counter()
         status, document, headers = score.handle(self.service, environ)
         body = jsonio.response_body(document)
-        start_response(f"{status} {HTTP_STATUS_CODES[status]}",
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Client Closed Request')}",
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(body))), *headers.items()])
         metrics.request_done(score.ROUTE, score.METHOD, status, time.perf_counter() - started)

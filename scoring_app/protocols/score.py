@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request
 
 from ..capture.wsgi import note
 from ..errors import BadRequest, ScoringError, UnsupportedMediaType
-from ..http import body, errors, jsonio
+from ..http import body, disconnect, errors, jsonio
 
 ROUTE, METHOD = "/score", "POST"
 INSTANCES = "instances"  # how an error names a JSON request's images: instances[1]
@@ -78,10 +78,11 @@ def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> d
             f"Content-Type {mimetype!r} is not supported; send image bytes "
             "(image/*, application/octet-stream) or application/json instances")
     top_k = _top_k(request)
+    service.admit_early()
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     images = _instances(data, service.config.max_queue) if is_json else [data]
     note(request.environ, images=images)  # payload capture, when this request is sampled
-    predictions = service.classify(images, top_k)
+    predictions = service.classify(images, top_k, disconnect.probe(request.environ))
     note(request.environ, predictions=predictions)
     model = {"name": service.config.model_name, "version": service.config.model_version}
     return {"model": model, "predictions": predictions if is_json else predictions[0]}

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..capture.wsgi import note
 from ..errors import NotFound, ScoringError, Unavailable, UnsupportedMediaType
-from ..http import body
+from ..http import body, disconnect
 from ..http.probes import service as _service
 from .v2_tensors import HEADER_LENGTH, INPUT, OUTPUT, Tensor, encode_response, parse_request
 
@@ -129,10 +129,11 @@ def infer(name: str, version: str | None = None):
             f"Content-Type {request.mimetype!r} with Content-Encoding {encoding!r} is not "
             "supported; send application/json (or application/octet-stream with "
             f"{HEADER_LENGTH}), uncompressed")
+    service.admit_early()
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.config.max_queue)
     note(request.environ, images=parsed.images)  # payload capture, when this request is sampled
-    rows = service.raw_scores(parsed.images)
+    rows = service.raw_scores(parsed.images, disconnect.probe(request.environ))
     note(request.environ, rows=rows)
     header = {"model_name": name, "model_version": service.config.model_version}
     if parsed.id is not None:

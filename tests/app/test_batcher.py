@@ -242,3 +242,95 @@ def test_the_number_of_calls_is_set_before_the_batcher_starts(gated):
     idle = Batcher(lambda items: items, 4, 0.01, 8)
     idle.set_max_calls(3)
     assert idle.max_calls == 3
+
+
+class _Counting:
+    """An observer that keeps what the batcher reports of abandoned images."""
+
+    def __init__(self):
+        self.dropped = 0
+
+    def queue_depth(self, images):
+        pass
+
+    def batch_size(self, images):
+        pass
+
+    def model_call(self, seconds):
+        pass
+
+    def abandoned(self, images):
+        self.dropped += images
+
+
+def test_an_image_whose_client_has_gone_never_reaches_the_model(gated):
+    """Items queue behind a held call; two clients leave meanwhile. Their items are dropped
+    as they leave the queue (ClientClosed, counted), the others are scored together."""
+    from scoring_app.errors import ClientClosed
+    observer = _Counting()
+    held = gated(max_queue=8, observer=observer)
+    first = held.hold("a")
+    left = {"x": threading.Event(), "y": threading.Event()}
+    results = {}
+
+    def send(item):
+        gone = left[item].is_set if item in left else (lambda: False)
+        try:
+            results[item] = held.batcher.submit_many([item], time.monotonic() + 30, gone)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            results[item] = exc
+    threads = [threading.Thread(target=send, args=(i,)) for i in ("x", "b", "y", "c")]
+    for t in threads:
+        t.start()
+    held.wait_depth(4)
+    for event in left.values():
+        event.set()  # their clients close their connections while the items wait
+    held.release()
+    for t in threads + first:
+        t.join(10)
+    assert isinstance(results["x"], ClientClosed) and isinstance(results["y"], ClientClosed)
+    assert results["b"] == ["scored b"] and results["c"] == ["scored c"]
+    assert held.gate.calls == [["a"], ["b", "c"]]
+    assert observer.dropped == 2
+
+
+def test_a_queue_of_only_abandoned_images_makes_no_model_call(gated):
+    from scoring_app.errors import ClientClosed
+    observer = _Counting()
+    held = gated(max_queue=8, observer=observer)
+    first = held.hold("a")
+    results = {}
+
+    def send(item):
+        try:
+            results[item] = held.batcher.submit_many([item], time.monotonic() + 30, lambda: True)
+        except Exception as exc:  # noqa: BLE001
+            results[item] = exc
+    threads = [threading.Thread(target=send, args=(i,)) for i in ("x", "y")]
+    for t in threads:
+        t.start()
+    held.wait_depth(2)
+    held.release()
+    for t in threads + first:
+        t.join(10)
+    assert all(isinstance(results[i], ClientClosed) for i in ("x", "y"))
+    assert held.gate.calls == [["a"]]
+    # and the loop goes on: the next request is scored
+    assert held.batcher.submit_many(["z"], time.monotonic() + 30, lambda: False) == ["scored z"]
+    assert observer.dropped == 2
+
+
+def test_the_refusal_a_request_would_get_is_known_before_its_images_are(gated):
+    """``refuses``: the 503 that submitting would give now, asked before a body is decoded;
+    it queues nothing."""
+    held = gated(max_queue=2)
+    assert held.batcher.refuses(1) is None
+    first = held.hold("a")
+    held.submit(["b", "c"], queued=2)
+    refusal = held.batcher.refuses(1)
+    assert isinstance(refusal, Unavailable) and "queue full" in refusal.message
+    assert held.batcher.depth == 2
+    held.release()
+    for t in first:
+        t.join(10)
+    assert held.batcher.refuses(1) is None

@@ -19,7 +19,7 @@ def test_the_batchers_observer_is_typed_methods_onto_the_families():
     from scoring_app.batching.batcher import Observer
     observer = metrics.BatcherMetrics()
     wanted = {name for name, _ in inspect.getmembers(Observer, inspect.isfunction) if not name.startswith("_")}
-    assert wanted == {"queue_depth", "batch_size", "model_call"}
+    assert wanted == {"queue_depth", "batch_size", "model_call", "abandoned"}
     assert all(callable(getattr(observer, name)) for name in wanted)
     before = metrics.BATCH_SIZE.collect()[0]
     count = next(s.value for s in before.samples if s.name == "scoring_batch_size_count")

@@ -60,6 +60,7 @@ def _run_init(blob_image, pod, azurite, uri_path: str, work, **extra_env):
     with FakeEntra(azurite.cert, azurite.key, CLIENT_ID, "projected-service-account-token") as entra:
         env = {**{e["name"]: e["value"] for e in init["env"]},
                "SCORING_MODEL_URI": f"{azurite.account_url}/{uri_path}",
+               "SCORING_MODEL_STORAGE_SUFFIX": azurite.endpoint,
                "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_TENANT_ID": TENANT,
                "AZURE_FEDERATED_TOKEN_FILE": TOKEN_PATH, "REQUESTS_CA_BUNDLE": CA_PATH,
                "AZURE_AUTHORITY_HOST": entra.authority, **extra_env}
@@ -111,7 +112,7 @@ def test_a_tampered_model_stops_the_init_container_in_one_line(
     code, log, shared = _run_init(blob_image, pod, azurite, f"tampered/{prefix}", tmp_path)
     assert code == 1
     assert log.strip().splitlines()[-1].startswith(
-        "model fetch failed: saved_model.pb: size 10 in blob storage")
+        "model fetch failed: 'saved_model.pb': size 10 in blob storage")
     assert os.listdir(shared) == []  # nothing for the scoring container to load
 
 

@@ -82,8 +82,14 @@ class Azurite:
         self.log = workdir / "azurite.log"
 
     @property
+    def endpoint(self) -> str:
+        """The storage endpoint the fetch must be told of (SCORING_MODEL_STORAGE_SUFFIX): it
+        sends its token to no other host."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def account_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/{ACCOUNT}"
+        return f"https://{self.endpoint}/{ACCOUNT}"
 
     def start(self, timeout: float = 60) -> "Azurite":
         if not AZURITE.exists():

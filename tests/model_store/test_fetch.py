@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def _fetch(azurite, container, prefix, digest, dest, credential=None, **kw):
     uri = f"{azurite.account_url}/{container.container_name}/{prefix}"
     return fetch_mod.fetch(uri, digest, dest, credential or Token(),
-                           connection_verify=str(azurite.cert), **kw)
+                           connection_verify=str(azurite.cert), storage_suffix=azurite.endpoint, **kw)
 
 
 def _nothing_left(dest):
@@ -80,7 +80,7 @@ def test_tampered_file_is_refused_by_name(azurite, container, published, tmp_pat
     prefix, digest = published
     container.upload_blob(f"{prefix}/saved_model.pb", b"evil graph", overwrite=True)
     _refused(azurite, container, prefix, digest, tmp_path,
-             match=r"saved_model\.pb: size 10 in blob storage")
+             match=r"'saved_model\.pb': size 10 in blob storage")
 
 
 def test_same_size_tamper_is_caught_by_hash(azurite, container, published, encoded_model_dir, tmp_path):
@@ -89,7 +89,7 @@ def test_same_size_tamper_is_caught_by_hash(azurite, container, published, encod
     flipped = bytes([original[0] ^ 1]) + original[1:]
     container.upload_blob(f"{prefix}/saved_model.pb", flipped, overwrite=True)
     _refused(azurite, container, prefix, digest, tmp_path,
-             match=r"saved_model\.pb: sha256 [0-9a-f]{64} does not match")
+             match=r"'saved_model\.pb': sha256 [0-9a-f]{64} does not match")
 
 
 def test_missing_file_is_named(azurite, container, published, tmp_path):
@@ -138,10 +138,11 @@ def test_rejected_token_names_the_permission(azurite, container, published, tmp_
 
 
 def test_a_stale_model_dir_is_replaced(azurite, container, published, encoded_model_dir, tmp_path):
-    """An init container that runs again (pod restart, same emptyDir) starts clean."""
+    """An init container that runs again (pod restart, same emptyDir) starts clean: the model
+    an earlier fetch placed, and a staging directory a killed one left, are removed."""
     prefix, digest = published
     dest = tmp_path / "model"
-    (dest / "variables").mkdir(parents=True)
+    _fetch(azurite, container, prefix, digest, dest)
     (dest / "leftover.bin").write_bytes(b"old")
     dest.with_name(".model.partial").mkdir()
     _fetch(azurite, container, prefix, digest, dest)
@@ -219,21 +220,21 @@ def _cli(env):
 
 @pytest.mark.parametrize("env, message", [
     ({}, "model fetch failed: SCORING_MODEL_URI is not set (the stack sets it on the init container)"),
-    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x/y",
+    ({"SCORING_MODEL_URI": "https://acct.blob.core.windows.net/models/x/y",
       "SCORING_MODEL_DIGEST": "abc", "SCORING_MODEL_DIR": "/tmp/m"},
      "model fetch failed: SCORING_MODEL_DIGEST must be 64 lowercase hex characters (a sha256), got 'abc'"),
-    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x?sv=2024&sig=abc",
+    ({"SCORING_MODEL_URI": "https://acct.blob.core.windows.net/models/x?sv=2024&sig=abc",
       "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
-     "model fetch failed: SCORING_MODEL_URI must not carry a query (no SAS tokens: the pod uses its identity)"),
-    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+     "model fetch failed: SCORING_MODEL_URI must not carry a query or a fragment (no SAS tokens: the pod uses its identity)"),
+    ({"SCORING_MODEL_URI": "https://acct.blob.core.windows.net/models/x",
       "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
       "SCORING_FETCH_CONCURRENCY": "many"},
      "model fetch failed: SCORING_FETCH_CONCURRENCY must be an integer, got 'many'"),
-    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+    ({"SCORING_MODEL_URI": "https://acct.blob.core.windows.net/models/x",
       "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m",
       "SCORING_MODEL_SCAN": "maybe"},
      "model fetch failed: SCORING_MODEL_SCAN must be true or false, got 'maybe'"),
-    ({"SCORING_MODEL_URI": "https://a.blob.core.windows.net/models/x",
+    ({"SCORING_MODEL_URI": "https://acct.blob.core.windows.net/models/x",
       "SCORING_MODEL_DIGEST": "a" * 64, "SCORING_MODEL_DIR": "/tmp/m"},
      "model fetch failed: workload identity is not configured: "),
 ])
@@ -252,7 +253,7 @@ def _workload_env(azurite, entra, token_file, uri, digest, dest):
     test's self-signed certificate (requests reads REQUESTS_CA_BUNDLE)."""
     return {"AZURE_AUTHORITY_HOST": entra.authority, "AZURE_TENANT_ID": TENANT,
             "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
-            "REQUESTS_CA_BUNDLE": str(azurite.cert),
+            "REQUESTS_CA_BUNDLE": str(azurite.cert), "SCORING_MODEL_STORAGE_SUFFIX": azurite.endpoint,
             "SCORING_MODEL_URI": uri, "SCORING_MODEL_DIGEST": digest, "SCORING_MODEL_DIR": str(dest)}
 
 

@@ -62,15 +62,125 @@ def test_a_manifest_naming_paths_outside_the_model_is_refused(path):
 @pytest.mark.parametrize("doc, message", [
     ({"format": "other", "files": []}, "is not a scoring-model-manifest/1 document"),
     ({"format": mf.FORMAT, "files": []}, "lists no files"),
-    ({"format": mf.FORMAT, "files": [{"path": "a", "size": -1, "sha256": "a" * 64}]}, "a has no valid size"),
-    ({"format": mf.FORMAT, "files": [{"path": "a", "size": True, "sha256": "a" * 64}]}, "a has no valid size"),
-    ({"format": mf.FORMAT, "files": [{"path": "a", "size": 1, "sha256": "A" * 64}]}, "a sha256 must be"),
-    ({"format": mf.FORMAT, "files": [{"path": "a", "size": 1, "sha256": "a" * 64}] * 2}, "a is listed twice"),
+    ({"format": mf.FORMAT, "files": [{"path": "a", "size": -1, "sha256": "a" * 64}]}, "'a' has no valid size"),
+    ({"format": mf.FORMAT, "files": [{"path": "a", "size": True, "sha256": "a" * 64}]}, "'a' has no valid size"),
+    ({"format": mf.FORMAT, "files": [{"path": "a", "size": 1, "sha256": "A" * 64}]}, "'a' sha256 must be"),
+    ({"format": mf.FORMAT, "files": [{"path": "a", "size": 1, "sha256": "a" * 64}] * 2}, "'a' is listed twice"),
 ])
 def test_malformed_manifests_are_named(doc, message):
     data = json.dumps(doc).encode()
     with pytest.raises(mf.ManifestError, match=message):
         mf.decode(data, mf.digest(data))
+
+
+def _signed(doc) -> bytes:
+    """A manifest whose digest matches: what a hostile publisher of a modelUri can hand out."""
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _one_line(exc_info) -> str:
+    line = str(exc_info.value)
+    assert "\n" not in line and "\r" not in line and "\x85" not in line and "\u2028" not in line
+    return line
+
+
+@pytest.mark.parametrize("path, message", [
+    ("a\nmodel fetch: verified 3 files", "holds a control character"),
+    ("a\rb", "holds a control character"),
+    ("a\x1bb", "holds a control character"),
+    ("a\x7fb", "holds a control character"),
+    ("a\x85b", "holds a control character"),  # C1's NEL: a line break to some log readers
+    ("a\u2028b", "holds a control character"),
+    ("\ud800", "is not valid UTF-8"),
+    ("x" * 256, "has a component longer than 255 bytes"),
+    ("é" * 128, "has a component longer than 255 bytes"),  # 256 bytes in 128 characters
+    ("/".join(["d" * 200] * 6), "is longer than 1024 bytes"),
+])
+def test_names_a_file_system_or_a_log_cannot_hold_are_refused_in_one_line(path, message):
+    data = _signed({"format": mf.FORMAT, "files": [{"path": path, "size": 1, "sha256": "a" * 64}]})
+    with pytest.raises(mf.ManifestError, match=message) as caught:
+        mf.decode(data, mf.digest(data))
+    assert repr(path)[:50] in _one_line(caught)  # the name is quoted, escapes and all
+
+
+def test_a_file_that_is_also_a_directory_is_refused():
+    files = [{"path": p, "size": 1, "sha256": "a" * 64} for p in ("a", "a/b/c")]
+    data = _signed({"format": mf.FORMAT, "files": files})
+    with pytest.raises(mf.ManifestError, match=r"'a' is listed as a file and is the directory of 'a/b/c'"):
+        mf.decode(data, mf.digest(data))
+
+
+def test_deeply_nested_json_is_one_line():
+    data = b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(mf.ManifestError, match="nested too deeply") as caught:
+        mf.decode(data, mf.digest(data))
+    _one_line(caught)
+
+
+def test_a_huge_number_is_one_line():
+    data = b'{"format":"' + mf.FORMAT.encode() + b'","files":[{"path":"a","size":' + b"9" * 5000 + b'}]}'
+    with pytest.raises(mf.ManifestError, match="is not JSON") as caught:
+        mf.decode(data, mf.digest(data))
+    _one_line(caught)
+
+
+def test_too_many_entries_are_refused_naming_the_bound():
+    files = [{"path": f"f{i}", "size": 0, "sha256": "a" * 64} for i in range(mf.MAX_ENTRIES + 1)]
+    data = _signed({"format": mf.FORMAT, "files": files})
+    with pytest.raises(mf.ManifestError, match=f"lists {mf.MAX_ENTRIES + 1} files, over the bound "
+                                                f"of {mf.MAX_ENTRIES}"):
+        mf.decode(data, mf.digest(data))
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_hashed_or_parsed():
+    data = b" " * (mf.MAX_MANIFEST_BYTES + 1)
+    with pytest.raises(mf.ManifestError, match=f"over {mf.MAX_MANIFEST_BYTES} bytes"):
+        mf.decode(data, mf.digest(data))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("bad\nname", "holds a control character"),
+    ("/".join(["d" * 200] * 6), "is longer than 1024 bytes"),
+])
+def test_the_publisher_refuses_what_the_fetch_refuses(tmp_path, name, message):
+    """One rule set: a model the fetch would refuse never publishes (exit 0, then every pod
+    failing), and the refusal is one line."""
+    m = _model(tmp_path / "m")
+    (m / name).parent.mkdir(parents=True, exist_ok=True)
+    (m / name).write_bytes(b"x")
+    with pytest.raises(mf.ManifestError, match=message) as caught:
+        mf.build(m)
+    assert "the fetch refuses it" in _one_line(caught)
+
+
+def test_the_publisher_refuses_a_name_that_is_not_utf8(tmp_path):
+    m = _model(tmp_path / "m")
+    (m / "variables").joinpath(os.fsdecode(b"\xff.bin")).write_bytes(b"x")
+    with pytest.raises(mf.ManifestError, match="is not valid UTF-8"):
+        mf.build(m)
+
+
+def test_the_publisher_refuses_too_many_files_and_an_oversized_manifest(tmp_path, monkeypatch):
+    m = _model(tmp_path / "m")
+    monkeypatch.setattr(mf, "MAX_ENTRIES", 2)
+    with pytest.raises(mf.ManifestError, match="holds more than 2 files"):
+        mf.build(m)
+    monkeypatch.setattr(mf, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(mf, "MAX_MANIFEST_BYTES", 100)
+    with pytest.raises(mf.ManifestError, match=r"manifest.json would be \d+ bytes, over the fetch's "
+                                               r"bound of 100"):
+        mf.encode(mf.build(m))
+
+
+def test_the_publisher_command_refuses_in_one_line_with_exit_1(tmp_path, capsys):
+    from scoring_tools import publish_model
+    m = _model(tmp_path / "m")
+    (m / "a\rb").write_bytes(b"x")
+    code = publish_model.main([str(m), "--account-url", "https://a.blob.core.windows.net",
+                               "--name", "demo"])
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("publish failed: ") and "holds a control character" in line
 
 
 def test_digest_is_checked_before_parsing():

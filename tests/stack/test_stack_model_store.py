@@ -375,6 +375,16 @@ BAD_PER_DEPLOYMENT = [
      r"containers/published"),
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelUri": "http://theirmodels.blob.core.windows.net/published/x"}}},
      "deployments.green.modelUri", r"must be https://"),
+    # the fetch's own URI rules: dot segments (a client resolves them into another container
+    # than the one granted), a fragment, a user part, a trailing newline
+    *[({"deployments": {"blue": {}, "green": {**GREEN, "modelUri": uri}}},
+       "deployments.green.modelUri", r"none of them '\.' or '\.\.'")
+      for uri in ("https://theirmodels.blob.core.windows.net/published/../other/x",
+                  "https://theirmodels.blob.core.windows.net/published/resnet50/./x",
+                  "https://theirmodels.blob.core.windows.net/published/resnet50/..",
+                  "https://theirmodels.blob.core.windows.net/published/x#fragment",
+                  "https://theirmodels.blob.core.windows.net/published/x%2F..%2Fother",
+                  GREEN["modelUri"] + "\n")],
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelSizeLimit": "big"}}},
      "deployments.green.modelSizeLimit", r"not a Kubernetes quantity"),
     ({"deployments": {"blue": {}, "green": {**GREEN, "modelPublicKey": "ssh-ed25519 AAAA"}}},
@@ -432,6 +442,16 @@ def test_a_sas_in_a_model_uri_is_refused_and_never_repeated(dev_values):
         assert err.value.key == key
         assert "no SAS" in str(err.value) and "<query not shown>" in str(err.value)
         assert "sig=" not in str(err.value) and "c2VjcmV0" not in str(err.value)
+
+
+def test_a_user_part_in_a_model_uri_is_refused_and_never_repeated(dev_values):
+    from infra.config import ConfigError
+    uri = GREEN["modelUri"].replace("https://", "https://reader:hunter2@")
+    with pytest.raises(ConfigError) as err:
+        load({**dev_values, "modelUri": uri, "modelDigest": GREEN["modelDigest"],
+              "modelUriScope": GREEN["modelUriScope"]})
+    assert err.value.key == "modelUri" and "no user part" in str(err.value)
+    assert "hunter2" not in str(err.value) and "reader" not in str(err.value)
 
 
 def test_the_stack_keys_are_the_default_each_deployment_inherits(dev_values, model_dir):
