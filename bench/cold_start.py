@@ -9,7 +9,7 @@ as the container starts it (scoring_tools.local), polled until `/readyz` answers
 `scoring_model_load_seconds` and `scoring_model_warmup_seconds` split what came after the
 fetch, the rest is process start (Python, TensorFlow import). Azurite and the server share
 this machine's CPUs, so the MB/s is a floor for what one process can verify and write here,
-not a figure for Azure's network (README, Models as data, says what it means there).
+not a figure for Azure's network (docs/models-as-data.md says what it means there).
 
 `--scan` adds what SCORING_MODEL_SCAN=1 adds to the init container: the modelscan pass
 (scoring_app/model_store/scan.py) over the fetched model, in a fresh process as in the pod, so

@@ -75,7 +75,7 @@ CAPTURE_BUFFER = Gauge("scoring_capture_buffer_bytes",
 FAMILIES = (REQUESTS, LATENCY, QUEUE_DEPTH, BATCH_SIZE, MODEL_CALL, MODEL_LOAD, WARMUP,
             FETCH_SECONDS, FETCH_BYTES, ABANDONED, READY, PRECISION, TOP1_AGREEMENT, MAX_DEVIATION,
             CAPTURED, CAPTURE_DROPPED, CAPTURE_UPLOAD_FAILURES, CAPTURE_UPLOAD, CAPTURE_BUFFER)
-#: Each family's name and help text (the README lists them), from the
+#: Each family's name and help text (docs/service.md lists them), from the
 #: collectors' public ``describe()``.
 DOCS = {family.name: family.documentation for metric in FAMILIES for family in metric.describe()}
 

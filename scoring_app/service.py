@@ -25,7 +25,7 @@ from .settings import AUTO, Config
 
 log = logging.getLogger(__name__)
 
-#: SCORING_MODEL_CALLS=auto, by the device the model runs on (README, Performance:
+#: SCORING_MODEL_CALLS=auto, by the device the model runs on (docs/performance.md:
 #: on a CPU a second call overlaps the first's one-core stretches; on a GPU it is
 #: unmeasured). A model that does not say (a stand-in) gets one.
 AUTO_MODEL_CALLS = {"cpu": 2, "gpu": 1}

@@ -22,7 +22,7 @@ from several threads at once is unchecked). Then further calls go out, each on a
 native thread of its own, but only while a full target batch waits behind
 the calls already out: fewer requests in flight never split into smaller
 batches. On a CPU the stretches of a call that keep one core busy (a batch's
-image decodes in the graph) then overlap the next call (README, Performance).
+image decodes in the graph) then overlap the next call (docs/performance.md).
 
 Requests and the loop are threads, or greenlets under gunicorn's gevent worker
 (``threading`` is patched there); either way warm-up and every batched model
@@ -230,7 +230,7 @@ class Batcher:
         through the queue: with several clients, the rest of them are on their
         way, and are read while the model thread works instead of after a call
         that holds the loop (letting any lone request go alone cost a tiny
-        model's 8 clients throughput: README, Performance)."""
+        model's 8 clients throughput: docs/performance.md)."""
         one_s = self.policy.call_s.get(self.policy.sizes[0], 0.0)
         return (not self._queue and not self._out and not self._looking
                 and self.ready.is_set() and self.policy.last == 1 and 0 < one_s <= SOLO_MAX_S)

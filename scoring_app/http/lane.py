@@ -3,7 +3,7 @@
 The 2019 clients' one call is the service's busiest route, and Flask's
 per-request machinery (request and app contexts, URL matching, signals,
 hooks, the Response object) is a sizeable share of a small model's request
-(README, Performance). So ``POST /score`` has one handler,
+(docs/performance.md). So ``POST /score`` has one handler,
 ``protocols.score.handle``, with no Flask in it, and Flask serves every other
 route (``GET /score``'s 405 included).
 

@@ -66,7 +66,7 @@ READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 #: Written next to the model after a fetch; the server reports it as metrics.
 STATS_NAME = "fetch-stats.json"
-#: The OpenSSF model-signing signature, at the model's root (README, "Models as data").
+#: The OpenSSF model-signing signature, at the model's root (docs/models-as-data.md).
 SIGNATURE_NAME = "model.sig"
 #: The token the downloads need: Azure Storage's data plane (what the SDK's bearer policy asks).
 STORAGE_SCOPE = "https://storage.azure.com/.default"
