@@ -1,6 +1,6 @@
 """monitoring/plot_local_run.py on a few scrapes made here (no server, no
 load): parsing, Prometheus-style rates and quantiles, the samples file, the
-PNG; and the committed run's samples are what the README says they are."""
+PNG; and the committed run's samples are what docs/edge-operations.md says they are."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_samples_round_trip_and_the_plot_is_a_small_png(tmp_path):
 
 
 def test_the_committed_run_is_a_real_minute_under_mixed_load():
-    """docs/metrics-local-run.{csv,png}, which the README shows."""
+    """docs/metrics-local-run.{csv,png}, which docs/edge-operations.md shows."""
     samples = plr.read_samples(ROOT / "docs" / "metrics-local-run.csv")
     assert len(samples) >= 55 and samples[-1][0] >= 59
     last = samples[-1][1]
