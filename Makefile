@@ -80,6 +80,7 @@ serve: $(VENV)/.installed
 	$(VENV)/bin/python -m scoring_tools.quickstart --port $(PORT)
 
 test: setup
+	$(VENV)/bin/ruff check .
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov PROMETHEUS=$(PROMETHEUS) $(VENV)/bin/python -m pytest
 
 bench: $(VENV)/.installed

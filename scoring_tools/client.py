@@ -26,7 +26,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import io
-import json
 import math
 import sys
 import time

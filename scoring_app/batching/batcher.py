@@ -75,6 +75,9 @@ class _Unobserved:
         pass
 
 
+_UNOBSERVED = _Unobserved()  # stateless, so one is shared as the default
+
+
 
 class _Call:
     """A model call of ``n`` items that is out since ``started``
@@ -104,7 +107,7 @@ class Batcher:
 
     def __init__(self, predict: Callable[[list[Any]], Any], max_batch: int,
                  batch_timeout_s: float, max_queue: int,
-                 observer: Observer = _Unobserved(),
+                 observer: Observer = _UNOBSERVED,
                  warm_up: Callable[[], dict[int, float] | None] = lambda: None,
                  sizes: list[int] | None = None, max_calls: int = 1,
                  max_queue_wait_s: float = 0.0):

@@ -52,7 +52,7 @@ def test_a_size_that_one_slow_call_pushed_aside_is_tried_again():
     stalled = 0.015
     policy.observe(8, stalled)  # one batch of 8 stalled (a busy moment)
     assert policy.target == 4   # 8 now looks slow: batches of 4 only, 8 never re-timed
-    for calls in range(1, 200):
+    for calls in range(1, 200):  # noqa: B007 - read after the loop: how many it took
         policy.observe(4, SHORT[4])
         if policy.target == 8:
             break

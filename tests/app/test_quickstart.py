@@ -86,7 +86,7 @@ def test_quickstart_prints_a_working_curl_line_and_keeps_the_key_private(quick):
     key = key_file.read_text().strip()
     output = _output_with_curl_line(srv)
     assert output.count(key) == 1  # only in the curl line
-    line = next(l for l in output.splitlines() if l.startswith("curl "))
+    line = next(x for x in output.splitlines() if x.startswith("curl "))
     words = shlex.split(line)
     assert words[-1] == f"{srv.url}/score"
     # printed once the server answers, and it works from any folder

@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.app import media
@@ -143,7 +142,7 @@ def test_startup_imports_resolve_inside_the_image(baked_image, pod, scoring, key
 
 
 def test_no_laptop_tools_samples_or_tests(baked_image, pod, scoring):
-    files = json.loads(in_image(baked_image, f"""
+    files = json.loads(in_image(baked_image, """
         import json, os
         print(json.dumps([os.path.relpath(os.path.join(d, f), "/app")
                           for d, _, fs in os.walk("/app") for f in fs]))

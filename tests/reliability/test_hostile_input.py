@@ -21,7 +21,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from tests.app import media
 from tests.app.openapi_check import SpecClient

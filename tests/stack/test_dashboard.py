@@ -66,7 +66,7 @@ def test_the_parser_finds_every_selector_and_rejects_bad_promql():
     expr = ('histogram_quantile(0.99, sum by (le) (rate(a_bucket[$__rate_interval]))) '
             '/ on() group_left -max_over_time(b[5m:1m]) + (topk(3, c))')
     assert selected_metrics(expr) == {"a_bucket", "b", "c"}
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         selected_metrics("sum(rate(a[5m])")
 
 

@@ -441,7 +441,7 @@ def test_prod_serves_https_with_a_pinned_cert_manager_and_lets_encrypt(runs):
         "namespace": "scoring", "sectionName": "http"}]
     assert solver["http01"]["gatewayHTTPRoute"]["podTemplate"]["spec"]["tolerations"] == [SYSTEM]
     cert = prod.inputs("kubernetes:cert-manager.io/v1:Certificate")["spec"]
-    listeners = {l["name"]: l for l in prod.inputs(f"{GW}:Gateway")["spec"]["listeners"]}
+    listeners = {x["name"]: x for x in prod.inputs(f"{GW}:Gateway")["spec"]["listeners"]}
     assert set(listeners) == {"http", "https"}
     https = listeners["https"]
     assert (https["port"], https["protocol"]) == (443, "HTTPS")
