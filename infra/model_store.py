@@ -34,7 +34,6 @@ import sys
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_random as random
 from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
@@ -43,6 +42,7 @@ from infra.capture import CaptureConfig
 from infra.config import REPO_ROOT, ExternalModel
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
 from infra.identity import workload_identity
+from infra.names import globally_unique
 from infra.scheduling import locked_down_container
 from scoring_app.model_store import manifest as mf
 
@@ -283,13 +283,9 @@ class ModelStore(pulumi.ComponentResource):
 
     def _account(self, name, args: ModelStoreArgs, child) -> storage.StorageAccount:
         """The stack's own account (Entra ID only) and its blob service's soft delete."""
-        # Account names are global, 3-24 lowercase alphanumerics: project+stack + a stable suffix.
-        stem = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:16]
-        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
-                                     opts=child)
         account = storage.StorageAccount(
             f"{name}-account",
-            account_name=pulumi.Output.concat(stem, suffix.result),
+            account_name=globally_unique(name, 16, child),  # 3-24 lowercase alphanumerics
             resource_group_name=args.resource_group_name, location=args.location,
             kind="StorageV2", sku={"name": "Standard_LRS"}, access_tier="Hot",
             allow_shared_key_access=False,  # Entra ID only: no key can read a model

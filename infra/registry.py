@@ -20,18 +20,17 @@ needs AcrPush, which the component grants the deployer.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker_build as docker_build
-import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry
 from pulumi_command import local
 
 from infra import pins
 from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
+from infra.names import globally_unique
 from infra.roles import ACR_PULL, ACR_PUSH, grant
 
 APP_DIR = REPO_ROOT / "scoring_app"
@@ -66,13 +65,9 @@ class RegistryImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         deployer = authorization.get_client_config_output()
 
-        # Registry names are global, 5-50 alphanumerics: project+stack plus a stable random suffix.
-        prefix = re.sub(r"[^a-z0-9]", "", f"{pulumi.get_project()}{pulumi.get_stack()}".lower())[:40]
-        suffix = random.RandomString(f"{name}-suffix", length=8, special=False, upper=False,
-                                     opts=child)
         registry = containerregistry.Registry(
             f"{name}-acr",
-            registry_name=pulumi.Output.concat(prefix, suffix.result),
+            registry_name=globally_unique(name, 40, child),  # 5-50 alphanumerics
             resource_group_name=args.resource_group_name,
             location=args.location,
             sku={"name": args.image.registry_sku},
