@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE :=
 
 # The container tests (tests/container) build the image and run it: Debian's docker.io
 # runs it, buildah builds it (named build contexts, as buildx), debootstrap makes the
-# local CPU base (container/base_image.py), socat reaches the container's ports.
+# local CPU base (tests/container/base_image.py), socat reaches the container's ports.
 CONTAINER_TOOLS := dockerd buildah debootstrap socat
 CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 
