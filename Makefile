@@ -5,6 +5,7 @@ PYTHON ?= python3
 PORT ?= 5001
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+AZURITE_DIR := tests/azurite
 UV_VERSION := 0.13.8
 # A real Prometheus for tests/monitoring/test_compare_prometheus.py: Debian's package,
 # unpacked into the checkout (dpkg -x) rather than installed, so its maintainer scripts
@@ -18,14 +19,14 @@ export PYTHONDONTWRITEBYTECODE :=
 
 # The container tests (tests/container) build the image and run it: Debian's docker.io
 # runs it, buildah builds it (named build contexts, as buildx), debootstrap makes the
-# local CPU base (container/base_image.py), socat reaches the container's ports.
+# local CPU base (tests/container/base_image.py), socat reaches the container's ports.
 CONTAINER_TOOLS := dockerd buildah debootstrap socat
 CONTAINER_PACKAGES := docker.io buildah debootstrap socat
 
 .PHONY: setup rig-check container-tools serve test bench triton-venv kserve-venv clean
 # `make bench ARGS="--quick"` passes options to the benchmark (python -m bench --help).
 
-setup: rig-check $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools node_modules/.installed $(PROMETHEUS)
+setup: rig-check $(VENV)/.installed $(CHECKOV_VENV)/.installed container-tools $(AZURITE_DIR)/node_modules/.installed $(PROMETHEUS)
 
 # What the test rig needs from the machine (README, "Testing"), checked before anything
 # long starts; each miss is one line. `make serve` and the deploy path need none of it.
@@ -39,9 +40,10 @@ rig-check:
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then echo "make test: missing$$missing; as root: apt-get install $(CONTAINER_PACKAGES)" >&2; exit 1; fi
 
 # Azurite, the Azure Storage emulator the model-fetch tests run (tests/model_store), at the
-# version package-lock.json pins, from the npm registry.
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+# version $(AZURITE_DIR)/package-lock.json pins, from the npm registry. A test tool only, so
+# its npm project lives under tests/ and installs into $(AZURITE_DIR)/node_modules.
+$(AZURITE_DIR)/node_modules/.installed: $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
+	cd $(AZURITE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Installed from Debian's archive when one is missing (needs root; the tests start dockerd).
@@ -96,4 +98,4 @@ kserve-venv: $(VENV)/.installed
 	bash bench/kserve-venv.sh
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .demo .pytest_cache .prometheus
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AZURITE_DIR)/node_modules .demo .pytest_cache .prometheus

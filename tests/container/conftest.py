@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.app.conftest import SecretDir
-from tests.container import runtime
+from tests.container import base_image, runtime
 from tests.stack.stack_harness import run_programs
-
-sys.path.insert(0, str(runtime.REPO))
-from container import base_image  # noqa: E402  (the repo's script, imported as a module)
 
 KEYS = {"primary": "container-primary-1", "secondary": "container-secondary-1"}
 #: The images the tests build, removed from both stores when the session ends; the base

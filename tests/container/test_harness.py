@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from tests.container import runtime
-from tests.container.conftest import base_image
+from tests.container import base_image, runtime
 
 
 def test_the_deployments_security_context_becomes_docker_flags(pod, scoring):

@@ -1,6 +1,7 @@
-"""Azurite, the Azure Storage emulator (package.json pins it; `make setup` installs it),
-on 127.0.0.1 over HTTPS with a self-signed certificate and `--oauth basic`, so the
-fetch takes the bearer-token path it takes in production.
+"""Azurite, the Azure Storage emulator (tests/azurite/package.json pins it; `make setup`
+installs it into tests/azurite/node_modules), on 127.0.0.1 over HTTPS with a self-signed
+certificate and `--oauth basic`, so the fetch takes the bearer-token path it takes in
+production.
 
 Azurite's basic OAuth level checks a token's expiry, issuer prefix and audience, not its
 signature or any permission (node_modules/azurite/README.md, "OAuth Configuration";
@@ -24,7 +25,7 @@ from azure.core.credentials import AccessToken
 
 from scoring_tools.local import ROOT, free_port
 
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE = ROOT / "tests" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT = "devstoreaccount1"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
@@ -93,7 +94,7 @@ class Azurite:
 
     def start(self, timeout: float = 60) -> "Azurite":
         if not AZURITE.exists():
-            raise RuntimeError(f"{AZURITE} missing: run `npm ci` (make setup does)")
+            raise RuntimeError(f"{AZURITE} missing: run `make setup` (npm ci in tests/azurite)")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),

@@ -1,21 +1,18 @@
-"""monitoring/plot_local_run.py on a few scrapes made here (no server, no
+"""scoring_tools/plot_local_run.py on a few scrapes made here (no server, no
 load): parsing, Prometheus-style rates and quantiles, the samples file, the
 PNG; and the committed run's samples are what docs/edge-operations.md says they are."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from scoring_tools import plot_local_run as plr
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "monitoring" / "plot_local_run.py"
-_spec = importlib.util.spec_from_file_location("plot_local_run", SCRIPT)
-plr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plr)
 
 
 class FakeService:

@@ -80,3 +80,10 @@ def test_every_local_python_module_runs_in_that_venv(deploy_run, deploy_python, 
         assert refused.returncode == 1, refused.stderr
         assert "changed since the plan" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_the_preflight_check_runs_in_that_venv(deploy_python):
+    # The README runs it with the venv `pulumi install` makes, before the first `up`.
+    shown = subprocess.run([str(deploy_python), "-m", "scoring_tools.preflight", "--help"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "usage:" in shown.stdout, shown.stderr

@@ -1,4 +1,4 @@
-"""scripts/preflight.py against stand-in `az`, `docker`, `kubectl` that answer from a JSON world.
+"""scoring_tools/preflight.py against stand-in `az`, `docker`, `kubectl` that answer from a JSON world.
 
 The stand-ins answer what the real CLIs print for these queries (`-o json`), so the
 script's reading of them (registration states, SKU zones and restrictions, usage
@@ -14,7 +14,6 @@ import pytest
 
 from stack_harness import REPO
 
-SCRIPT = REPO / "scripts" / "preflight.py"
 FAKE_AZ = r'''#!PYTHON
 import json, os, sys
 world = json.load(open(os.environ["WORLD"]))
@@ -82,9 +81,9 @@ def preflight(tmp_path):
             path.chmod(path.stat().st_mode | stat.S_IXUSR)
         (tmp_path / "world.json").write_text(json.dumps(world))
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "--stack", stack], capture_output=True, text=True,
-            timeout=120, env={**os.environ, "WORLD": str(tmp_path / "world.json"),
-                              "PATH": f"{bin_dir}:/usr/bin:/bin"})
+            [sys.executable, "-m", "scoring_tools.preflight", "--stack", stack], cwd=REPO,
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "WORLD": str(tmp_path / "world.json"), "PATH": f"{bin_dir}:/usr/bin:/bin"})
         return proc.returncode, proc.stdout + proc.stderr
     return run
 

@@ -1,12 +1,10 @@
-"""docs/scaling_sim.py: the worked example in docs/scaling.md follows the stack's scaling rules."""
+"""scoring_tools/scaling_sim.py: the worked example in docs/scaling.md follows the stack's scaling rules."""
 import sys
 
 import pytest
 
+from scoring_tools import scaling_sim as sim
 from stack_harness import REPO, stack_file_config
-
-sys.path.insert(0, str(REPO / "docs"))
-import scaling_sim as sim  # noqa: E402
 
 S = sim.Scaling(capacity=400, target=280, min_pods=3, max_pods=6)
 

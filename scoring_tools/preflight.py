@@ -1,6 +1,6 @@
 """Check, with the Azure CLI, what stops a first `pulumi up` outside the code.
 
-    .venv/bin/python scripts/preflight.py --stack dev        # reads Pulumi.yaml + stacks/
+    .venv/bin/python -m scoring_tools.preflight --stack dev  # reads Pulumi.yaml + stacks/
 
 Checks, each reported as ok / WARN / FAIL with the command that fixes it:
 - tools on PATH: az, pulumi, docker (with buildx), kubectl (1.31 or later, for

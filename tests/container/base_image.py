@@ -13,8 +13,8 @@ The tag is a content hash of what goes into the base (this file, the TF pin,
 the suite), so an unchanged base is never rebuilt: `ensure()` returns at once
 when the engine already holds the tag.
 
-    python3 container/base_image.py          # build if missing, print the tag
-    python3 container/base_image.py --tag    # only print the tag
+    python3 tests/container/base_image.py          # build if missing, print the tag
+    python3 tests/container/base_image.py --tag    # only print the tag
 Needs root (debootstrap, chroot), debootstrap, and a running Docker engine.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
 REPOSITORY = "aks-gpu-scoring/base-cpu"
 VENV = "/opt/venv"

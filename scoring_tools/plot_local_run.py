@@ -11,10 +11,10 @@ batch size, queue depth, 4xx/5xx per second. Rates and quantiles are computed
 from the counters and histogram buckets the way Prometheus's ``rate`` and
 ``histogram_quantile`` do.
 
-    python monitoring/plot_local_run.py                 # demo server, 60 s
-    python monitoring/plot_local_run.py --url http://127.0.0.1:5001 \\
+    python -m scoring_tools.plot_local_run              # demo server, 60 s
+    python -m scoring_tools.plot_local_run --url http://127.0.0.1:5001 \\
         --metrics-url http://127.0.0.1:9090/metrics --key "$(cat .demo/keys/primary)"
-    python monitoring/plot_local_run.py --replot docs/metrics-local-run.csv
+    python -m scoring_tools.plot_local_run --replot docs/metrics-local-run.csv
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a request rate turns into scoring pods and GPU nodes under this stack's KEDA rules.
 
-    python docs/scaling_sim.py [--capacity 400] [--target 280] [--min 3] [--max 6]
+    python -m scoring_tools.scaling_sim [--capacity 400] [--target 280] [--min 3] [--max 6]
 
 Two views, both from the same rules as infra/autoscaling.py:
 - steady state: for each request rate, the pods KEDA asks for, the GPU nodes
