@@ -35,9 +35,10 @@ def cached_dir(name: str, cache_dir: Path) -> Path:
 
 
 def full_decode_dir(name: str, cache_dir: Path) -> Path:
-    """Where the full-decode twin of model ``name`` lives (written by ``ensure``)."""
+    """Where the full-decode twin of model ``name`` lives (written by ``ensure``): a folder
+    of its own, so that ``cache_dir`` holds the served models alone."""
     prepared = cached_dir(name, cache_dir)
-    return prepared.with_name(prepared.name + "-full-decode")
+    return cache_dir / "full-decode" / prepared.name
 
 
 def ensure(name: str, cache_dir: Path) -> Path:
