@@ -3,7 +3,8 @@
 Both are what ``python -m scoring_tools.prepare_model resnet50`` writes, from its own code
 (``write_savedmodel``): a 1-D ``tf.string`` tensor of encoded images, decoded, resized to 224x224
 and caffe-preprocessed inside the graph, and ``[N, K]`` probabilities from a ``serving_default``
-signature, so the numbers describe what users deploy. Weights are random: speed does not depend
+signature, so the numbers describe what users deploy. Weights are random (seeded: each build the
+same, so a test comparing the twin's scores repeats itself): speed does not depend
 on them.
 
 - ``resnet50``: ``tf.keras.applications.ResNet50(weights=None)``, the compute-bound case.
@@ -59,6 +60,7 @@ def _build_network(name: str):
     """The Keras network behind the front end: image batch [N,224,224,3] -> scores [N,K]."""
     import tensorflow as tf
 
+    tf.keras.utils.set_random_seed(0)  # the same weights each build: a test's scores are repeatable
     if name == "resnet50":
         return tf.keras.applications.ResNet50(weights=None)
     inputs = tf.keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
