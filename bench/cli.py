@@ -8,7 +8,8 @@ then the limit measured again, as long, at the sweep's best two batch sizes, kee
 (at batch 1 for concurrency 1, where the target is latency). Only one of them works at a time (an idle one
 costs nothing), and the turns give all of them the same machine: on a shared 2-core VM whose
 speed drifts by a fifth over minutes, measuring one after the other would put that drift into
-the ratios.
+the ratios. Where the request's JPEG is decoded at a DCT scale (a photo at least twice the
+input on both sides), the full-decode twin's limit (bench/limit.py) takes a turn beside it.
 """
 import argparse
 import contextlib
