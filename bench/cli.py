@@ -8,7 +8,8 @@ then the limit measured again, as long, at the sweep's best two batch sizes, kee
 (at batch 1 for concurrency 1, where the target is latency). Only one of them works at a time (an idle one
 costs nothing), and the turns give all of them the same machine: on a shared 2-core VM whose
 speed drifts by a fifth over minutes, measuring one after the other would put that drift into
-the ratios.
+the ratios. Where the request's JPEG is decoded at a DCT scale (a photo at least twice the
+input on both sides), the full-decode twin's limit (bench/limit.py) takes a turn beside it.
 """
 import argparse
 import contextlib
@@ -184,19 +185,24 @@ def _limit_at(batch: int, turns: list[dict]) -> dict:
 
 
 def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, client: str, key_file: Path,
-             image_file: Path) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Every server at every concurrency, and the limit, taking turns: A, B, limit, A, B, limit, ..."""
+             image_file: Path) -> tuple[dict[str, list[dict]], list[dict], list[dict]]:
+    """Every server at every concurrency, and the limit, taking turns: A, B, limit, A, B, limit, ...
+    Where the request decodes at a DCT scale, the full-decode twin's limit takes its turn
+    right after the limit's (the third list; empty otherwise)."""
     seconds = max(1, round(args.duration / args.rounds))
-    points, limit_points = {name: [] for name in running}, []
+    full_sweep = probe.full_decode["limit"]
+    points, limit_points, full_points = {name: [] for name in running}, [], []
     for concurrency in args.concurrency:
         batches = limit_candidates(probe.limit, concurrency)
-        turns, limit_turns = {name: [] for name in running}, []
+        full_batches = limit_candidates(full_sweep, concurrency) if full_sweep else []
+        turns, limit_turns, full_turns = {name: [] for name in running}, [], []
         for _ in range(args.rounds):
             for name, server in running.items():
                 turns[name].append(_run_once(server, running, args, client, key_file, image_file,
                                              concurrency, seconds))
             _settle(running)
             limit_turns.extend(probe.measure(batch, seconds) for batch in batches)
+            full_turns.extend(probe.measure(batch, seconds, full_decode=True) for batch in full_batches)
         for name in running:
             point = combine(turns[name], concurrency)
             _progress(f"  {name} c={concurrency}: {point['rps']:.1f} req/s, p99 {point['p99_ms']} ms, "
@@ -205,7 +211,11 @@ def _measure(running: dict[str, servers.Server], probe: limit.Probe, args, clien
         limit_points.append(combine_limit(limit_turns, concurrency))
         _progress(f"  limit in turns: {limit_points[-1]['window_images_per_s']:.1f} images/s at batch "
                   f"{limit_points[-1]['batch']} (of {', '.join(map(str, batches))})")
-    return points, limit_points
+        if full_turns:
+            full_points.append(combine_limit(full_turns, concurrency))
+            _progress(f"  full-decode limit in turns: {full_points[-1]['window_images_per_s']:.1f} images/s "
+                      f"at batch {full_points[-1]['batch']} (of {', '.join(map(str, full_batches))})")
+    return points, limit_points, full_points
 
 
 def precision_metrics(url: str) -> dict:
@@ -254,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     image_file = args.out / "request.jpg"
     image_file.write_bytes(images.make_jpeg(*args.image_size))
     results = {
+        # the 1-minute load average around the run: on a shared machine, what it ran beside
         "meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+                 "loadavg": {"before": os.getloadavg()[0]},
                  "machine": platform.platform(), "client": client, "command": ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)],
                  "image": {"width": args.image_size[0], "height": args.image_size[1],
                            "bytes": image_file.stat().st_size},
@@ -278,14 +290,17 @@ def main(argv: list[str] | None = None) -> int:
                     args.out / "logs" / f"{name}-limit.log"))
                 model_dir = probe.model_dir
                 model_results = results["models"][name] = {"model_dir": str(model_dir), "limit": probe.limit,
-                                                            "servers": {}}
+                                                            "full_decode": probe.full_decode, "servers": {}}
                 running = _start_servers(stack, args, name, model_dir, Path(keys), image_file)
                 model_results["precision"] = {server_name: precision_metrics(server.metrics_url)
                                               for server_name, server in running.items() if server.metrics_url}
-                model_results["servers"], model_results["limit_in_turns"] = _measure(
+                (model_results["servers"], model_results["limit_in_turns"],
+                 model_results["full_decode_limit_in_turns"]) = _measure(
                     running, probe, args, client, key_file, image_file)
+    results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["meta"]["loadavg"]["after"] = os.getloadavg()[0]
     results["targets"] = report.evaluate(results["models"], results["meta"]["image"])
-    json_path, png_path = report.write(results, args.out)
+    json_path, png_path, md_path = report.write(results, args.out)
     print(report.summary(results))
-    print(f"\nwrote {json_path} and {png_path}")
+    print(f"\nwrote {json_path}, {png_path} and {md_path} (the table for docs/performance.md)")
     return 0

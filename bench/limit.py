@@ -11,6 +11,12 @@ S}`` line on its stdin is measured again and answered with one JSON line, until 
 closes. The benchmark uses that to measure the limit again in every round, taking turns
 with the servers (``running``): this VM's speed drifts by a fifth over minutes, and a limit
 measured only at the start would put that drift into every served/limit ratio.
+
+The full-decode limit: where the prepared graph decodes the request's JPEG at a DCT scale
+(``ratio`` above 1: an image at least twice the input on both sides), the child also loads
+the model's full-decode twin (``models.full_decode_dir``: the same network and weights, the
+JPEG decoded at every pixel) and sweeps it the same way; a line with ``"full_decode": true``
+measures the twin. At ratio 1 the two graphs do the same work, and the twin is not measured.
 """
 import argparse
 import contextlib
@@ -93,6 +99,18 @@ def sweep(infer, input_name: str, image: bytes, batch_sizes: list[int], min_seco
     }
 
 
+def request_ratio(image: bytes) -> int:
+    """The DCT ratio the prepared graph decodes ``image`` at (1 for anything not a JPEG)."""
+    import tensorflow as tf
+
+    from scoring_tools import prepare_model
+
+    if not bool(tf.io.is_jpeg(image)):
+        return 1
+    height, width, _ = (int(side) for side in tf.image.extract_jpeg_shape(image))
+    return int(prepare_model.dct_ratio(height, width, (models.IMAGE_SIZE, models.IMAGE_SIZE)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=models.MODEL_NAMES, required=True)
@@ -104,11 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model_dir = models.ensure(args.model, args.cache_dir)
     image = args.image.read_bytes()
-    infer, input_name = load(model_dir)
-    limit = sweep(infer, input_name, image, args.batch_sizes, args.min_seconds)
-    print(json.dumps({"model_dir": str(model_dir), "limit": limit}), flush=True)
+    graphs = {False: load(model_dir)}
+    limit = sweep(*graphs[False], image, args.batch_sizes, args.min_seconds)
+    ratio = request_ratio(image)
+    full_decode = {"ratio": ratio, "model_dir": None, "limit": None}
+    if ratio > 1:
+        twin = models.full_decode_dir(args.model, args.cache_dir)
+        graphs[True] = load(twin)
+        full_decode.update(model_dir=str(twin), limit=sweep(*graphs[True], image, args.batch_sizes,
+                                                               args.min_seconds))
+    print(json.dumps({"model_dir": str(model_dir), "limit": limit, "full_decode": full_decode}), flush=True)
     for line in sys.stdin:  # one more measurement per line, until the benchmark closes stdin
         asked = json.loads(line)
+        infer, input_name = graphs[asked.get("full_decode", False)]
         print(json.dumps(measure_batch(infer, input_name, image, asked["batch"], asked["seconds"])), flush=True)
     return 0
 
@@ -120,6 +146,8 @@ class Probe:
         self._process, self._name, self._log_file = process, name, log_file
         answer = self._read()
         self.model_dir, self.limit = Path(answer["model_dir"]), answer["limit"]
+        # {"ratio", "model_dir", "limit"}: the limit (a sweep) only where ratio > 1
+        self.full_decode = answer["full_decode"]
 
     def _read(self) -> dict:
         line = self._process.stdout.readline()
@@ -129,8 +157,12 @@ class Probe:
                                + self._log_file.read_text(errors="replace")[-3000:])
         return json.loads(line)
 
-    def measure(self, batch: int, seconds: float) -> dict:
-        self._process.stdin.write(json.dumps({"batch": batch, "seconds": seconds}) + "\n")
+    def measure(self, batch: int, seconds: float, full_decode: bool = False) -> dict:
+        """One more turn at ``batch``, of the prepared graph or (``full_decode``) its twin."""
+        if full_decode and self.full_decode["limit"] is None:
+            raise ValueError(f"{self._name}: the request decodes at ratio 1; no full-decode twin was loaded")
+        self._process.stdin.write(json.dumps({"batch": batch, "seconds": seconds,
+                                              "full_decode": full_decode}) + "\n")
         self._process.stdin.flush()
         return self._read()
 

@@ -50,8 +50,9 @@ TARGETS = (
     Target("served / in-process limit, c=32", "tiny", ("ours", 32, "rps"), ("limit", 32, "window_images_per_s"), 0.9, True),
     Target("ours / triton throughput, c=32 (raised)", "tiny", ("ours", 32, "rps"), ("triton", 32, "rps"), 1.25, True),
     Target("ours / kserve throughput, c=32", "tiny", ("ours", 32, "rps"), ("kserve", 32, "rps"), 1.8, True),
+    # the denominator is the full-decode twin's limit (bench/limit.py), not the served graph's
     Target("photo: served / full-decode in-process limit, c=8", "tiny", ("ours", 8, "rps"),
-           ("limit", 8, "window_images_per_s"), 1.2, True, "photo"),
+           ("full-decode limit", 8, "window_images_per_s"), 1.2, True, "photo"),
     Target("photo: ours / best peer throughput, c=8", "tiny", ("ours", 8, "rps"), ("best peer", 8, "rps"), 1.6, True,
            "photo"),
     # payload capture (images off) against the same server with capture off
@@ -76,6 +77,7 @@ def _figure(model_results: dict, ref: tuple) -> float | None:
                  if (figure := _figure(model_results, (peer, concurrency, field))) is not None]
         return max(found, default=None)
     points = (model_results.get("limit_in_turns", []) if server == "limit"
+              else model_results.get("full_decode_limit_in_turns", []) if server == "full-decode limit"
               else model_results["servers"].get(server, []))
     for point in points:
         if point["concurrency"] == concurrency:
@@ -121,11 +123,17 @@ def summary(results: dict) -> str:
                         f"; guard: top-1 agreement {found['top1_agreement']:.1%}, "
                         f"largest score change {found['max_deviation']:.3g}")
             lines.append(f"  {server} precision: served {found.get('served')} ({found.get('reason')}){measured}")
-        for point in model_results.get("limit_in_turns", []):
-            lines.append(f"  limit in turns at c={point['concurrency']}: batch {point['batch']}, "
-                         f"{point['window_images_per_s']:.1f} images/s in the turns' windows "
-                         f"({point['images_per_s']:.1f} over whole calls), "
-                         f"{point['cpu_s_per_image'] * 1000:.2f} CPU-ms/image, {point['p50_ms']:.1f} ms a call")
+        full = model_results.get("full_decode") or {}
+        if full.get("limit"):
+            lines.append(f"  full-decode in-process limit (the JPEG decoded at every pixel, not at 1/{full['ratio']}): "
+                         f"{full['limit']['images_per_s']:.1f} images/s at batch {full['limit']['best_batch']}, "
+                         f"{full['limit']['cpu_s_per_image'] * 1000:.2f} CPU-ms/image (first sweep)")
+        for label, key in (("limit", "limit_in_turns"), ("full-decode limit", "full_decode_limit_in_turns")):
+            for point in model_results.get(key, []):
+                lines.append(f"  {label} in turns at c={point['concurrency']}: batch {point['batch']}, "
+                             f"{point['window_images_per_s']:.1f} images/s in the turns' windows "
+                             f"({point['images_per_s']:.1f} over whole calls), "
+                             f"{point['cpu_s_per_image'] * 1000:.2f} CPU-ms/image, {point['p50_ms']:.1f} ms a call")
         lines.append(f"  {'server':<9}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
                      f"{'errors':>8}{'CPU-ms/req':>12}")
         for server, points in model_results["servers"].items():
@@ -141,12 +149,69 @@ def summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
-    """Write results.json and results.png into ``out_dir``; return their paths."""
-    json_path, png_path = out_dir / "results.json", out_dir / "results.png"
+def markdown(results: dict) -> str:
+    """The run as docs/performance.md shows it: when, where, the exact command and the load
+    around it; per model the limits and every server at every concurrency, each against the
+    limit measured in the same turns; then the targets."""
+    meta = results["meta"]
+    image = meta["image"]
+    load = meta.get("loadavg")
+    lines = [f"Run of {meta['started']}" + (f" to {meta['finished']}" if meta.get("finished") else "")
+             + f", {meta['machine']}, {meta['cpus']} CPUs"
+             + (f", load average (1 min) {load['before']:.1f} before, {load['after']:.1f} after" if load else "")
+             + f"; load generator {meta['client']}; request: a {image['width']}x{image['height']} JPEG "
+             f"of {image['bytes']:,} bytes.", "", "```sh", " ".join(meta["command"]), "```"]
+    overrides = meta.get("ours_settings")
+    if overrides:
+        lines += ["", "ours ran with " + ", ".join(f"`{name}={value}`" for name, value in overrides.items())
+                  + " (the rest at their defaults)."]
+    for model, model_results in results["models"].items():
+        full = model_results.get("full_decode") or {}
+        lines += ["", f"**{model}**" + (f" (the prepared graph decodes this JPEG at 1/{full['ratio']}; the "
+                                        "full-decode limit is its twin that decodes every pixel)"
+                                        if full.get("limit") else ""), "",
+                  "| | c | req/s (images/s) | / limit | / full-decode limit | p50 ms | p99 ms | CPU-ms per request (image) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        limits = {key: {point["concurrency"]: point for point in model_results.get(key, [])}
+                  for key in ("limit_in_turns", "full_decode_limit_in_turns")}
+
+        def ratio(value, concurrency, key, limits=limits):
+            point = limits[key].get(concurrency)
+            return "" if point is None or not point["window_images_per_s"] else \
+                f"{value / point['window_images_per_s']:.2f}x"
+
+        for label, key in (("in-process limit", "limit_in_turns"),
+                           ("full-decode in-process limit", "full_decode_limit_in_turns")):
+            for concurrency, point in limits[key].items():
+                rate = point["window_images_per_s"]
+                lines.append(f"| {label} (batch {point['batch']}) | {concurrency} | {rate:.1f} | "
+                             f"{ratio(rate, concurrency, 'limit_in_turns')} | "
+                             f"{ratio(rate, concurrency, 'full_decode_limit_in_turns')} | "
+                             f"{point['p50_ms']:.1f} a call | | {point['cpu_s_per_image'] * 1000:.2f} |")
+        for server, points in model_results["servers"].items():
+            for point in points:
+                errors = point["status_errors"] + point["socket_errors"]
+                cpu_ms = None if point["cpu_s_per_request"] is None else point["cpu_s_per_request"] * 1000
+                concurrency = point["concurrency"]
+                lines.append(f"| {server}{f' ({errors} errors)' if errors else ''} | {concurrency} | "
+                             f"{point['rps']:.1f} | {ratio(point['rps'], concurrency, 'limit_in_turns')} | "
+                             f"{ratio(point['rps'], concurrency, 'full_decode_limit_in_turns')} | "
+                             f"{_fmt(point['p50_ms'])} | {_fmt(point['p99_ms'])} | {_fmt(cpu_ms, 2)} |")
+    judged = [row for row in results["targets"] if row["status"] != "n/a"]
+    lines += ["", "| model | target | ratio | needed | |", "| --- | --- | ---: | --- | --- |"]
+    lines += [f"| {row['model']} | {row['target']} | {_fmt(row['ratio'], 2)} | "
+              f"{'>=' if row['at_least'] else '<='} {row['threshold']:g} | {row['status']} |" for row in judged]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict, out_dir: Path) -> tuple[Path, Path, Path]:
+    """Write results.json, results.png and results.md (``markdown``) into ``out_dir``;
+    return their paths."""
+    json_path, png_path, md_path = out_dir / "results.json", out_dir / "results.png", out_dir / "results.md"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     _plot(results["models"], png_path)
-    return json_path, png_path
+    md_path.write_text(markdown(results))
+    return json_path, png_path, md_path
 
 
 def _plot(models: dict, path: Path) -> None:
@@ -173,6 +238,10 @@ def _plot(models: dict, path: Path) -> None:
             throughput.plot([point["concurrency"] for point in in_turns],
                             [point["window_images_per_s"] for point in in_turns],
                             "x", color="grey", markersize=9, label="in-process limit, in turns")
+        full = [point for point in model_results.get("full_decode_limit_in_turns", []) if point["concurrency"] > 1]
+        if full:
+            throughput.plot([point["concurrency"] for point in full], [point["window_images_per_s"] for point in full],
+                            "+", color="black", markersize=11, label="full-decode in-process limit, in turns")
         throughput.set(title=f"{model}: throughput", ylabel="requests/s", ylim=(0, None))
         tail.set(title=f"{model}: p99 latency", xlabel="concurrency", ylabel="ms", yscale="log")
         tail.yaxis.set_major_formatter(ScalarFormatter())

@@ -156,24 +156,28 @@ def decode_jpeg_scaled(data, size: tuple[int, int]):
                           [decode(r) for r in DCT_RATIOS])
 
 
-def decode_resize(data, size: tuple[int, int]):
+def decode_resize(data, size: tuple[int, int], scaled_decode: bool = True):
     """One encoded image -> float32 ``[H, W, 3]`` RGB in 0..255 at the network's size.
 
     JPEGs are decoded with libjpeg's accurate integer DCT, the one Pillow (and so Keras's
     ``load_img``) uses: the same pixels, where TensorFlow's default fast DCT differs by up to
     4 grey levels; and at the largest DCT scale that still covers the input (a 12 MP photo
     at 1/8), since decoding every pixel only to average them away is most of the work.
+    ``scaled_decode=False`` decodes every pixel (ratio 1), as these graphs did before the
+    DCT scaling: the benchmark's full-decode yardstick, nothing to deploy.
     Other formats go through ``decode_image`` (first frame of a GIF)."""
     import tensorflow as tf
     image = tf.cond(
         tf.io.is_jpeg(data),
-        lambda: decode_jpeg_scaled(data, size),
+        (lambda: decode_jpeg_scaled(data, size)) if scaled_decode else
+        (lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")),
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
     return tf.image.resize(image, size, method="bilinear", antialias=True)
 
 
-def serving_module(network, module_name: str, labels_file: Path):
-    """A tf.Module carrying the network, the labels asset and the string-input signature."""
+def serving_module(network, module_name: str, labels_file: Path, scaled_decode: bool = True):
+    """A tf.Module carrying the network, the labels asset and the string-input signature
+    (``scaled_decode``: see ``decode_resize``)."""
     import tensorflow as tf
     preprocess_input = getattr(tf.keras.applications, module_name).preprocess_input
     size = tuple(int(d) for d in network.input_shape[1:3])
@@ -186,7 +190,7 @@ def serving_module(network, module_name: str, labels_file: Path):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
         def serve(self, image_bytes):
-            pixels = tf.map_fn(lambda data: decode_resize(data, size), image_bytes,
+            pixels = tf.map_fn(lambda data: decode_resize(data, size, scaled_decode), image_bytes,
                                fn_output_signature=tf.TensorSpec([*size, 3], tf.float32))
             return {OUTPUT_NAME: self.network(preprocess_input(pixels), training=False)}
 
@@ -212,10 +216,12 @@ def prepare(name: str, out_dir: Path, weights: str = "imagenet", labels: Path | 
     return write_savedmodel(network, APPLICATIONS[name].module, names, out_dir)
 
 
-def write_savedmodel(network, module_name: str, names: list[str], out_dir: Path) -> Path:
+def write_savedmodel(network, module_name: str, names: list[str], out_dir: Path,
+                     scaled_decode: bool = True) -> Path:
     """``network`` (image batch -> scores) behind the string-input signature, preprocessed by
     ``keras.applications.<module_name>.preprocess_input``, with ``names`` as its labels asset.
-    Also what the benchmark's models are built with, so its numbers describe this graph."""
+    Also what the benchmark's models are built with, so its numbers describe this graph;
+    ``scaled_decode=False`` is its full-decode yardstick (``decode_resize``)."""
     import tensorflow as tf
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -224,7 +230,7 @@ def write_savedmodel(network, module_name: str, names: list[str], out_dir: Path)
     labels_file = staging / "staged" / LABELS_ASSET
     labels_file.parent.mkdir()
     labels_file.write_text("\n".join(names) + "\n", encoding="utf-8")
-    module = serving_module(network, module_name, labels_file)
+    module = serving_module(network, module_name, labels_file, scaled_decode)
     tf.saved_model.save(module, str(staging / "model"), signatures={"serving_default": module.serve})
     shutil.rmtree(out_dir, ignore_errors=True)
     (staging / "model").rename(out_dir)

@@ -59,8 +59,12 @@ def _photo_results(ours: float, triton: float | None, kserve: float | None) -> d
 
     servers = {"ours": point(ours), **({"triton": point(triton)} if triton else {}),
                **({"kserve": point(kserve)} if kserve else {})}
-    in_turns = [{"concurrency": 8, "batch": 8, "window_images_per_s": 40.0, "cpu_s_per_image": 0.05, "p50_ms": 200.0}]
-    return {"tiny": {"limit": {}, "limit_in_turns": in_turns, "servers": servers}}
+    # the served graph's limit (DCT-scaled decode) and its full-decode twin's, in the same turns
+    in_turns = [{"concurrency": 8, "batch": 8, "window_images_per_s": 60.0, "cpu_s_per_image": 0.03, "p50_ms": 130.0}]
+    full_in_turns = [{"concurrency": 8, "batch": 4, "window_images_per_s": 40.0, "cpu_s_per_image": 0.05,
+                      "p50_ms": 100.0}]
+    return {"tiny": {"limit": {}, "full_decode": {"ratio": 8}, "limit_in_turns": in_turns,
+                     "full_decode_limit_in_turns": full_in_turns, "servers": servers}}
 
 
 @pytest.mark.parametrize(("triton", "kserve", "ratio", "status"),
@@ -79,6 +83,39 @@ def test_photo_targets_are_judged_on_photo_runs_only_and_default_ones_elsewhere(
     assert _row(report.evaluate(default, PHOTO), "ours / baseline throughput, c=32")["status"] == "n/a"
     assert _row(report.evaluate(default, {"width": 224, "height": 224}), "ours / baseline throughput, c=32")["status"] == "PASS"
     assert _row(report.evaluate(photo), "photo: ours / best peer throughput, c=8")["status"] == "n/a"
+
+
+def test_the_photo_target_divides_by_the_full_decode_limit_and_is_na_without_it():
+    photo = _photo_results(48.0, 30.0, 20.0)
+    row = _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")
+    assert row["ratio"] == pytest.approx(48.0 / 40.0)  # not 48 / 60, the served graph's limit
+    del photo["tiny"]["full_decode_limit_in_turns"]
+    row = _row(report.evaluate(photo, PHOTO), "photo: served / full-decode in-process limit, c=8")
+    assert row["status"] == "n/a"
+
+
+def _markdown_run() -> dict:
+    results = {"meta": {"started": "2026-12-07T05:00:00+0000", "finished": "2026-12-07T05:09:00+0000",
+                        "machine": "Linux-test", "cpus": 2, "client": "wrk", "loadavg": {"before": 0.5, "after": 1.5},
+                        "image": {**PHOTO, "bytes": 3697957},
+                        "command": ["python", "-m", "bench", "--image-size", "4032x3024"], "ours_settings": {}},
+               "models": _photo_results(48.0, 30.0, 20.0)}
+    for points in results["models"]["tiny"]["servers"].values():
+        for point in points:
+            point.update(status_errors=0, socket_errors=0, p99_ms=300.0)
+    results["targets"] = report.evaluate(results["models"], results["meta"]["image"])
+    return results
+
+
+def test_the_markdown_table_names_the_run_and_sets_each_figure_against_both_limits():
+    text = report.markdown(_markdown_run())
+    assert "2026-12-07T05:00:00+0000" in text and "Linux-test, 2 CPUs" in text and "3,697,957 bytes" in text
+    assert "```sh\npython -m bench --image-size 4032x3024\n```" in text
+    assert "| ours | 8 | 48.0 | 0.80x | 1.20x | 100.0 | 300.0 | 50.00 |" in text
+    assert "| full-decode in-process limit (batch 4) | 8 | 40.0 | 0.67x | 1.00x |" in text
+    assert "| tiny | photo: served / full-decode in-process limit, c=8 | 1.20 | >= 1.2 | PASS |" in text
+    assert "| tiny | photo: ours / best peer throughput, c=8 | 1.60 | >= 1.6 | PASS |" in text
+    assert "c=32" not in text  # targets this run could not judge are left out
 
 
 def test_limit_targets_use_the_limit_measured_at_the_same_concurrency():

@@ -95,6 +95,18 @@ def test_every_target_is_reported_and_outputs_are_written(run):
     for server in SMOKE_SERVERS:
         assert f"  {server} " in run["printed"]
     assert "targets (issues 5 and 19):" in run["printed"]
+    table = (run["out"] / "results.md").read_text()
+    assert " ".join(run["results"]["meta"]["command"]) in table
+    assert all(f"| {server} | {CONCURRENCY} | " in table for server in SMOKE_SERVERS)
+
+
+@pytest.mark.slow
+def test_a_request_decoded_at_ratio_1_measures_no_full_decode_twin(run):
+    """64x48 is under twice the input: both graphs would do the same work."""
+    model = run["results"]["models"]["tiny"]
+    assert model["full_decode"] == {"ratio": 1, "model_dir": None, "limit": None}
+    assert model["full_decode_limit_in_turns"] == []
+    assert "full-decode limit in turns" not in run["printed"]
 
 
 @pytest.mark.slow
