@@ -24,11 +24,10 @@ import pulumi
 from pulumi_azure_native import storage
 
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
+from scoring_app.contract import Var
 
 CONTAINER = "captures"
 KEYS = ("capture", "captureSamplingRate", "captureImages", "captureRetentionDays")
-#: The variables the Deployment sets when capture is on (scoringEnv may not override them).
-VARIABLES = ("SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES")
 #: Azure's lifecycle rules take whole days up to 99999 (ARM schema: DateAfterCreation).
 MAX_RETENTION_DAYS = 99999
 
@@ -69,9 +68,9 @@ def parse(prefix: str, entry: Mapping, default: CaptureConfig, flag) -> CaptureC
 
 def pod_env(container_url: pulumi.Input[str], capture: CaptureConfig) -> list[dict]:
     """The scoring container's variables for a capturing deployment."""
-    return [{"name": "SCORING_CAPTURE_URI", "value": container_url},
-            {"name": "SCORING_CAPTURE_SAMPLE_RATE", "value": f"{capture.sampling_rate:g}"},
-            {"name": "SCORING_CAPTURE_IMAGES", "value": "true" if capture.images else "false"}]
+    return [{"name": Var.CAPTURE_URI, "value": container_url},
+            {"name": Var.CAPTURE_SAMPLE_RATE, "value": f"{capture.sampling_rate:g}"},
+            {"name": Var.CAPTURE_IMAGES, "value": "true" if capture.images else "false"}]
 
 
 def rule_names(deployments) -> dict[str, str]:

@@ -17,7 +17,7 @@ import pulumi
 
 from infra import pins, system_pool
 from infra.gpu_sizes import GPUS_PER_VM, gpu_size_problem
-from scoring_app import settings
+from scoring_app import contract, settings
 
 #: The repository root: relative paths in config (modelDir) are resolved from here.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +31,9 @@ MODEL_STORES = ("blob", "image")
 KUBELOGIN_MODES = ("azurecli", "devicecode", "interactive", "spn", "workloadidentity", "msi")
 ZONES = ("1", "2", "3")
 #: Variables the Deployment sets itself; scoringEnv may not override them.
-RESERVED_ENV = frozenset({
-    "SCORING_MODEL_DIR", "SCORING_MODEL_NAME", "SCORING_MODEL_VERSION",
-    "SCORING_API_KEYS_DIR", "SCORING_PORT", "SCORING_METRICS_PORT",
-    "SCORING_GRACEFUL_TIMEOUT_S", "SCORING_DRAIN_SECONDS", "SCORING_PRECISION",
-    "SCORING_DEPLOYMENT_NAME", "SCORING_PREPROCESS",
-    "SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES",
-})
-PRECISIONS = ("fp32", "mixed")  # SCORING_PRECISION's values (scoring_app/settings.py)
-#: SCORING_PREPROCESS's values; "" leaves it unset (the container refuses an image-tensor model)
+RESERVED_ENV = frozenset(contract.STACK_VARIABLES)
+PRECISIONS = ("fp32", "mixed")  # the container's precisions (scoring_app/settings.py)
+#: The container's preprocessings; "" leaves it unset (it refuses an image-tensor model then)
 PREPROCESSES = ("", "none", "caffe", "tf", "torch")
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
@@ -55,10 +49,6 @@ _DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DIGEST_REF = re.compile(r"^[a-z0-9.\-:/_]+@sha256:[0-9a-f]{64}$")
 _PINNED_TAG = re.compile(r"^[^@]+:(?!latest$)[\w][\w.\-]{0,127}$")
-#: A deployment name: a DNS-1123 label (it names Kubernetes objects and a metric label),
-#: short enough that "scoring-<name>" and its generated pod names stay within limits.
-_DEPLOYMENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-DEPLOYMENT_NAME_MAX = 24
 #: The deployment that today's single-model keys make (Azure ML's first name, too).
 DEFAULT_DEPLOYMENT = "blue"
 #: What may differ per deployment; each defaults to the top-level key of the same name.
@@ -158,14 +148,14 @@ class ServiceConfig:
     graceful_timeout_s: int
     drain_s: int
     pre_stop_s: int
-    precision: str  # SCORING_PRECISION: fp32, or mixed (guarded at warm-up)
+    precision: str  # fp32, or mixed (guarded at warm-up)
     extra_env: tuple[tuple[str, str], ...]
     dns_label: str | None
     source_ranges: tuple[str, ...]
     primary_key_version: str
     secondary_key_version: str
-    model_scan: bool = False  # modelScan: each deployment's default (SCORING_MODEL_SCAN)
-    preprocess: str = ""  # preprocess: each deployment's default SCORING_PREPROCESS ("" unset)
+    model_scan: bool = False  # modelScan: each deployment's default
+    preprocess: str = ""  # preprocess: each deployment's default ("" unset)
     capture: Any = None  # infra.capture.CaptureConfig: each deployment's default
 
 
@@ -207,9 +197,9 @@ class DeploymentConfig:
     max_replicas: int
     traffic: int  # percent of the endpoint's requests (the weighted split)
     mirror: int  # percent of the split traffic copied here, answers discarded
-    precision: str = "fp32"  # SCORING_PRECISION (default: the stack key precision)
+    precision: str = "fp32"  # default: the stack key precision
     model_scan: bool = False  # modelscan over the fetched model (default: the stack key)
-    #: SCORING_PREPROCESS for an image-tensor model ("": unset; default: the stack key)
+    #: the preprocessing of an image-tensor model ("": unset; default: the stack key)
     preprocess: str = ""
     #: modelUri (this deployment's, else the stack's unless it names modelDir): model_dir is None
     external: ExternalModel | None = None
@@ -284,11 +274,9 @@ def _deployments(cfg: pulumi.Config, gpu: GpuPoolConfig, image: ImageConfig,
         raise ConfigError("deployments", "must be a map from deployment name to its settings, "
                           "e.g. {blue: {modelDir: models/resnet50}}")
     for name, entry in raw.items():
-        if not (isinstance(name, str) and len(name) <= DEPLOYMENT_NAME_MAX
-                and _DEPLOYMENT_NAME.match(name)):
-            raise ConfigError("deployments", f"{name!r} is not a deployment name: use at most "
-                              f"{DEPLOYMENT_NAME_MAX} characters of a-z, 0-9 and '-', starting "
-                              "with a letter and not ending with '-' (a DNS-1123 label)")
+        if not contract.is_deployment_name(name):
+            raise ConfigError("deployments", f"{name!r} is not a deployment name: use "
+                              f"{contract.DEPLOYMENT_NAME_RULE} (a DNS-1123 label)")
         if entry is None:
             raw[name] = entry = {}
         if not isinstance(entry, dict):
@@ -394,7 +382,7 @@ def _deployment(name: str, entry: dict, traffic: int, mirror: int, gpu: GpuPoolC
 
 
 def _preprocess(key: str, value) -> str:
-    """SCORING_PREPROCESS for a model whose input is image pixels; empty leaves it unset."""
+    """The preprocessing of a model whose input is image pixels; empty leaves it unset."""
     text = "" if value is None else str(value).strip()
     if text not in PREPROCESSES:
         raise ConfigError(key, f"{text!r} is not one of {', '.join(PREPROCESSES[1:])} (or empty "
@@ -800,8 +788,8 @@ def _scoring_env(cfg: pulumi.Config) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in _str_list(cfg, "scoringEnv"):
         name, sep, value = item.partition("=")
-        if not sep or not name.startswith("SCORING_") or name in RESERVED_ENV:
-            raise ConfigError("scoringEnv", f"{item!r}: use NAME=value with a SCORING_* name the "
+        if not sep or not name.startswith(contract.PREFIX) or name in RESERVED_ENV:
+            raise ConfigError("scoringEnv", f"{item!r}: use NAME=value with a {contract.PREFIX}* name the "
                               f"stack does not set itself ({', '.join(sorted(RESERVED_ENV))})")
         pairs.append((name, value))
     try:  # the container's own parser: a value it would refuse at start fails the preview

@@ -54,6 +54,7 @@ from infra.scoring import EDGE_NAMESPACE, object_name
 from infra.system_pool import (CERT_MANAGER_REQUESTS, EDGE_CONTROLLER_REQUESTS,
                                EDGE_PROXY_REQUESTS, EDGE_REPLICAS)
 from scoring_app import settings
+from scoring_app.contract import DEPLOYMENT_HEADER, SCORE_PATH, SWAGGER_PATH
 
 GATEWAY_CHARTS = "oci://docker.io/envoyproxy"
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -64,8 +65,6 @@ ENVOY_PROXY_API = "gateway.envoyproxy.io/v1alpha1"
 GATEWAY_CRDS = ["gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
                 "httproutes.gateway.networking.k8s.io", "envoyproxies.gateway.envoyproxy.io"]
 CERT_MANAGER_CRDS = ["clusterissuers.cert-manager.io", "certificates.cert-manager.io"]
-#: Azure ML's header that sends a request to one deployment, whatever the traffic says.
-DEPLOYMENT_HEADER = "azureml-model-deployment"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 #: The Helm release's name. The chart names its controller's ServiceAccount after the release
 #: (cert-manager.fullname in its _helpers.tpl: a release name containing "cert-manager" is used
@@ -199,8 +198,8 @@ class Edge(pulumi.ComponentResource):
             self._cname(name, cfg)
 
         scheme = "https" if cfg.tls else "http"
-        self.scoring_uri = pulumi.Output.concat(f"{scheme}://", self.host, "/score")
-        self.swagger_uri = pulumi.Output.concat(f"{scheme}://", self.host, "/swagger.json")
+        self.scoring_uri = pulumi.Output.concat(f"{scheme}://", self.host, SCORE_PATH)
+        self.swagger_uri = pulumi.Output.concat(f"{scheme}://", self.host, SWAGGER_PATH)
         self.register_outputs({"scoringUri": self.scoring_uri, "swaggerUri": self.swagger_uri})
 
     def _custom(self, name, api_version, kind, metadata, spec, wait, after=()):

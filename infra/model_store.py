@@ -44,6 +44,7 @@ from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER,
 from infra.identity import workload_identity
 from infra.names import globally_unique
 from infra.scheduling import locked_down_container
+from scoring_app.contract import FETCH_COMMAND, FETCHED_MODEL_PATH, MODEL_VOLUME_PATH, FetchEnv, Var
 from scoring_app.model_store import manifest as mf
 
 CONTAINER = "models"
@@ -53,11 +54,8 @@ USE_LABEL = "azure.workload.identity/use"
 #: this pod annotation names (Azure/azure-workload-identity pkg/webhook/webhook.go,
 #: getSkipContainers): the scoring container serves the internet and needs no storage token.
 SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
-#: The emptyDir the init container fills; the model appears at MODEL_PATH inside it.
+#: The emptyDir the init container fills (the contract's MODEL_VOLUME_PATH).
 VOLUME = "model"
-MOUNT = "/var/lib/scoring"
-MODEL_PATH = f"{MOUNT}/model"
-FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
 #: modelPublicKey / modelCertificateChain: a ConfigMap (neither is a secret) holding each
 #: deployment's as `<deployment>.pem` / `<deployment>.chain.pem`; its init container mounts
 #: its own, as the file the fetch's variable names.
@@ -66,8 +64,8 @@ SIGNER_MOUNT = "/etc/scoring/model-signer"
 SIGNER_KEY = "public.pem"
 SIGNER_CHAIN = "chain.pem"
 #: variable -> (the file in SIGNER_MOUNT, the ConfigMap key's suffix after the deployment)
-SIGNER_FILES = {"SCORING_MODEL_PUBLIC_KEY": (SIGNER_KEY, ".pem"),
-                "SCORING_MODEL_CERTIFICATE_CHAIN": (SIGNER_CHAIN, ".chain.pem")}
+SIGNER_FILES = {Var.MODEL_PUBLIC_KEY: (SIGNER_KEY, ".pem"),
+                Var.MODEL_CERTIFICATE_CHAIN: (SIGNER_CHAIN, ".chain.pem")}
 SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
@@ -146,25 +144,24 @@ class PodModel:
         return {CLIENT_ID_ANNOTATION: self.client_id}
 
     def init_container(self, image: pulumi.Input[str], uid: int, scan: bool = False) -> dict:
-        signer_env, signer_mount = [], []
+        signer, signer_mount = {}, []
         if self.signer_pem:
-            signer_env = [{"name": self.signer_variable,
-                           "value": f"{SIGNER_MOUNT}/{self.signer_file}"}]
+            path = f"{SIGNER_MOUNT}/{self.signer_file}"
+            signer = ({"public_key": path} if self.signer_variable == Var.MODEL_PUBLIC_KEY
+                      else {"certificate_chain": (path,)})
             signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
         return {
             "name": "fetch-model",
             "image": image,
             "imagePullPolicy": "Always",
-            "command": FETCH_COMMAND,
-            "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
-                    {"name": "SCORING_MODEL_DIGEST", "value": self.digest},
-                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env,
-                    *([{"name": "SCORING_MODEL_SCAN", "value": "true"}] if scan else [])],
+            "command": list(FETCH_COMMAND),
+            "env": FetchEnv(model_uri=self.model_uri, digest=self.digest, scan=scan,
+                            **signer).env(),
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                           "limits": {"cpu": "2", "memory": "1Gi"}},
             "securityContext": {**locked_down_container(), "runAsNonRoot": True,
                                 "runAsUser": uid, "runAsGroup": uid},
-            "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT},
+            "volumeMounts": [{"name": VOLUME, "mountPath": MODEL_VOLUME_PATH},
                              {"name": "tmp", "mountPath": "/tmp"}, *signer_mount],
         }
 
@@ -184,9 +181,10 @@ class PodModel:
             pod_spec["volumes"].append({"name": "model-signer", "configMap": {
                 "name": SIGNER_CONFIG_MAP, "items": [{"key": self.signer_item,
                                                       "path": self.signer_file}]}})
-        container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
-        container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
-            {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *self.capture_env]
+        container["volumeMounts"].append({"name": VOLUME, "mountPath": MODEL_VOLUME_PATH,
+                                          "readOnly": True})
+        container["env"] = [e for e in container["env"] if e["name"] != Var.MODEL_DIR] + [
+            {"name": Var.MODEL_DIR, "value": FETCHED_MODEL_PATH}, *self.capture_env]
 
 
 def signer_config_map(namespace, models: dict[str, PodModel]) -> dict | None:
@@ -309,8 +307,8 @@ class ModelStore(pulumi.ComponentResource):
         """A deployment's hook, with its signer (config allows at most one) under a
         ConfigMap key of its own."""
         signer = {}
-        for variable, pems in (("SCORING_MODEL_PUBLIC_KEY", args.public_keys),
-                               ("SCORING_MODEL_CERTIFICATE_CHAIN", args.certificate_chains)):
+        for variable, pems in ((Var.MODEL_PUBLIC_KEY, args.public_keys),
+                               (Var.MODEL_CERTIFICATE_CHAIN, args.certificate_chains)):
             if deployment in pems:
                 signer = {"signer_variable": variable, "signer_pem": pems[deployment],
                           "signer_item": deployment + SIGNER_FILES[variable][1]}

@@ -5,7 +5,7 @@ Build contract (docs/contract.md, "Image build"): context `scoring_app/`,
 Dockerfile `scoring_app/Dockerfile`, the SavedModel directory passed as the
 named build context `model` (it can live anywhere on the build machine), and
 the build arg MODEL_DIR naming where the Dockerfile copies it in the image;
-the Deployment points SCORING_MODEL_DIR at the same path.
+the Deployment points the model directory variable at the same path.
 
 Push credentials: none in the program or its state. The image is pushed with
 the builder host's own registry login, which `az acr login --name <registry>`
@@ -32,10 +32,9 @@ from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
 from infra.names import globally_unique
 from infra.roles import ACR_PULL, ACR_PUSH, grant
+from scoring_app.contract import MODEL_PATH_IN_IMAGE
 
 APP_DIR = REPO_ROOT / "scoring_app"
-#: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
-MODEL_PATH_IN_IMAGE = "/opt/scoring/model"
 REPOSITORY = "scoring"
 #: The `model` build context when the model is not baked in (a README, no SavedModel).
 NO_MODEL_DIR = REPO_ROOT / "infra" / "no_model"

@@ -43,21 +43,15 @@ import pulumi_random as random
 
 from infra.config import DeploymentConfig, ServiceConfig
 from infra.model_store import PodModel, signer_config_map
-from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
+from scoring_app.contract import (APP_UID, DEPLOYMENT_LABEL, HTTP_PORT, KEY_FILES, KEYS_PATH,
+                                  LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH, ServiceEnv)
 
 NAMESPACE = "scoring"
 #: The Envoy Gateway proxies run in the controller's namespace (its default deploy type).
 EDGE_NAMESPACE = "envoy-gateway-system"
 APP_LABEL = {"app.kubernetes.io/name": "scoring"}
-#: The pod label that names its deployment; also the `deployment` label on its metrics.
-DEPLOYMENT_LABEL = "aks-gpu-scoring/deployment"
-HTTP_PORT = 5001
-METRICS_PORT = 9090
-KEYS_DIR = "/etc/scoring/keys"
-APP_UID = 10001
 IMDS = "169.254.169.254/32"
-KEY_NAMES = ("primary", "secondary")
 SERVICE_ACCOUNT = "scoring"
 SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
 SCRAPE_INTERVAL = "15s"
@@ -97,22 +91,10 @@ def object_name(deployment: str) -> str:
 def container_env(cfg: ServiceConfig, deployment: DeploymentConfig) -> list[dict]:
     """The contract's variables; the keys are files, never environment variables. The
     deployment's name comes from the pod's own label, so the label is the one source."""
-    env = {
-        "SCORING_MODEL_DIR": MODEL_PATH_IN_IMAGE,
-        "SCORING_MODEL_NAME": deployment.model_name,
-        "SCORING_MODEL_VERSION": deployment.model_version,
-        "SCORING_API_KEYS_DIR": KEYS_DIR,
-        "SCORING_PORT": str(HTTP_PORT),
-        "SCORING_METRICS_PORT": str(METRICS_PORT),
-        "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
-        "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
-        "SCORING_PRECISION": deployment.precision,
-        **({"SCORING_PREPROCESS": deployment.preprocess} if deployment.preprocess else {}),
-        **dict(cfg.extra_env),
-    }
-    return [{"name": "SCORING_DEPLOYMENT_NAME", "valueFrom": {"fieldRef": {
-        "fieldPath": f"metadata.labels['{DEPLOYMENT_LABEL}']"}}},
-            *({"name": key, "value": value} for key, value in env.items())]
+    return ServiceEnv(
+        model_name=deployment.model_name, model_version=deployment.model_version,
+        precision=deployment.precision, graceful_timeout_s=cfg.graceful_timeout_s,
+        drain_s=cfg.drain_s, preprocess=deployment.preprocess, extra=dict(cfg.extra_env)).env()
 
 
 def rollout_timeouts(cfg: ServiceConfig, max_replicas: int,
@@ -203,14 +185,15 @@ class ScoringService(pulumi.ComponentResource):
     def _keys(self, name: str, cfg: ServiceConfig, ns) -> k8s.core.v1.Secret:
         """Two independent keys. Bumping one key's version in config replaces only that key,
         so clients on the other keep working while you roll the new one out."""
-        versions = {"primary": cfg.primary_key_version, "secondary": cfg.secondary_key_version}
+        primary, secondary = KEY_FILES
+        versions = {primary: cfg.primary_key_version, secondary: cfg.secondary_key_version}
         results = {}
-        for key in KEY_NAMES:
+        for key in KEY_FILES:
             password = random.RandomPassword(
                 f"{name}-{key}-key", length=48, special=False,
                 keepers={"version": versions[key]}, opts=pulumi.ResourceOptions(parent=self))
             results[key] = pulumi.Output.secret(password.result)
-        self.primary_key, self.secondary_key = results["primary"], results["secondary"]
+        self.primary_key, self.secondary_key = results[primary], results[secondary]
         return k8s.core.v1.Secret(
             f"{name}-keys", metadata={"name": "scoring-api-keys", "namespace": ns},
             type="Opaque", string_data=results, opts=self._child)
@@ -218,7 +201,7 @@ class ScoringService(pulumi.ComponentResource):
     def _deployment(self, name, k8s_name, args: ScoringServiceArgs,
                     deployment: DeploymentConfig, ns, labels, keys, account):
         cfg = args.service
-        probe = {"httpGet": {"path": "/readyz", "port": "http"}, "timeoutSeconds": 3}
+        probe = {"httpGet": {"path": READY_PATH, "port": "http"}, "timeoutSeconds": 3}
         container = {
             "name": "scoring",
             "image": args.image_refs[deployment.name],
@@ -236,14 +219,14 @@ class ScoringService(pulumi.ComponentResource):
                              "failureThreshold": STARTUP_FAILURES},
             "readinessProbe": {**probe, "periodSeconds": READINESS_PERIOD_S,
                                "failureThreshold": READINESS_FAILURES},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+            "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": "http"},
                               "timeoutSeconds": 3, "periodSeconds": 10, "failureThreshold": 3},
             # Lets the load balancer and endpoints drop the pod before SIGTERM arrives.
             "lifecycle": {"preStop": {"sleep": {"seconds": cfg.pre_stop_s}}},
             "securityContext": {**locked_down_container(), "runAsNonRoot": True,
                                 "runAsUser": APP_UID, "runAsGroup": APP_UID},
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                             {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
+                             {"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True}],
         }
         template_metadata = {"labels": dict(labels)}
         pod_spec = {
@@ -264,7 +247,7 @@ class ScoringService(pulumi.ComponentResource):
                 {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                 {"name": "api-keys", "secret": {
                     "secretName": keys.metadata.name, "defaultMode": 0o440,
-                    "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
+                    "items": [{"key": key, "path": key} for key in KEY_FILES]}},
             ],
         }
         model = args.models.get(deployment.name) if args.models else None
@@ -300,7 +283,7 @@ class ScoringService(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": labels},
                 "podMetricsEndpoints": [{
-                    "port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL,
+                    "port": "metrics", "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
                     # Every series carries the pod's deployment: the dashboard, KEDA and
                     # `compare` tell blue from green by it.
                     "relabelings": [{

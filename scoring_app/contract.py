@@ -101,6 +101,9 @@ METRICS_PORT: Final = 9090
 SCORE_PATH: Final = "/score"
 READY_PATH: Final = "/readyz"
 LIVE_PATH: Final = "/healthz"
+#: Served on METRICS_PORT only.
+METRICS_PATH: Final = "/metrics"
+SWAGGER_PATH: Final = "/swagger.json"
 #: The routes whose requests are scoring work (a Prometheus regex over the `route` label).
 SCORING_ROUTES_REGEX: Final = "/score|/v2/models/.+/infer"
 
@@ -135,6 +138,10 @@ MODEL_VOLUME_PATH: Final = "/var/lib/scoring"
 FETCHED_MODEL_PATH: Final = f"{MODEL_VOLUME_PATH}/model"
 #: Where the stack mounts the keys' Secret.
 KEYS_PATH: Final = "/etc/scoring/keys"
+#: The user the image runs as (the Dockerfile's APP_UID build arg); the pod runs as it too.
+APP_UID: Final = 10001
+#: The init container's command: the same image, fetching the model (FETCH_VARIABLES).
+FETCH_COMMAND: Final = ("python3", "-m", "scoring_app.model_store.fetch")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from stack_harness import unwrap
 from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
 
 from infra import capture
+from scoring_app.contract import Var
 
 CONTAINER = "azure-native:storage:BlobContainer"
 POLICY = "azure-native:storage:ManagementPolicy"
@@ -86,12 +87,12 @@ def test_each_capturing_deployment_gets_its_variables_and_the_token(runs):
     pods = _pods(run)
     uri = run.outputs["captureUri"]["value"]
     assert re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/captures", uri)
-    assert pods["green"]["env"]["SCORING_CAPTURE_URI"] == uri
-    assert (pods["green"]["env"]["SCORING_CAPTURE_SAMPLE_RATE"],
-            pods["green"]["env"]["SCORING_CAPTURE_IMAGES"]) == ("1", "false")
-    assert (pods["shadow"]["env"]["SCORING_CAPTURE_SAMPLE_RATE"],
-            pods["shadow"]["env"]["SCORING_CAPTURE_IMAGES"]) == ("0.05", "true")
-    assert pods["shadow"]["env"]["SCORING_DEPLOYMENT_NAME"] is None  # from the label (fieldRef)
+    assert pods["green"]["env"][Var.CAPTURE_URI] == uri
+    assert (pods["green"]["env"][Var.CAPTURE_SAMPLE_RATE],
+            pods["green"]["env"][Var.CAPTURE_IMAGES]) == ("1", "false")
+    assert (pods["shadow"]["env"][Var.CAPTURE_SAMPLE_RATE],
+            pods["shadow"]["env"][Var.CAPTURE_IMAGES]) == ("0.05", "true")
+    assert pods["shadow"]["env"][Var.DEPLOYMENT_NAME] is None  # from the label (fieldRef)
     for name in ("green", "shadow"):
         assert SKIP not in pods[name]["annotations"]  # the webhook injects the token
         assert "models-pods-capture" in pods[name]["dependsOn"]  # the grant exists first

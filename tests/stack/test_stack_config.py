@@ -8,6 +8,7 @@ import yaml
 
 import mock_run
 from stack_harness import REPO
+from scoring_app.contract import Var
 
 
 class _NoResources(pulumi.runtime.Mocks):
@@ -170,8 +171,8 @@ def test_the_stacks_preprocessings_are_the_containers():
     from infra import config
     from scoring_app import settings
     for value in config.PREPROCESSES:
-        assert settings.load({"SCORING_PREPROCESS": value}).preprocess == value
-    assert settings.SETTINGS[[s.name for s in settings.SETTINGS].index("SCORING_PREPROCESS")
+        assert settings.load({Var.PREPROCESS: value}).preprocess == value
+    assert settings.SETTINGS[[s.name for s in settings.SETTINGS].index(Var.PREPROCESS)
                              ].default == "", "unset unless said, on both sides"
 
 
@@ -179,6 +180,6 @@ def test_the_stacks_precisions_are_the_containers():
     from infra import config
     from scoring_app import settings
     for value in config.PRECISIONS:
-        assert settings.load({"SCORING_PRECISION": value}).precision == value
+        assert settings.load({Var.PRECISION: value}).precision == value
     with pytest.raises(settings.SettingsError):
-        settings.load({"SCORING_PRECISION": "bf16"})
+        settings.load({Var.PRECISION: "bf16"})
