@@ -10,7 +10,8 @@ from infra.model_store import ModelStore, ModelStoreArgs, describe
 from infra.edge import Edge, EdgeArgs
 from infra.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from infra.registry import RegistryImage, RegistryImageArgs
-from infra.scoring import NAMESPACE, SERVICE_ACCOUNT, ScoringService, ScoringServiceArgs
+from infra.scoring import (NAMESPACE, SCORING_CONTAINER, SERVICE_ACCOUNT, ScoringService,
+                           ScoringServiceArgs)
 
 cfg = config.load()
 
@@ -29,7 +30,9 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
     model_store = ModelStore("models", ModelStoreArgs(
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
-        service_account=SERVICE_ACCOUNT,
+        service_account=SERVICE_ACCOUNT, scoring_container=SCORING_CONTAINER,
+        image_refs=registry.image_refs,
+        scanned=frozenset(d.name for d in cfg.deployments if d.model_scan),
         models={  # each deployment's modelUri, or its modelDir published under its own prefix
             d.name: d.external or describe(d.model_name, d.model_dir) for d in cfg.deployments},
         public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
@@ -44,6 +47,7 @@ scoring = ScoringService("scoring", ScoringServiceArgs(
     models=model_store.pod_models if model_store else None))
 edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, deployments=cfg.deployments,
+    service_names=scoring.service_names,
     location=cfg.cluster.location, namespace=scoring.namespace, provider=cluster.provider,
     kubeconfig=cluster.kubeconfig, cluster_id=cluster.id, resource_group_name=group.name,
     oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready,

@@ -24,7 +24,6 @@ import pulumi
 from pulumi_azure_native import storage
 
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
-from scoring_app.contract import Var
 
 CONTAINER = "captures"
 KEYS = ("capture", "captureSamplingRate", "captureImages", "captureRetentionDays")
@@ -66,11 +65,10 @@ def parse(prefix: str, entry: Mapping, default: CaptureConfig, flag) -> CaptureC
         retention_days=whole)
 
 
-def pod_env(container_url: pulumi.Input[str], capture: CaptureConfig) -> list[dict]:
-    """The scoring container's variables for a capturing deployment."""
-    return [{"name": Var.CAPTURE_URI, "value": container_url},
-            {"name": Var.CAPTURE_SAMPLE_RATE, "value": f"{capture.sampling_rate:g}"},
-            {"name": Var.CAPTURE_IMAGES, "value": "true" if capture.images else "false"}]
+def service_env(container_url: pulumi.Input[str], capture: CaptureConfig) -> dict:
+    """A capturing deployment's fields of the scoring container's ServiceEnv."""
+    return {"capture_uri": container_url, "capture_sample_rate": capture.sampling_rate,
+            "capture_images": capture.images}
 
 
 def rule_names(deployments) -> dict[str, str]:

@@ -52,6 +52,28 @@ def _skip_annotations(image: str) -> dict:
     return {f"checkov.io/skip{i}": skip for i, skip in enumerate(skips, start=1)}
 
 
+def plugin_container(image: str) -> dict:
+    """The plugin: no privileges or capabilities, a read-only root, its socket directory."""
+    return {
+        "name": "nvidia-device-plugin",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "env": [
+            # Keep running on a node whose driver is still installing.
+            {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
+            # The one strategy that writes nothing outside the socket
+            # directory, which the read-only root filesystem relies on.
+            {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"},
+        ],
+        "securityContext": locked_down_container(),
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "128Mi"},
+        },
+        "volumeMounts": [{"name": "device-plugins", "mountPath": SOCKET_DIR}],
+    }
+
+
 class NvidiaDevicePlugin(pulumi.ComponentResource):
     """A DaemonSet on GPU nodes only that advertises their GPUs to the kubelet."""
 
@@ -86,24 +108,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                         "tolerations": gpu_tolerations() + [
                             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [{
-                            "name": "nvidia-device-plugin",
-                            "image": args.image,
-                            "imagePullPolicy": "Always",
-                            "env": [
-                                # Keep running on a node whose driver is still installing.
-                                {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
-                                # The one strategy that writes nothing outside the socket
-                                # directory, which the read-only root filesystem relies on.
-                                {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"},
-                            ],
-                            "securityContext": locked_down_container(),
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "32Mi"},
-                                "limits": {"cpu": "100m", "memory": "128Mi"},
-                            },
-                            "volumeMounts": [{"name": "device-plugins", "mountPath": SOCKET_DIR}],
-                        }],
+                        "containers": [plugin_container(args.image)],
                         "volumes": [{"name": "device-plugins",
                                      "hostPath": {"path": SOCKET_DIR, "type": "Directory"}}],
                     },

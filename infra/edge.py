@@ -50,7 +50,7 @@ from infra.config import DeploymentConfig, EdgeConfig, ServiceConfig
 from infra.identity import workload_identity
 from infra.roles import DNS_ZONE_CONTRIBUTOR, grant
 from infra.scheduling import system_pool_placement
-from infra.scoring import EDGE_NAMESPACE, object_name
+from infra.scoring import EDGE_NAMESPACE
 from infra.system_pool import (CERT_MANAGER_REQUESTS, EDGE_CONTROLLER_REQUESTS,
                                EDGE_PROXY_REQUESTS, EDGE_REPLICAS)
 from scoring_app import settings
@@ -86,6 +86,7 @@ class EdgeArgs:
     edge: EdgeConfig
     service: ServiceConfig
     deployments: tuple[DeploymentConfig, ...]
+    service_names: dict[str, str]  # deployment -> the Service the routes send its traffic to
     location: str
     namespace: pulumi.Input[str]
     provider: k8s.Provider
@@ -107,13 +108,14 @@ def request_timeout(service: ServiceConfig) -> str:
     return f"{math.ceil(limits.request_timeout_ms / 1000) + TIMEOUT_MARGIN_S}s"
 
 
-def route_rules(deployments: tuple[DeploymentConfig, ...], timeout: str) -> list[dict]:
+def route_rules(deployments: tuple[DeploymentConfig, ...], service_names: dict[str, str],
+                timeout: str) -> list[dict]:
     """The endpoint's HTTPRoute rules, in the order the issue's routing states:
     1. `azureml-model-deployment: <name>` reaches that deployment only, never mirrored;
     2. the rest is split by traffic (weighted backendRefs; a 0% deployment is left out);
     3. the split copies each shadow's percent to it (RequestMirror), answers discarded."""
     def ref(deployment: DeploymentConfig) -> dict:
-        return {"kind": "Service", "name": object_name(deployment.name), "port": 80}
+        return {"kind": "Service", "name": service_names[deployment.name], "port": 80}
     root = {"type": "PathPrefix", "value": "/"}
     rules = [{
         "matches": [{"path": root, "headers": [
@@ -183,7 +185,8 @@ class Edge(pulumi.ComponentResource):
             f"{name}-route", GATEWAY_API, "HTTPRoute",
             {"name": "scoring", "namespace": args.namespace},
             {"parentRefs": [parent],
-             "rules": route_rules(args.deployments, request_timeout(args.service))},
+             "rules": route_rules(args.deployments, args.service_names,
+                                  request_timeout(args.service))},
             crds, after=[gateway])
         if cfg.tls:
             self._custom(
@@ -295,6 +298,25 @@ class Edge(pulumi.ComponentResource):
         """cert-manager, pinned, with its Gateway API support on; a Let's Encrypt issuer
         answering HTTP-01 through the Gateway (or DNS-01 with `domain`); the certificate the
         HTTPS listener serves."""
+        identity = self._dns_identity(name, cfg) if cfg.domain else None
+        ready = self._cert_manager(name, cfg, gateway_crds, identity)
+        issuer = self._custom(
+            f"{name}-issuer", "cert-manager.io/v1", "ClusterIssuer", {"name": ISSUER},
+            {"acme": {"email": cfg.acme_email, "server": cfg.acme_server,
+                      "privateKeySecretRef": {"name": "letsencrypt-account-key"},
+                      "solvers": [self._solver(cfg, identity)]}},
+            ready, after=[gateway])
+        self._custom(
+            f"{name}-certificate", "cert-manager.io/v1", "Certificate",
+            {"name": "scoring", "namespace": self._args.namespace},
+            {"secretName": TLS_SECRET, "dnsNames": [self.host],
+             "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}},
+            ready, after=[issuer])
+
+    def _cert_manager(self, name, cfg: EdgeConfig, gateway_crds, identity) -> pulumi.Resource:
+        """The pinned release on the system pool, signing in to Azure DNS as `identity` when
+        there is one; returns the wait until its CRDs are Established."""
         placement = system_pool_placement()
         namespace = k8s.core.v1.Namespace(
             f"{name}-cert-manager-ns",
@@ -306,7 +328,6 @@ class Edge(pulumi.ComponentResource):
         def sized(part: str) -> dict:
             cpu, memory = CERT_MANAGER_REQUESTS[part]
             return {**placement, "resources": {"requests": {"cpu": cpu, "memory": memory}}}
-        identity = self._dns_identity(name, cfg) if cfg.domain else None
         values = {
             "crds": {"enabled": True, "keep": True},
             # Reads Gateways and writes the HTTP-01 solver's HTTPRoute: the Gateway API
@@ -329,35 +350,24 @@ class Edge(pulumi.ComponentResource):
             atomic=True, cleanup_on_fail=True, values=values,
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 depends_on=[gateway_crds])))
-        ready = self._wait(f"{name}-cert-manager-crds-ready", CERT_MANAGER_CRDS, [release])
+        return self._wait(f"{name}-cert-manager-crds-ready", CERT_MANAGER_CRDS, [release])
+
+    def _solver(self, cfg: EdgeConfig, identity) -> dict:
+        """DNS-01 in the user's zone as `identity`, else HTTP-01 through the Gateway."""
         if identity is not None:
-            solver = {"dns01": {"azureDNS": {
+            return {"dns01": {"azureDNS": {
                 "subscriptionID": self._subscription,
                 "resourceGroupName": cfg.dns_zone_resource_group,
                 "hostedZoneName": cfg.dns_zone_name,
                 "environment": "AzurePublicCloud",
                 "managedIdentity": {"clientID": identity.client_id}}}}
-        else:
-            solver = {"http01": {"gatewayHTTPRoute": {
-                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                "name": GATEWAY, "namespace": self._args.namespace,
-                                "sectionName": "http"}],
-                # The solver pod must fit somewhere: both pools are tainted.
-                "podTemplate": {"spec": placement},
-            }}}
-        issuer = self._custom(
-            f"{name}-issuer", "cert-manager.io/v1", "ClusterIssuer", {"name": ISSUER},
-            {"acme": {"email": cfg.acme_email, "server": cfg.acme_server,
-                      "privateKeySecretRef": {"name": "letsencrypt-account-key"},
-                      "solvers": [solver]}},
-            ready, after=[gateway])
-        self._custom(
-            f"{name}-certificate", "cert-manager.io/v1", "Certificate",
-            {"name": "scoring", "namespace": self._args.namespace},
-            {"secretName": TLS_SECRET, "dnsNames": [self.host],
-             "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
-             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}},
-            ready, after=[issuer])
+        return {"http01": {"gatewayHTTPRoute": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                            "name": GATEWAY, "namespace": self._args.namespace,
+                            "sectionName": "http"}],
+            # The solver pod must fit somewhere: both pools are tainted.
+            "podTemplate": {"spec": system_pool_placement()},
+        }}}
 
     def _dns_identity(self, name, cfg: EdgeConfig) -> managedidentity.UserAssignedIdentity:
         """cert-manager's identity in Azure: federated with its service account, allowed to

@@ -157,14 +157,19 @@ class ServiceEnv:
     drain_s: float
     model_dir: str = MODEL_PATH_IN_IMAGE
     preprocess: str = ""  # empty: unset (an image-tensor model is refused at start)
-    capture_uri: str = ""  # empty: no capture variables at all
+    capture_uri: str = ""  # empty: no capture variables at all (the stack passes an Output)
     capture_sample_rate: float = 1.0
     capture_images: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)  # scoringEnv, never a STACK_VARIABLE
 
     def env(self) -> list[dict]:
+        """The list in the stack's order: a model in the image has its directory first; a
+        fetched model's directory and the capture variables (what the model store adds)
+        follow ``extra``. A Deployment whose list is reordered rolls all its pods, so the
+        order is part of what the stack declares."""
+        model_dir, fetched = {Var.MODEL_DIR: self.model_dir}, self.model_dir == FETCHED_MODEL_PATH
         values = {
-            Var.MODEL_DIR: self.model_dir,
+            **({} if fetched else model_dir),
             Var.MODEL_NAME: self.model_name,
             Var.MODEL_VERSION: self.model_version,
             Var.API_KEYS_DIR: KEYS_PATH,
@@ -174,10 +179,11 @@ class ServiceEnv:
             Var.DRAIN_SECONDS: _number(self.drain_s),
             Var.PRECISION: self.precision,
             **({Var.PREPROCESS: self.preprocess} if self.preprocess else {}),
+            **dict(self.extra),
+            **(model_dir if fetched else {}),
             **({Var.CAPTURE_URI: self.capture_uri,
                 Var.CAPTURE_SAMPLE_RATE: _number(self.capture_sample_rate),
                 Var.CAPTURE_IMAGES: _flag(self.capture_images)} if self.capture_uri else {}),
-            **dict(self.extra),
         }
         return [{"name": Var.DEPLOYMENT_NAME, "valueFrom": {"fieldRef": {
                     "fieldPath": f"metadata.labels['{DEPLOYMENT_LABEL}']"}}},

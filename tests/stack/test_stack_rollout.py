@@ -180,7 +180,7 @@ def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_di
 def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     """modelScan, as precision: a deployment's own, else the stack's (false by default), and
     only a deployment that scans gets SCORING_MODEL_SCAN on its init container."""
-    from infra.model_store import PodModel
+    from infra.model_store import Fetch, fetch_container
     values = {**dev_values, "gpuMaxCount": "3",
               "deployments": json.dumps({"blue": {}, "green": {"modelScan": False},
                                          "shadow": {"modelScan": "true"}}),
@@ -190,13 +190,10 @@ def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     cfg = load({**values, "modelScan": "true"})
     assert {d.name: d.model_scan for d in cfg.deployments} == {
         "blue": True, "green": False, "shadow": True}
-    pod = PodModel(model_uri="https://a.blob.core.windows.net/models/m/" + "0" * 64,
-                   digest="0" * 64, size_limit="1Gi", fetch_budget_s=1, client_id="id")
+    fetch = Fetch(model_uri="https://a.blob.core.windows.net/models/m/" + "0" * 64,
+                  digest="0" * 64, size_limit="1Gi", budget_s=1, depends_on=())
     for d in cfg.deployments:
-        template, spec = {}, {"volumes": []}
-        pod.apply(template, spec, {"name": "scoring", "image": "i", "env": [], "volumeMounts": []},
-                  10001, d.model_scan)
-        env = {e["name"]: e["value"] for e in spec["initContainers"][0]["env"]}
+        env = {e["name"]: e["value"] for e in fetch_container("i", fetch, d.model_scan)["env"]}
         assert env.get(Var.MODEL_SCAN) == ("true" if d.model_scan else None), d.name
 
 
