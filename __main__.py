@@ -3,6 +3,7 @@ import pulumi
 from pulumi_azure_native import resources
 
 from infra import config
+from infra.config import External
 from infra.autoscaling import Autoscaler, AutoscalerArgs
 from infra.cluster import GpuCluster, GpuClusterArgs
 from infra.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
@@ -34,7 +35,8 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
         image_refs=registry.image_refs,
         scanned=frozenset(d.name for d in cfg.deployments if d.model_scan),
         models={  # each deployment's modelUri, or its modelDir published under its own prefix
-            d.name: d.external or describe(d.model_name, d.model_dir) for d in cfg.deployments},
+            d.name: d.source.model if isinstance(d.source, External)
+            else describe(d.model_name, d.source.model_dir) for d in cfg.deployments},
         public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
         certificate_chains={d.name: d.model_certificate_chain for d in cfg.deployments
                             if d.model_certificate_chain},

@@ -1,43 +1,6 @@
 """Scoring pods that follow load: a KEDA ScaledObject on the service's own Prometheus metrics.
 
-The signal (docs/scaling.md works it through):
-- the rate of scoring requests arriving, per pod, against
-  `scaleRequestsPerReplica` (about 70% of what one pod was measured to
-  sustain). Arrivals, not completions: a saturated pod completes no more
-  than its capacity, so a completion rate would never ask for more pods;
-- the images waiting for the GPU (scoring_queue_depth), per pod, against
-  `scaleQueuePerReplica`: catches what a request rate cannot, such as large
-  images or big JSON batches that make each request cost more.
-KEDA hands both to one HPA, which runs the larger of the two answers. CPU is
-not the signal: a GPU pod's CPU tracks JPEG decoding, not GPU queueing, and
-its limit makes it plateau exactly when more pods are needed.
-
-A pod that has no GPU to land on stays Pending; the cluster autoscaler sees it
-and adds a GPU node (gpuMinCount..gpuMaxCount), minutes later.
-
-KEDA (the AKS add-on) reads Azure Monitor managed Prometheus as itself: a
-user-assigned identity, federated with the add-on's `kube-system/keda-operator`
-service account (workload identity) and allowed to read the workspace.
-What the AKS article "KEDA add-on and workload identity" has you do by hand
-after that, the stack declares, in order:
-1. wait until the add-on's CRDs are Established and its operator exists
-   (the cluster's `addon_crds["keda"]`);
-2. annotate the operator's service account with the identity's client id
-   (`azure.workload.identity/client-id`, where KEDA's azure-workload provider
-   looks by default; the TriggerAuthentication also names it in identityId);
-3. restart the operator, so that the workload identity webhook gives its new
-   pods the federated token: a server-side patch of the operator's pod
-   template, labelled for workload identity and annotated with the client id,
-   rolls it exactly once per identity (a later `up` changes nothing);
-4. only then the TriggerAuthentication and the ScaledObject.
-Without 2 and 3 every Prometheus query fails to authenticate and the HPA
-stays at minReplicaCount. The alternative, KEDA installed from its Helm chart
-with `podIdentity.azureWorkload.*` values, would make the stack own a second
-KEDA beside the add-on; patching the add-on's objects keeps AKS's patched
-KEDA. Whether the add-on manager later reverts the patch can only be seen on
-a real cluster (docs/deploying.md says how to check).
-A query that returns nothing is an error (ignoreNullValues false), so a lost
-scrape holds the current replicas instead of reading as zero load.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """The GPU cluster: AKS with a small system pool, a tainted GPU pool, and a Kubernetes provider.
 
-The GPU pool is its own AgentPool resource so that scaling or resizing it
-never touches the cluster, and the system pool stays free of GPU workloads.
-Its name follows its VM size and every property AKS cannot change in place
-(infra/gpu_sizes.py), so a new size, zone list or spot setting is a new pool,
-created before the old one goes; its node count belongs to the cluster
-autoscaler once it exists (ignore_changes on `count`, refreshed before each
-update: docs/deploying.md, "Node count").
-
-The cluster also owns the readiness of what its add-ons bring: the provider
-waits until Azure RBAC lets the deployer in, and `addon_crds` holds, per
-add-on, a wait until its CRDs are Established (infra/kube_wait.py), for the
-components whose custom resources need them.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -1,39 +1,7 @@
 """The public edge on the Gateway API: Envoy Gateway, one Gateway, and the routes that split,
 mirror and target the endpoint's deployments; a Let's Encrypt certificate when tls is on.
 
-Why Envoy Gateway, pinned by the stack, and not AKS's own options: docs/edge.md
-(with the evidence). In short: App Routing's Gateway API implementation needs a
-ManagedCluster API version the pinned SDK does not send, and an out-of-band
-enable would be undone by the next `pulumi up`; the stack declares everything
-here, so a later `up` changes nothing.
-
-What is declared, in order:
-- the Gateway API CRDs of the **standard channel** and Envoy Gateway's own,
-  from Envoy Gateway's `gateway-crds-helm` chart (the version the controller
-  is compiled against), rendered and applied as objects (too large for a Helm
-  release), then the controller (`gateway-helm`, a release, its CRDs off);
-  each custom resource waits until its CRDs are Established (infra/kube_wait.py);
-- an EnvoyProxy (the proxies' placement on the system pool, their fixed
-  replicas and requests, counted by infra/system_pool.py, and the LoadBalancer
-  Service's annotations: the <label>.<region>.cloudapp.azure.com name and the
-  allowed source ranges), a GatewayClass that points at it, and the Gateway
-  (an HTTP listener, plus HTTPS when tls is on) in the scoring namespace;
-- one HTTPRoute for the endpoint (route_rules): first one rule per deployment
-  that matches the `azureml-model-deployment` header (more header matches win
-  over fewer under the Gateway API's precedence, so these beat the split), then
-  the split by weighted backendRefs with a RequestMirror filter per shadow.
-  A traffic change alters only this object;
-- with tls, a redirect route on the HTTP listener and cert-manager answering
-  HTTP-01 through the Gateway (an Exact-path route it adds, which wins over the
-  redirect's prefix), or DNS-01 in the user's Azure DNS zone with `domain`.
-
-Limits: the route's request timeout sits 10 s past the service's own, so
-clients see the service's JSON 504. Envoy streams request bodies and sets no
-size cap of its own, so the service's JSON 413 is what an oversized body gets
-(nothing in between answers first with an HTML page, as NGINX's cap did).
-The standard channel's RequestRedirect offers only 301 and 302 (307/308 are in
-the experimental channel only), so a plain-HTTP POST is not replayed over
-HTTPS: the redirect is 301, and the outputs always give https URLs.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -110,7 +78,7 @@ def request_timeout(service: ServiceConfig) -> str:
 
 def route_rules(deployments: tuple[DeploymentConfig, ...], service_names: dict[str, str],
                 timeout: str) -> list[dict]:
-    """The endpoint's HTTPRoute rules, in the order the issue's routing states:
+    """The endpoint's HTTPRoute rules, in precedence order:
     1. `azureml-model-deployment: <name>` reaches that deployment only, never mirrored;
     2. the rest is split by traffic (weighted backendRefs; a 0% deployment is left out);
     3. the split copies each shadow's percent to it (RequestMirror), answers discarded."""

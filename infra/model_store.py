@@ -1,28 +1,6 @@
-"""Models as data (issue 18): the model in Blob Storage, pulled at pod start with workload identity.
+"""Models as data: the model in Blob Storage, pulled at pod start with workload identity.
 
-Declared here, away from the Deployment (infra/scoring.py calls one hook, `PodModel.apply`):
-- a Storage Account with shared-key access off (Entra ID only), no public blob access,
-  HTTPS only, TLS 1.2 minimum, OAuth the portal default; blob and container soft delete;
-- a private `models` container;
-- the model directory published under its content-addressed prefix
-  `<model name>/<sha256 of its manifest>/` (scoring_app/model_store/manifest.py, the code
-  the fetch checks with), by `scoring_tools.publish_model` run as a pulumi-command step
-  with the deployer's `az login`. Not with azure-native's `storage.Blob`: that resource
-  authenticates with the account key, which this account refuses
-  (pulumi/pulumi-azure-native#2015, #2948, both open). A changed model is a new prefix and
-  a new step; the old prefix stays (docs/models-as-data.md says how it is removed);
-- a user-assigned identity, federated with the scoring ServiceAccount
-  (`system:serviceaccount:<namespace>:<sa>`, the cluster's OIDC issuer), holding
-  Storage Blob Data Reader on the models container and nothing wider;
-- or, per deployment, a model someone else published (`modelUri`): nothing of theirs is
-  declared, only Storage Blob Data Reader for the same identity on that container, one
-  grant per distinct container however many deployments read it.
-
-The pod: an init container (the same image, `python3 -m scoring_app.model_store.fetch`)
-downloads the prefix into an emptyDir sized from the manifest, checks every file, and
-only then renames it into place; the expected digest is in its env, so the Deployment
-names exactly what `pulumi up` published. No key, SAS or connection string exists in
-state or in the cluster.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -38,7 +16,7 @@ from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
 from infra import capture
-from infra.capture import CaptureConfig
+from infra.config.capture import CaptureConfig
 from infra.config import REPO_ROOT, ExternalModel
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
 from infra.identity import workload_identity

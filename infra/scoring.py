@@ -1,36 +1,7 @@
 """The scoring endpoint: shared keys, network policy and scrape; per deployment a Deployment,
 Service and disruption budget.
 
-Azure ML's split, kept here: the endpoint owns the keys (one pair for every
-deployment) and the traffic (infra/edge.py's routes); each named deployment
-owns its model, image and scale, in objects named scoring-<deployment> and
-labelled aks-gpu-scoring/deployment=<deployment>. The pod reads its own
-deployment name from that label (the downward API, SCORING_DEPLOYMENT_NAME),
-and the PodMonitor copies the same label onto every metric as `deployment`,
-so nothing but the label says which deployment a pod belongs to.
-
-What the container expects is docs/contract.md: port 5001 `http`, metrics on
-9090, /readyz and /healthz, SCORING_* variables, keys as files.
-
-Rolling updates use maxSurge 0 / maxUnavailable 1: a surge pod would need a
-GPU that usually does not exist (every replica holds one, the pool is at its
-max or a new node takes minutes), so a surging rollout would hang on a
-Pending pod. Taking one old pod down first frees its GPU for the new one.
-The cost is one replica less during a rollout (with 1 replica in dev, a
-short outage); a PodDisruptionBudget of maxUnavailable 1 matches it and
-never blocks node drains.
-
-The Services are ClusterIP: clients come in through the edge's Envoy proxies
-(infra/edge.py), and the network policy admits the scoring port from their
-namespace only, the metrics port from the Prometheus scraper's (kube-system)
-only. When the stack autoscales, the Deployment leaves
-`replicas` unset so that `pulumi up` never fights KEDA over it.
-
-How long `pulumi up` waits for the rollout is derived from the same budgets
-the probes allow (rollout_timeouts): a GPU node from zero with its driver, the
-image pull, then the startup probe's whole allowance; an update replaces the
-pods one at a time, so it gets that per pod. The Deployment depends on the
-GPU pool, so a destroy removes the pods before their nodes.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -111,8 +111,9 @@ def test_the_stack_keys_are_each_deployments_default(dev_values):
     got = {d.name: d.capture for d in cfg.deployments}
     assert got["blue"] == capture.CaptureConfig(True, 0.25, False, 90)
     assert got["green"] == capture.CaptureConfig(False, 0.25, True, 90)
-    assert all(d.capture == capture.CaptureConfig() for d in load(dev_values).deployments)
-    assert capture.CaptureConfig().enabled is False and capture.CaptureConfig().images is False
+    # Pulumi.yaml's defaults: off, every request when on, no images, 30 days.
+    off = capture.CaptureConfig(enabled=False, sampling_rate=1.0, images=False, retention_days=30)
+    assert all(d.capture == off for d in load(dev_values).deployments)
 
 
 @pytest.mark.parametrize("change, key, pattern", [
