@@ -11,7 +11,7 @@ from infra.model_store import ModelStore, ModelStoreArgs, describe
 from infra.edge import Edge, EdgeArgs
 from infra.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from infra.registry import RegistryImage, RegistryImageArgs
-from infra.scoring import (NAMESPACE, SCORING_CONTAINER, SERVICE_ACCOUNT, ScoringService,
+from infra.scoring import (CONTAINER_NAME, NAMESPACE, SERVICE_ACCOUNT, ScoringService,
                            ScoringServiceArgs)
 
 cfg = config.load()
@@ -31,7 +31,7 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
     model_store = ModelStore("models", ModelStoreArgs(
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
-        service_account=SERVICE_ACCOUNT, scoring_container=SCORING_CONTAINER,
+        service_account=SERVICE_ACCOUNT, scoring_container=CONTAINER_NAME,
         image_refs=registry.image_refs,
         scanned=frozenset(d.name for d in cfg.deployments if d.model_scan),
         models={  # each deployment's modelUri, or its modelDir published under its own prefix

@@ -198,6 +198,8 @@ class ModelStoreArgs:
     service_account: str
     #: the scoring container's name: the one container that gets no storage token
     scoring_container: str
+    #: deployment name -> its image: the init container runs the scoring image's fetch
+    image_refs: dict[str, pulumi.Input[str]]
     #: deployment name -> its model: a modelDir the stack publishes (describe()), or a
     #: modelUri someone else published
     models: dict[str, PublishedModel | ExternalModel]
@@ -210,8 +212,6 @@ class ModelStoreArgs:
     stack_uri_scope: str | None = None
     #: deployment name -> its capture config, for the deployments that capture
     captures: dict[str, CaptureConfig] = field(default_factory=dict)
-    #: deployment name -> its image: the init container runs the scoring image's fetch
-    image_refs: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     #: the deployments whose fetch runs modelscan over the model
     scanned: frozenset[str] = frozenset()
 
@@ -225,6 +225,7 @@ def publish_command(model, account_url: str) -> str:
                        os.path.relpath(model.model_dir, REPO_ROOT), "--account-url", account_url,
                        "--container", CONTAINER, "--name", model.name,
                        "--expect-sha256", model.digest])
+
 
 class ModelStore(pulumi.ComponentResource):
     """The account, container, published prefixes, the pods' identity and its read grants."""

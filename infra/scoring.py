@@ -24,7 +24,7 @@ EDGE_NAMESPACE = "envoy-gateway-system"
 APP_LABEL = {"app.kubernetes.io/name": "scoring"}
 IMDS = "169.254.169.254/32"
 SERVICE_ACCOUNT = "scoring"
-SCORING_CONTAINER = "scoring"
+CONTAINER_NAME = "scoring"
 SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
 SCRAPE_INTERVAL = "15s"
 #: Probe budgets (seconds x failures): model load and warm-up may take up to 10 minutes.
@@ -77,7 +77,7 @@ def scoring_container(cfg: ServiceConfig, deployment: DeploymentConfig, image: p
     contract's paths, the preStop pause, the keys as files, a read-only root."""
     probe = {"httpGet": {"path": READY_PATH, "port": "http"}, "timeoutSeconds": 3}
     return {
-        "name": SCORING_CONTAINER,
+        "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": HTTP_PORT},

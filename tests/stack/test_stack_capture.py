@@ -13,7 +13,7 @@ from stack_harness import unwrap
 from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
 
 from infra import capture
-from scoring_app.contract import Var
+from scoring_app.contract import PREFIX, Var
 
 CONTAINER = "azure-native:storage:BlobContainer"
 POLICY = "azure-native:storage:ManagementPolicy"
@@ -42,7 +42,7 @@ def test_capture_is_off_by_default_and_declares_nothing(stack_run):
     assert [unwrap(r["inputs"])["containerName"] for r in stack_run.all_of(CONTAINER)] == ["models"]
     assert stack_run.all_of(POLICY) == []
     for pod in _pods(stack_run).values():
-        assert not any(name.startswith("SCORING_CAPTURE") for name in pod["env"])
+        assert not any(name.startswith(f"{PREFIX}CAPTURE") for name in pod["env"])
         assert pod["annotations"][SKIP] == "scoring"  # no token in the serving container
     assert "captureUri" not in stack_run.outputs
 
@@ -96,7 +96,7 @@ def test_each_capturing_deployment_gets_its_variables_and_the_token(runs):
     for name in ("green", "shadow"):
         assert SKIP not in pods[name]["annotations"]  # the webhook injects the token
         assert "models-pods-capture" in pods[name]["dependsOn"]  # the grant exists first
-    assert not any(v.startswith("SCORING_CAPTURE") for v in pods["blue"]["env"])
+    assert not any(v.startswith(f"{PREFIX}CAPTURE") for v in pods["blue"]["env"])
     assert pods["blue"]["annotations"][SKIP] == "scoring"
     exported = run.outputs["deployments"]["value"]
     assert exported["shadow"]["capture"] == {"samplingRate": 0.05, "images": True, "retentionDays": 7}

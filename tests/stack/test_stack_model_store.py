@@ -207,7 +207,7 @@ def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
 
 
 def test_the_model_scan_is_on_only_where_the_stack_turns_it_on(stack_run, runs):
-    """modelScan: true (the variant) sets SCORING_MODEL_SCAN on the init container; the
+    """modelScan: true (the variant) sets the scan variable on the init container; the
     stack files leave it unset, and the fetch's default is off."""
     init_env = lambda run: {e["name"]: e["value"] for e in  # noqa: E731
                             run.pod_spec("Deployment")["initContainers"][0]["env"]}

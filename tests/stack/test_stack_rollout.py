@@ -160,7 +160,7 @@ def test_precision_is_per_deployment_defaulting_to_the_stack_key(dev_values, mod
 
 
 def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_dir):
-    """SCORING_PREPROCESS is set only where a deployment (or the stack key) says it: a
+    """The preprocessing variable is set only where a deployment (or the stack key) says it: a
     string-input model needs none, and an image-tensor one must be told (the container
     refuses it otherwise), so the stack never picks a value for it."""
     values = {**dev_values, "gpuMaxCount": "3",
@@ -179,7 +179,7 @@ def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_di
 
 def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     """modelScan, as precision: a deployment's own, else the stack's (false by default), and
-    only a deployment that scans gets SCORING_MODEL_SCAN on its init container."""
+    only a deployment that scans gets the scan variable on its init container."""
     from infra.model_store import Fetch, fetch_container
     values = {**dev_values, "gpuMaxCount": "3",
               "deployments": json.dumps({"blue": {}, "green": {"modelScan": False},
@@ -246,7 +246,7 @@ BAD = [
     ({"envoyGatewayVersion": "^1.9"}, "envoyGatewayVersion", r"exact chart version"),
     ({"deployments": {"blue": {"precision": "fp16"}}, "traffic": {"blue": 100}},
      "deployments.blue.precision", r"'fp16' is not one of fp32, mixed"),
-    ({"scoringEnv": ["SCORING_PRECISION=mixed"]}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": [f"{Var.PRECISION}=mixed"]}, "scoringEnv", r"does not set itself"),
     ({"deployments": {"blue": {"preprocess": "keras"}}, "traffic": {"blue": 100}},
      "deployments.blue.preprocess", r"'keras' is not one of none, caffe, tf, torch"),
     ({"deployments": {"blue": {"modelScan": "yes"}}, "traffic": {"blue": 100}},
