@@ -3,6 +3,7 @@ import pulumi
 from pulumi_azure_native import resources
 
 from infra import config
+from infra.config import External
 from infra.autoscaling import Autoscaler, AutoscalerArgs
 from infra.cluster import GpuCluster, GpuClusterArgs
 from infra.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
@@ -10,7 +11,8 @@ from infra.model_store import ModelStore, ModelStoreArgs, describe
 from infra.edge import Edge, EdgeArgs
 from infra.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from infra.registry import RegistryImage, RegistryImageArgs
-from infra.scoring import NAMESPACE, SERVICE_ACCOUNT, ScoringService, ScoringServiceArgs
+from infra.scoring import (CONTAINER_NAME, NAMESPACE, SERVICE_ACCOUNT, ScoringService,
+                           ScoringServiceArgs)
 
 cfg = config.load()
 
@@ -29,9 +31,12 @@ if cfg.image.model_store == "blob":  # the model is data: published, then fetche
     model_store = ModelStore("models", ModelStoreArgs(
         resource_group_name=group.name, location=cfg.cluster.location,
         oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
-        service_account=SERVICE_ACCOUNT,
+        service_account=SERVICE_ACCOUNT, scoring_container=CONTAINER_NAME,
+        image_refs=registry.image_refs,
+        scanned=frozenset(d.name for d in cfg.deployments if d.model_scan),
         models={  # each deployment's modelUri, or its modelDir published under its own prefix
-            d.name: d.external or describe(d.model_name, d.model_dir) for d in cfg.deployments},
+            d.name: d.source.model if isinstance(d.source, External)
+            else describe(d.model_name, d.source.model_dir) for d in cfg.deployments},
         public_keys={d.name: d.model_public_key for d in cfg.deployments if d.model_public_key},
         certificate_chains={d.name: d.model_certificate_chain for d in cfg.deployments
                             if d.model_certificate_chain},
@@ -44,6 +49,7 @@ scoring = ScoringService("scoring", ScoringServiceArgs(
     models=model_store.pod_models if model_store else None))
 edge = Edge("edge", EdgeArgs(
     edge=cfg.edge, service=cfg.service, deployments=cfg.deployments,
+    service_names=scoring.service_names,
     location=cfg.cluster.location, namespace=scoring.namespace, provider=cluster.provider,
     kubeconfig=cluster.kubeconfig, cluster_id=cluster.id, resource_group_name=group.name,
     oidc_issuer_url=cluster.oidc_issuer_url, ready=cluster.rbac_ready,

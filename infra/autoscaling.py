@@ -1,43 +1,6 @@
 """Scoring pods that follow load: a KEDA ScaledObject on the service's own Prometheus metrics.
 
-The signal (docs/scaling.md works it through):
-- the rate of scoring requests arriving, per pod, against
-  `scaleRequestsPerReplica` (about 70% of what one pod was measured to
-  sustain). Arrivals, not completions: a saturated pod completes no more
-  than its capacity, so a completion rate would never ask for more pods;
-- the images waiting for the GPU (scoring_queue_depth), per pod, against
-  `scaleQueuePerReplica`: catches what a request rate cannot, such as large
-  images or big JSON batches that make each request cost more.
-KEDA hands both to one HPA, which runs the larger of the two answers. CPU is
-not the signal: a GPU pod's CPU tracks JPEG decoding, not GPU queueing, and
-its limit makes it plateau exactly when more pods are needed.
-
-A pod that has no GPU to land on stays Pending; the cluster autoscaler sees it
-and adds a GPU node (gpuMinCount..gpuMaxCount), minutes later.
-
-KEDA (the AKS add-on) reads Azure Monitor managed Prometheus as itself: a
-user-assigned identity, federated with the add-on's `kube-system/keda-operator`
-service account (workload identity) and allowed to read the workspace.
-What the AKS article "KEDA add-on and workload identity" has you do by hand
-after that, the stack declares, in order:
-1. wait until the add-on's CRDs are Established and its operator exists
-   (the cluster's `addon_crds["keda"]`);
-2. annotate the operator's service account with the identity's client id
-   (`azure.workload.identity/client-id`, where KEDA's azure-workload provider
-   looks by default; the TriggerAuthentication also names it in identityId);
-3. restart the operator, so that the workload identity webhook gives its new
-   pods the federated token: a server-side patch of the operator's pod
-   template, labelled for workload identity and annotated with the client id,
-   rolls it exactly once per identity (a later `up` changes nothing);
-4. only then the TriggerAuthentication and the ScaledObject.
-Without 2 and 3 every Prometheus query fails to authenticate and the HPA
-stays at minReplicaCount. The alternative, KEDA installed from its Helm chart
-with `podIdentity.azureWorkload.*` values, would make the stack own a second
-KEDA beside the add-on; patching the add-on's objects keeps AKS's patched
-KEDA. Whether the add-on manager later reverts the patch can only be seen on
-a real cluster (docs/deploying.md says how to check).
-A query that returns nothing is an error (ignoreNullValues false), so a lost
-scrape holds the current replicas instead of reading as zero load.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -50,6 +13,7 @@ from pulumi_azure_native import authorization
 from infra.config import DeploymentConfig, ScalingConfig
 from infra.identity import workload_identity
 from infra.roles import MONITORING_DATA_READER, grant
+from scoring_app.contract import SCORING_ROUTES_REGEX
 
 KEDA_NAMESPACE, KEDA_OPERATOR = "kube-system", "keda-operator"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
@@ -58,8 +22,6 @@ USE_LABEL = "azure.workload.identity/use"
 RESTART_ANNOTATION = "aks-gpu-scoring/keda-identity"
 #: Server-side apply takes over fields another manager (the add-on) also set.
 PATCH_FORCE = {"pulumi.com/patchForce": "true"}
-#: The routes whose arrivals are scoring work (the open inference protocol's infer, too).
-SCORING_ROUTES = "/score|/v2/models/.+/infer"
 
 
 def load_queries(namespace: str, deployment: str) -> dict[str, str]:
@@ -67,7 +29,7 @@ def load_queries(namespace: str, deployment: str) -> dict[str, str]:
     (the `deployment` label the PodMonitor sets from the pod's label)."""
     where = f'namespace="{namespace}",deployment="{deployment}"'
     return {
-        "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{SCORING_ROUTES}"}}[1m]))',
+        "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{SCORING_ROUTES_REGEX}"}}[1m]))',
         "queue-depth": f"sum(scoring_queue_depth{{{where}}})",
     }
 
@@ -92,25 +54,31 @@ class Autoscaler(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:Autoscaler", name, None, opts)
-        azure = pulumi.ResourceOptions(parent=self)
-        kube = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        cfg = args.scaling
+        self._kube = pulumi.ResourceOptions(parent=self, provider=args.provider)
         deployer = authorization.get_client_config_output()
-
+        azure = pulumi.ResourceOptions(parent=self)
         identity, federation = workload_identity(
             f"{name}-keda", args.resource_group_name, args.location, args.oidc_issuer_url,
             KEDA_NAMESPACE, KEDA_OPERATOR, azure)
         reader = grant(f"{name}-keda-reader", identity.principal_id, MONITORING_DATA_READER,
                        args.workspace_id, deployer.subscription_id, azure,
                        principal_type="ServicePrincipal")
-
         ready = [args.keda_crds] if args.keda_crds else []
+        auth = self._operator_identity(name, args, identity, [*ready, federation, reader])
+        for deployment in args.deployments:
+            self._scaled_object(name, args, deployment, [*ready, auth])
+        self.register_outputs({"identityClientId": identity.client_id})
+
+    def _operator_identity(self, name: str, args: AutoscalerArgs, identity,
+                           after: list) -> pulumi.Resource:
+        """Steps 2 to 4 of the module docstring: the operator's account annotated, the
+        operator restarted once per identity, then the TriggerAuthentication (returned)."""
+        kube = self._kube
         account = k8s.core.v1.ServiceAccountPatch(
             f"{name}-keda-sa", metadata={
                 "name": KEDA_OPERATOR, "namespace": KEDA_NAMESPACE,
                 "annotations": {**PATCH_FORCE, CLIENT_ID_ANNOTATION: identity.client_id}},
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                depends_on=[*ready, federation, reader])))
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=after)))
         restart = k8s.apps.v1.DeploymentPatch(
             f"{name}-keda-restart",
             metadata={"name": KEDA_OPERATOR, "namespace": KEDA_NAMESPACE,
@@ -119,41 +87,45 @@ class Autoscaler(pulumi.ComponentResource):
                 "labels": {USE_LABEL: "true"},
                 "annotations": {RESTART_ANNOTATION: identity.client_id}}}},
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[account])))
-        auth = k8s.apiextensions.CustomResource(
+        return k8s.apiextensions.CustomResource(
             f"{name}-trigger-auth", api_version="keda.sh/v1alpha1", kind="TriggerAuthentication",
             metadata={"name": "scoring-prometheus", "namespace": args.namespace},
             spec={"podIdentity": {"provider": "azure-workload", "identityId": identity.client_id}},
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                depends_on=[*ready, federation, reader, restart])))
+                depends_on=[*after, restart])))
+
+    def _scaled_object(self, name: str, args: AutoscalerArgs, deployment: DeploymentConfig,
+                       after: list) -> None:
+        """One deployment's ScaledObject: its own range, both triggers, up fast and down
+        slowly."""
+        cfg = args.scaling
         thresholds = {"request-rate": f"{cfg.requests_per_replica:g}",
                       "queue-depth": str(cfg.queue_per_replica)}
-        for deployment in args.deployments:
-            triggers = [{
-                "type": "prometheus", "name": trigger, "metricType": "AverageValue",
-                "metadata": {"serverAddress": args.query_endpoint, "query": query,
-                             "threshold": thresholds[trigger], "ignoreNullValues": "false"},
-                "authenticationRef": {"name": "scoring-prometheus"},
-            } for trigger, query in load_queries(args.namespace, deployment.name).items()]
-            k8s.apiextensions.CustomResource(
-                f"{name}-{deployment.name}-scaledobject", api_version="keda.sh/v1alpha1",
-                kind="ScaledObject",
-                metadata={"name": f"scoring-{deployment.name}", "namespace": args.namespace},
-                spec={
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                       "name": args.deployment_names[deployment.name]},
-                    "minReplicaCount": deployment.min_replicas,
-                    "maxReplicaCount": deployment.max_replicas,
-                    "pollingInterval": 15,
-                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
-                        # Up fast (a new GPU node takes minutes anyway), down slowly and one
-                        # pod at a time: each pod drains its in-flight requests first.
-                        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
-                            {"type": "Pods", "value": 2, "periodSeconds": 60}]},
-                        "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [
-                            {"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                    }}},
-                    "triggers": triggers,
-                },
-                opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                    depends_on=[*ready, auth])))
-        self.register_outputs({"identityClientId": identity.client_id})
+        triggers = [{
+            "type": "prometheus", "name": trigger, "metricType": "AverageValue",
+            "metadata": {"serverAddress": args.query_endpoint, "query": query,
+                         "threshold": thresholds[trigger], "ignoreNullValues": "false"},
+            "authenticationRef": {"name": "scoring-prometheus"},
+        } for trigger, query in load_queries(args.namespace, deployment.name).items()]
+        k8s.apiextensions.CustomResource(
+            f"{name}-{deployment.name}-scaledobject", api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            metadata={"name": f"scoring-{deployment.name}", "namespace": args.namespace},
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                   "name": args.deployment_names[deployment.name]},
+                "minReplicaCount": deployment.min_replicas,
+                "maxReplicaCount": deployment.max_replicas,
+                "pollingInterval": 15,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                    # Up fast (a new GPU node takes minutes anyway), down slowly and one
+                    # pod at a time: each pod drains its in-flight requests first.
+                    "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+                        {"type": "Pods", "value": 2, "periodSeconds": 60}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [
+                        {"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                }}},
+                "triggers": triggers,
+            },
+            opts=pulumi.ResourceOptions.merge(self._kube, pulumi.ResourceOptions(
+                depends_on=after)))

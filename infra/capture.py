@@ -1,77 +1,25 @@
 """Payload capture (docs/capture.md): where each deployment's sampled requests go, for how long,
 and the one permission the pods get to write them.
 
-Config, per deployment and stack-wide (a deployment's key overrides the stack's, as
-precision's does): `capture` (off by default), `captureSamplingRate` (0 to 1, Azure ML's
-data collector's `sampling_rate`), `captureImages` (off by default: images may be personal
-data; off keeps each input's sha256, size and format), `captureRetentionDays`.
-
-Declared (infra/model_store.py calls `declare` with the stack's storage account):
-- a private `captures` container beside `models`;
-- the account's lifecycle management policy (an account has one, named `default`): one rule
-  per capturing deployment deleting its blobs (prefix `captures/<deployment>/`) once older
-  than its retention;
-- Storage Blob Data Contributor for the scoring pods' identity on the captures container
-  only: the models container keeps its read-only grant, so the pods still cannot write or
-  delete a model. No key or SAS: the pods write with their workload identity.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import storage
 
+from infra.config.capture import CaptureConfig
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
 
 CONTAINER = "captures"
-KEYS = ("capture", "captureSamplingRate", "captureImages", "captureRetentionDays")
-#: The variables the Deployment sets when capture is on (scoringEnv may not override them).
-VARIABLES = ("SCORING_CAPTURE_URI", "SCORING_CAPTURE_SAMPLE_RATE", "SCORING_CAPTURE_IMAGES")
-#: Azure's lifecycle rules take whole days up to 99999 (ARM schema: DateAfterCreation).
-MAX_RETENTION_DAYS = 99999
 
 
-@dataclass(frozen=True)
-class CaptureConfig:
-    enabled: bool = False
-    sampling_rate: float = 1.0
-    images: bool = False
-    retention_days: int = 30
-
-
-def parse(prefix: str, entry: Mapping, default: CaptureConfig, flag) -> CaptureConfig:
-    """The four keys from ``entry`` (a deployment's map, or the stack's values), each
-    defaulting to ``default``'s; ``prefix`` names them (``deployments.green.``);
-    ``flag(key, value)`` is config's boolean reader. Raises ConfigError naming the key."""
-    from infra.config import ConfigError
-    rate = entry.get("captureSamplingRate", default.sampling_rate)
-    if isinstance(rate, str):
-        try:
-            rate = float(rate)
-        except ValueError:
-            pass
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-        raise ConfigError(f"{prefix}captureSamplingRate", f"{rate!r} must be a fraction above 0 "
-                          "and at most 1 (0.05: one request in twenty)")
-    days = entry.get("captureRetentionDays", default.retention_days)
-    whole = int(days) if isinstance(days, str) and days.strip().isdigit() else days
-    if isinstance(whole, bool) or not isinstance(whole, int) or not 1 <= whole <= MAX_RETENTION_DAYS:
-        raise ConfigError(f"{prefix}captureRetentionDays", f"{days!r} must be a whole number of "
-                          f"days, 1 to {MAX_RETENTION_DAYS}")
-    return CaptureConfig(
-        enabled=flag(f"{prefix}capture", entry.get("capture", default.enabled)),
-        sampling_rate=float(rate),
-        images=flag(f"{prefix}captureImages", entry.get("captureImages", default.images)),
-        retention_days=whole)
-
-
-def pod_env(container_url: pulumi.Input[str], capture: CaptureConfig) -> list[dict]:
-    """The scoring container's variables for a capturing deployment."""
-    return [{"name": "SCORING_CAPTURE_URI", "value": container_url},
-            {"name": "SCORING_CAPTURE_SAMPLE_RATE", "value": f"{capture.sampling_rate:g}"},
-            {"name": "SCORING_CAPTURE_IMAGES", "value": "true" if capture.images else "false"}]
+def service_env(container_url: pulumi.Input[str], capture: CaptureConfig) -> dict:
+    """A capturing deployment's fields of the scoring container's ServiceEnv."""
+    return {"capture_uri": container_url, "capture_sample_rate": capture.sampling_rate,
+            "capture_images": capture.images}
 
 
 def rule_names(deployments) -> dict[str, str]:

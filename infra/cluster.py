@@ -1,17 +1,6 @@
 """The GPU cluster: AKS with a small system pool, a tainted GPU pool, and a Kubernetes provider.
 
-The GPU pool is its own AgentPool resource so that scaling or resizing it
-never touches the cluster, and the system pool stays free of GPU workloads.
-Its name follows its VM size and every property AKS cannot change in place
-(infra/gpu_sizes.py), so a new size, zone list or spot setting is a new pool,
-created before the old one goes; its node count belongs to the cluster
-autoscaler once it exists (ignore_changes on `count`, refreshed before each
-update: docs/deploying.md, "Node count").
-
-The cluster also owns the readiness of what its add-ons bring: the provider
-waits until Azure RBAC lets the deployer in, and `addon_crds` holds, per
-add-on, a wait until its CRDs are Established (infra/kube_wait.py), for the
-components whose custom resources need them.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -88,10 +77,30 @@ class GpuCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aks-gpu-scoring:infra:GpuCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg, gpu = args.cluster, args.gpu
         deployer = authorization.get_client_config_output()
+        managed = self._managed_cluster(name, args, child)
+        self.gpu_pool = self._gpu_pool(name, args, managed)
+        rbac_ready = self._access(name, args, managed, deployer, child)
+        enabled = {"keda": args.keda, "prometheus": args.managed_prometheus}
+        self.addon_crds = {
+            addon: kube_wait.crds_established(
+                f"{name}-{addon}-crds", self.kubeconfig, managed.id, crds,
+                pulumi.ResourceOptions(parent=self, depends_on=[rbac_ready]), objects=objects)
+            for addon, (crds, objects) in ADDON_CRDS.items() if enabled[addon]}
+        self.name = managed.name
+        self.id = managed.id
+        self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url)
+        self.kubelet_object_id = managed.identity_profile.apply(
+            lambda profile: profile["kubeletidentity"].object_id)
+        self.register_outputs({"name": self.name, "kubeletObjectId": self.kubelet_object_id})
 
-        managed = containerservice.ManagedCluster(
+    @staticmethod
+    def _managed_cluster(name: str, args: GpuClusterArgs,
+                         child: pulumi.ResourceOptions) -> containerservice.ManagedCluster:
+        """AKS itself, with the system pool (tainted for critical add-ons), Entra ID and
+        Azure RBAC only, CNI overlay with Cilium, workload identity, and the add-ons."""
+        cfg = args.cluster
+        return containerservice.ManagedCluster(
             f"{name}-aks",
             resource_group_name=args.resource_group_name,
             location=cfg.location,
@@ -143,6 +152,11 @@ class GpuCluster(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _gpu_pool(self, name: str, args: GpuClusterArgs,
+                  managed: containerservice.ManagedCluster) -> containerservice.AgentPool:
+        """The tainted GPU pool, named after its immutable shape; the autoscaler owns its
+        node count."""
+        gpu = args.gpu
         # AKS puts the spot taint and label on a spot pool itself. Omitting them shows as
         # drift on every run (cluster-api-provider-azure#3976), and an update that sends
         # labels without the spot one drops it (Azure/AKS#3152): declare both.
@@ -151,7 +165,7 @@ class GpuCluster(pulumi.ComponentResource):
             taints.append(SPOT_TAINT)
             labels.update([SPOT_LABEL])
         shape = gpu_pool_shape(gpu)
-        self.gpu_pool = containerservice.AgentPool(
+        return containerservice.AgentPool(
             f"{name}-gpu",
             agent_pool_name=gpu_pool_name(gpu.vm_size, shape),
             resource_group_name=args.resource_group_name,
@@ -176,6 +190,11 @@ class GpuCluster(pulumi.ComponentResource):
                 replace_on_changes=sorted(shape)),
         )
 
+    def _access(self, name: str, args: GpuClusterArgs, managed, deployer,
+                child: pulumi.ResourceOptions) -> pulumi.Resource:
+        """The deployer's admin grant, the kubeconfig and the Kubernetes provider; returns
+        the wait until the grant lets the deployer in."""
+        cfg = args.cluster
         # Whoever runs `pulumi up` administers the cluster through Azure RBAC,
         # which is all the Kubernetes provider has once local accounts are off.
         rbac_admin = grant(f"{name}-deployer-admin", deployer.object_id, AKS_RBAC_CLUSTER_ADMIN,
@@ -198,15 +217,4 @@ class GpuCluster(pulumi.ComponentResource):
             f"{name}-k8s", kubeconfig=self.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[rbac_admin, rbac_ready]))
         self.rbac_ready = rbac_ready
-        enabled = {"keda": args.keda, "prometheus": args.managed_prometheus}
-        self.addon_crds = {
-            addon: kube_wait.crds_established(
-                f"{name}-{addon}-crds", self.kubeconfig, managed.id, crds,
-                pulumi.ResourceOptions(parent=self, depends_on=[rbac_ready]), objects=objects)
-            for addon, (crds, objects) in ADDON_CRDS.items() if enabled[addon]}
-        self.name = managed.name
-        self.id = managed.id
-        self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url)
-        self.kubelet_object_id = managed.identity_profile.apply(
-            lambda profile: profile["kubeletidentity"].object_id)
-        self.register_outputs({"name": self.name, "kubeletObjectId": self.kubelet_object_id})
+        return rbac_ready

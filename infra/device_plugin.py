@@ -1,22 +1,6 @@
 """The NVIDIA device plugin: what makes `nvidia.com/gpu` appear on the GPU nodes.
 
-Why it alone has host access: the kubelet discovers device plugins through
-Unix sockets in /var/lib/kubelet/device-plugins on the node. The plugin must
-create its socket there (a hostPath mount) and, since that directory belongs
-to root, it runs as root. Nothing else: no privileged mode, no capabilities,
-no privilege escalation, a read-only root filesystem, no API token. AKS's
-GPU nodes use the NVIDIA container runtime, which hands the plugin the GPU
-devices it enumerates, so `privileged` is not needed (as in NVIDIA's own
-static manifest, deployments/static/nvidia-device-plugin.yml, which drops
-all capabilities too). The read-only root filesystem holds because, with the
-device-list strategy pinned to `envvar` (the plugin's default), the plugin
-writes nothing but its socket under the hostPath: CDI specs (/var/run/cdi)
-are written only for the cdi-* strategies, and the MPS daemon's files only
-with MPS sharing, neither of which this stack configures (v0.20.0 source:
-internal/plugin/server.go, internal/cdi/cdi.go). Its namespace therefore enforces the Pod Security level
-`privileged` (baseline forbids hostPath); keeping it in a namespace of its
-own confines that exception to this one DaemonSet, while the scoring
-namespace enforces `restricted`.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -50,6 +34,28 @@ def _skip_annotations(image: str) -> dict:
         skips.append("CKV_K8S_43=NVIDIA's release tag is pinned in config (devicePluginImage); "
                      "set a digest there to pin the bytes too")
     return {f"checkov.io/skip{i}": skip for i, skip in enumerate(skips, start=1)}
+
+
+def plugin_container(image: str) -> dict:
+    """The plugin: no privileges or capabilities, a read-only root, its socket directory."""
+    return {
+        "name": "nvidia-device-plugin",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "env": [
+            # Keep running on a node whose driver is still installing.
+            {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
+            # The one strategy that writes nothing outside the socket
+            # directory, which the read-only root filesystem relies on.
+            {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"},
+        ],
+        "securityContext": locked_down_container(),
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "128Mi"},
+        },
+        "volumeMounts": [{"name": "device-plugins", "mountPath": SOCKET_DIR}],
+    }
 
 
 class NvidiaDevicePlugin(pulumi.ComponentResource):
@@ -86,24 +92,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                         "tolerations": gpu_tolerations() + [
                             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [{
-                            "name": "nvidia-device-plugin",
-                            "image": args.image,
-                            "imagePullPolicy": "Always",
-                            "env": [
-                                # Keep running on a node whose driver is still installing.
-                                {"name": "FAIL_ON_INIT_ERROR", "value": "false"},
-                                # The one strategy that writes nothing outside the socket
-                                # directory, which the read-only root filesystem relies on.
-                                {"name": "DEVICE_LIST_STRATEGY", "value": "envvar"},
-                            ],
-                            "securityContext": locked_down_container(),
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "32Mi"},
-                                "limits": {"cpu": "100m", "memory": "128Mi"},
-                            },
-                            "volumeMounts": [{"name": "device-plugins", "mountPath": SOCKET_DIR}],
-                        }],
+                        "containers": [plugin_container(args.image)],
                         "volumes": [{"name": "device-plugins",
                                      "hostPath": {"path": SOCKET_DIR, "type": "Directory"}}],
                     },

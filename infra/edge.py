@@ -1,39 +1,7 @@
 """The public edge on the Gateway API: Envoy Gateway, one Gateway, and the routes that split,
 mirror and target the endpoint's deployments; a Let's Encrypt certificate when tls is on.
 
-Why Envoy Gateway, pinned by the stack, and not AKS's own options: docs/edge.md
-(with the evidence). In short: App Routing's Gateway API implementation needs a
-ManagedCluster API version the pinned SDK does not send, and an out-of-band
-enable would be undone by the next `pulumi up`; the stack declares everything
-here, so a later `up` changes nothing.
-
-What is declared, in order:
-- the Gateway API CRDs of the **standard channel** and Envoy Gateway's own,
-  from Envoy Gateway's `gateway-crds-helm` chart (the version the controller
-  is compiled against), rendered and applied as objects (too large for a Helm
-  release), then the controller (`gateway-helm`, a release, its CRDs off);
-  each custom resource waits until its CRDs are Established (infra/kube_wait.py);
-- an EnvoyProxy (the proxies' placement on the system pool, their fixed
-  replicas and requests, counted by infra/system_pool.py, and the LoadBalancer
-  Service's annotations: the <label>.<region>.cloudapp.azure.com name and the
-  allowed source ranges), a GatewayClass that points at it, and the Gateway
-  (an HTTP listener, plus HTTPS when tls is on) in the scoring namespace;
-- one HTTPRoute for the endpoint (route_rules): first one rule per deployment
-  that matches the `azureml-model-deployment` header (more header matches win
-  over fewer under the Gateway API's precedence, so these beat the split), then
-  the split by weighted backendRefs with a RequestMirror filter per shadow.
-  A traffic change alters only this object;
-- with tls, a redirect route on the HTTP listener and cert-manager answering
-  HTTP-01 through the Gateway (an Exact-path route it adds, which wins over the
-  redirect's prefix), or DNS-01 in the user's Azure DNS zone with `domain`.
-
-Limits: the route's request timeout sits 10 s past the service's own, so
-clients see the service's JSON 504. Envoy streams request bodies and sets no
-size cap of its own, so the service's JSON 413 is what an oversized body gets
-(nothing in between answers first with an HTML page, as NGINX's cap did).
-The standard channel's RequestRedirect offers only 301 and 302 (307/308 are in
-the experimental channel only), so a plain-HTTP POST is not replayed over
-HTTPS: the redirect is 301, and the outputs always give https URLs.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -50,10 +18,11 @@ from infra.config import DeploymentConfig, EdgeConfig, ServiceConfig
 from infra.identity import workload_identity
 from infra.roles import DNS_ZONE_CONTRIBUTOR, grant
 from infra.scheduling import system_pool_placement
-from infra.scoring import EDGE_NAMESPACE, object_name
+from infra.scoring import EDGE_NAMESPACE
 from infra.system_pool import (CERT_MANAGER_REQUESTS, EDGE_CONTROLLER_REQUESTS,
                                EDGE_PROXY_REQUESTS, EDGE_REPLICAS)
 from scoring_app import settings
+from scoring_app.contract import DEPLOYMENT_HEADER, SCORE_PATH, SWAGGER_PATH
 
 GATEWAY_CHARTS = "oci://docker.io/envoyproxy"
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -64,8 +33,6 @@ ENVOY_PROXY_API = "gateway.envoyproxy.io/v1alpha1"
 GATEWAY_CRDS = ["gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
                 "httproutes.gateway.networking.k8s.io", "envoyproxies.gateway.envoyproxy.io"]
 CERT_MANAGER_CRDS = ["clusterissuers.cert-manager.io", "certificates.cert-manager.io"]
-#: Azure ML's header that sends a request to one deployment, whatever the traffic says.
-DEPLOYMENT_HEADER = "azureml-model-deployment"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 #: The Helm release's name. The chart names its controller's ServiceAccount after the release
 #: (cert-manager.fullname in its _helpers.tpl: a release name containing "cert-manager" is used
@@ -87,6 +54,7 @@ class EdgeArgs:
     edge: EdgeConfig
     service: ServiceConfig
     deployments: tuple[DeploymentConfig, ...]
+    service_names: dict[str, str]  # deployment -> the Service the routes send its traffic to
     location: str
     namespace: pulumi.Input[str]
     provider: k8s.Provider
@@ -108,13 +76,14 @@ def request_timeout(service: ServiceConfig) -> str:
     return f"{math.ceil(limits.request_timeout_ms / 1000) + TIMEOUT_MARGIN_S}s"
 
 
-def route_rules(deployments: tuple[DeploymentConfig, ...], timeout: str) -> list[dict]:
-    """The endpoint's HTTPRoute rules, in the order the issue's routing states:
+def route_rules(deployments: tuple[DeploymentConfig, ...], service_names: dict[str, str],
+                timeout: str) -> list[dict]:
+    """The endpoint's HTTPRoute rules, in precedence order:
     1. `azureml-model-deployment: <name>` reaches that deployment only, never mirrored;
     2. the rest is split by traffic (weighted backendRefs; a 0% deployment is left out);
     3. the split copies each shadow's percent to it (RequestMirror), answers discarded."""
     def ref(deployment: DeploymentConfig) -> dict:
-        return {"kind": "Service", "name": object_name(deployment.name), "port": 80}
+        return {"kind": "Service", "name": service_names[deployment.name], "port": 80}
     root = {"type": "PathPrefix", "value": "/"}
     rules = [{
         "matches": [{"path": root, "headers": [
@@ -184,7 +153,8 @@ class Edge(pulumi.ComponentResource):
             f"{name}-route", GATEWAY_API, "HTTPRoute",
             {"name": "scoring", "namespace": args.namespace},
             {"parentRefs": [parent],
-             "rules": route_rules(args.deployments, request_timeout(args.service))},
+             "rules": route_rules(args.deployments, args.service_names,
+                                  request_timeout(args.service))},
             crds, after=[gateway])
         if cfg.tls:
             self._custom(
@@ -199,8 +169,8 @@ class Edge(pulumi.ComponentResource):
             self._cname(name, cfg)
 
         scheme = "https" if cfg.tls else "http"
-        self.scoring_uri = pulumi.Output.concat(f"{scheme}://", self.host, "/score")
-        self.swagger_uri = pulumi.Output.concat(f"{scheme}://", self.host, "/swagger.json")
+        self.scoring_uri = pulumi.Output.concat(f"{scheme}://", self.host, SCORE_PATH)
+        self.swagger_uri = pulumi.Output.concat(f"{scheme}://", self.host, SWAGGER_PATH)
         self.register_outputs({"scoringUri": self.scoring_uri, "swaggerUri": self.swagger_uri})
 
     def _custom(self, name, api_version, kind, metadata, spec, wait, after=()):
@@ -296,6 +266,25 @@ class Edge(pulumi.ComponentResource):
         """cert-manager, pinned, with its Gateway API support on; a Let's Encrypt issuer
         answering HTTP-01 through the Gateway (or DNS-01 with `domain`); the certificate the
         HTTPS listener serves."""
+        identity = self._dns_identity(name, cfg) if cfg.domain else None
+        ready = self._cert_manager(name, cfg, gateway_crds, identity)
+        issuer = self._custom(
+            f"{name}-issuer", "cert-manager.io/v1", "ClusterIssuer", {"name": ISSUER},
+            {"acme": {"email": cfg.acme_email, "server": cfg.acme_server,
+                      "privateKeySecretRef": {"name": "letsencrypt-account-key"},
+                      "solvers": [self._solver(cfg, identity)]}},
+            ready, after=[gateway])
+        self._custom(
+            f"{name}-certificate", "cert-manager.io/v1", "Certificate",
+            {"name": "scoring", "namespace": self._args.namespace},
+            {"secretName": TLS_SECRET, "dnsNames": [self.host],
+             "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}},
+            ready, after=[issuer])
+
+    def _cert_manager(self, name, cfg: EdgeConfig, gateway_crds, identity) -> pulumi.Resource:
+        """The pinned release on the system pool, signing in to Azure DNS as `identity` when
+        there is one; returns the wait until its CRDs are Established."""
         placement = system_pool_placement()
         namespace = k8s.core.v1.Namespace(
             f"{name}-cert-manager-ns",
@@ -307,7 +296,6 @@ class Edge(pulumi.ComponentResource):
         def sized(part: str) -> dict:
             cpu, memory = CERT_MANAGER_REQUESTS[part]
             return {**placement, "resources": {"requests": {"cpu": cpu, "memory": memory}}}
-        identity = self._dns_identity(name, cfg) if cfg.domain else None
         values = {
             "crds": {"enabled": True, "keep": True},
             # Reads Gateways and writes the HTTP-01 solver's HTTPRoute: the Gateway API
@@ -330,35 +318,24 @@ class Edge(pulumi.ComponentResource):
             atomic=True, cleanup_on_fail=True, values=values,
             opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
                 depends_on=[gateway_crds])))
-        ready = self._wait(f"{name}-cert-manager-crds-ready", CERT_MANAGER_CRDS, [release])
+        return self._wait(f"{name}-cert-manager-crds-ready", CERT_MANAGER_CRDS, [release])
+
+    def _solver(self, cfg: EdgeConfig, identity) -> dict:
+        """DNS-01 in the user's zone as `identity`, else HTTP-01 through the Gateway."""
         if identity is not None:
-            solver = {"dns01": {"azureDNS": {
+            return {"dns01": {"azureDNS": {
                 "subscriptionID": self._subscription,
                 "resourceGroupName": cfg.dns_zone_resource_group,
                 "hostedZoneName": cfg.dns_zone_name,
                 "environment": "AzurePublicCloud",
                 "managedIdentity": {"clientID": identity.client_id}}}}
-        else:
-            solver = {"http01": {"gatewayHTTPRoute": {
-                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                "name": GATEWAY, "namespace": self._args.namespace,
-                                "sectionName": "http"}],
-                # The solver pod must fit somewhere: both pools are tainted.
-                "podTemplate": {"spec": placement},
-            }}}
-        issuer = self._custom(
-            f"{name}-issuer", "cert-manager.io/v1", "ClusterIssuer", {"name": ISSUER},
-            {"acme": {"email": cfg.acme_email, "server": cfg.acme_server,
-                      "privateKeySecretRef": {"name": "letsencrypt-account-key"},
-                      "solvers": [solver]}},
-            ready, after=[gateway])
-        self._custom(
-            f"{name}-certificate", "cert-manager.io/v1", "Certificate",
-            {"name": "scoring", "namespace": self._args.namespace},
-            {"secretName": TLS_SECRET, "dnsNames": [self.host],
-             "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
-             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}},
-            ready, after=[issuer])
+        return {"http01": {"gatewayHTTPRoute": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                            "name": GATEWAY, "namespace": self._args.namespace,
+                            "sectionName": "http"}],
+            # The solver pod must fit somewhere: both pools are tainted.
+            "podTemplate": {"spec": system_pool_placement()},
+        }}}
 
     def _dns_identity(self, name, cfg: EdgeConfig) -> managedidentity.UserAssignedIdentity:
         """cert-manager's identity in Azure: federated with its service account, allowed to

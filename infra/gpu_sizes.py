@@ -1,6 +1,6 @@
 """Which Azure VM sizes can run the GPU pool, and why the others cannot.
 
-Kept apart from config.py because it is reference data that changes with
+Kept apart from infra/config/ because it is reference data that changes with
 Azure's catalogue (a new NC size, a retirement), not with this program.
 """
 import hashlib

@@ -1,24 +1,6 @@
 """Declared waits on the cluster, for what the Kubernetes provider would not wait for itself.
 
-Two things a first `pulumi up` meets that a later one does not:
-- **Azure RBAC propagation** (Entra-only clusters): the deployer's "Azure
-  Kubernetes Service RBAC Cluster Admin" assignment takes minutes to reach the
-  API server, and until then every call gets 403, which pulumi-kubernetes does
-  not retry. `rbac_ready` asks the API server (`kubectl auth can-i`, a
-  SelfSubjectAccessReview every authenticated user may make) until the answer
-  is yes, for at most ten minutes; the Kubernetes provider depends on it.
-- **Add-on CRDs** (KEDA's, managed Prometheus's PodMonitor, application
-  routing's NginxIngressController): AKS installs them some time after the
-  ManagedCluster PUT returns. `crds_established` waits until each CRD exists
-  and is Established (and any named object, such as the KEDA operator's
-  Deployment, exists); every custom resource of that kind depends on it.
-
-Both are pulumi-command `local.Command`s that run `kubectl` (installed with
-kubelogin by `az aks install-cli`; `--for=create` needs kubectl 1.31 or later)
-on the machine running Pulumi. The kubeconfig reaches kubectl on stdin and
-lives in a mode-0600 temporary file only while the command runs; in the
-state it is a secret, like every other copy of it. Each command runs on
-create only (and again if the cluster is replaced), so a later `up` is a no-op.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -1,25 +1,6 @@
 """Turn the kubeconfig AKS hands out into one the Kubernetes provider can use unattended.
 
-With local accounts disabled, AKS's user kubeconfig (format=exec) runs the
-`kubelogin` exec plugin with `--login devicecode`, AKS's own `--client-id`
-and your `--tenant-id`. Pulumi cannot answer a prompt, so each kubelogin user
-is rebuilt for `kubeloginMode` exactly as `kubelogin convert-kubeconfig -l
-<mode>` does (Azure/kubelogin, pkg/internal/converter/convert.go): always
-`get-token --login <mode> --server-id <id>` (plus `--cache-dir` if set), then
-only the flags that mode takes from the old kubeconfig:
-
-- azurecli, msi, workloadidentity: nothing else. AKS's `--client-id` is the
-  AKS server's public client, so keeping it would make `msi` ask for a managed
-  identity with that id, and `azurecli` would ignore the CLI's own tenant.
-  msi without a client id uses the machine's system-assigned identity; a
-  user-assigned one and workload identity come from the environment
-  (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE).
-- devicecode, interactive, spn: `--client-id` and `--tenant-id` (required),
-  `--environment` if set. For spn the service principal's id and secret then
-  come from AAD_SERVICE_PRINCIPAL_CLIENT_ID / AAD_SERVICE_PRINCIPAL_CLIENT_SECRET
-  (or AZURE_CLIENT_ID / AZURE_CLIENT_SECRET), which override the kept client id.
-
-docs/deploying.md lists what each mode needs on the machine that runs Pulumi.
+More: docs/deploying.md, "How the program is built".
 """
 import base64
 

@@ -1,28 +1,6 @@
-"""Models as data (issue 18): the model in Blob Storage, pulled at pod start with workload identity.
+"""Models as data: the model in Blob Storage, pulled at pod start with workload identity.
 
-Declared here, away from the Deployment (infra/scoring.py calls one hook, `PodModel.apply`):
-- a Storage Account with shared-key access off (Entra ID only), no public blob access,
-  HTTPS only, TLS 1.2 minimum, OAuth the portal default; blob and container soft delete;
-- a private `models` container;
-- the model directory published under its content-addressed prefix
-  `<model name>/<sha256 of its manifest>/` (scoring_app/model_store/manifest.py, the code
-  the fetch checks with), by `scoring_tools.publish_model` run as a pulumi-command step
-  with the deployer's `az login`. Not with azure-native's `storage.Blob`: that resource
-  authenticates with the account key, which this account refuses
-  (pulumi/pulumi-azure-native#2015, #2948, both open). A changed model is a new prefix and
-  a new step; the old prefix stays (docs/models-as-data.md says how it is removed);
-- a user-assigned identity, federated with the scoring ServiceAccount
-  (`system:serviceaccount:<namespace>:<sa>`, the cluster's OIDC issuer), holding
-  Storage Blob Data Reader on the models container and nothing wider;
-- or, per deployment, a model someone else published (`modelUri`): nothing of theirs is
-  declared, only Storage Blob Data Reader for the same identity on that container, one
-  grant per distinct container however many deployments read it.
-
-The pod: an init container (the same image, `python3 -m scoring_app.model_store.fetch`)
-downloads the prefix into an emptyDir sized from the manifest, checks every file, and
-only then renames it into place; the expected digest is in its env, so the Deployment
-names exactly what `pulumi up` published. No key, SAS or connection string exists in
-state or in the cluster.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -38,12 +16,14 @@ from pulumi_azure_native import authorization, storage
 from pulumi_command import local
 
 from infra import capture
-from infra.capture import CaptureConfig
+from infra.config.capture import CaptureConfig
 from infra.config import REPO_ROOT, ExternalModel
 from infra.roles import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, grant
 from infra.identity import workload_identity
 from infra.names import globally_unique
 from infra.scheduling import locked_down_container
+from scoring_app.contract import (APP_UID, FETCH_COMMAND, FETCHED_MODEL_PATH, MODEL_VOLUME_PATH,
+                                  FetchEnv, Var)
 from scoring_app.model_store import manifest as mf
 
 CONTAINER = "models"
@@ -53,11 +33,8 @@ USE_LABEL = "azure.workload.identity/use"
 #: this pod annotation names (Azure/azure-workload-identity pkg/webhook/webhook.go,
 #: getSkipContainers): the scoring container serves the internet and needs no storage token.
 SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
-#: The emptyDir the init container fills; the model appears at MODEL_PATH inside it.
+#: The emptyDir the init container fills (the contract's MODEL_VOLUME_PATH).
 VOLUME = "model"
-MOUNT = "/var/lib/scoring"
-MODEL_PATH = f"{MOUNT}/model"
-FETCH_COMMAND = ["python3", "-m", "scoring_app.model_store.fetch"]
 #: modelPublicKey / modelCertificateChain: a ConfigMap (neither is a secret) holding each
 #: deployment's as `<deployment>.pem` / `<deployment>.chain.pem`; its init container mounts
 #: its own, as the file the fetch's variable names.
@@ -66,8 +43,8 @@ SIGNER_MOUNT = "/etc/scoring/model-signer"
 SIGNER_KEY = "public.pem"
 SIGNER_CHAIN = "chain.pem"
 #: variable -> (the file in SIGNER_MOUNT, the ConfigMap key's suffix after the deployment)
-SIGNER_FILES = {"SCORING_MODEL_PUBLIC_KEY": (SIGNER_KEY, ".pem"),
-                "SCORING_MODEL_CERTIFICATE_CHAIN": (SIGNER_CHAIN, ".chain.pem")}
+SIGNER_FILES = {Var.MODEL_PUBLIC_KEY: (SIGNER_KEY, ".pem"),
+                Var.MODEL_CERTIFICATE_CHAIN: (SIGNER_CHAIN, ".chain.pem")}
 SOFT_DELETE_DAYS = 7
 #: Room for the staging directory's metadata and the stats file on top of the model.
 VOLUME_HEADROOM_BYTES = 64 << 20
@@ -120,73 +97,86 @@ def external_fetch_budget_s(model: ExternalModel) -> int:
         quantity_bytes(model.size_limit) / PLANNED_FETCH_BYTES_PER_S)
 
 
-@dataclass
-class PodModel:
-    """What the Deployment needs to fetch the model: one hook for infra/scoring.py."""
+@dataclass(frozen=True)
+class Fetch:
+    """What one deployment's pods fetch: the prefix, its digest, the room and time it takes,
+    and what must exist before a pod starts (the upload, the federation, the read grant)."""
     model_uri: pulumi.Input[str]
     digest: str
     size_limit: str
-    fetch_budget_s: int
-    client_id: pulumi.Input[str]
-    depends_on: list = field(default_factory=list)  # the upload, the federation, the grant
-    #: the signature the fetch requires: SIGNER_FILES' variable, and the PEM it gets
+    budget_s: int
+    depends_on: tuple
+    #: the signature the fetch requires: SIGNER_FILES' variable, its PEM and ConfigMap key
     signer_variable: str | None = None
     signer_pem: str | None = None
-    signer_item: str = SIGNER_KEY  # the key of SIGNER_CONFIG_MAP that holds signer_pem
-    #: payload capture's variables for the scoring container (infra/capture.py); with them
-    #: the webhook gives that container the identity's token too (it writes the captures)
-    capture_env: list = field(default_factory=list)
+    signer_item: str | None = None
 
-    @property
-    def signer_file(self) -> str:
-        return SIGNER_FILES[self.signer_variable][0]
 
-    @property
-    def service_account_annotations(self) -> dict:
-        return {CLIENT_ID_ANNOTATION: self.client_id}
+@dataclass(frozen=True)
+class PodModel:
+    """What the model store adds to one deployment's pods; infra/scoring.py builds the pod
+    with it. The scoring container reads the fetched model read-only."""
+    init_container: dict  # fetches and checks the model before the scoring container starts
+    volumes: tuple[dict, ...]  # the emptyDir it fills, and the signer's ConfigMap
+    mounts: tuple[dict, ...]  # the scoring container's
+    service_env: dict  # ServiceEnv's fields: the fetched model's directory, capture's variables
+    labels: dict  # has AKS's webhook inject the identity's token
+    annotations: dict
+    service_account_annotations: dict  # the identity the pods sign in as
+    fetch_budget_s: int
+    depends_on: tuple  # the upload, the federation, the grants
+    signer_item: str | None = None  # its key in SIGNER_CONFIG_MAP, holding signer_pem
+    signer_pem: str | None = None
 
-    def init_container(self, image: pulumi.Input[str], uid: int, scan: bool = False) -> dict:
-        signer_env, signer_mount = [], []
-        if self.signer_pem:
-            signer_env = [{"name": self.signer_variable,
-                           "value": f"{SIGNER_MOUNT}/{self.signer_file}"}]
-            signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
-        return {
-            "name": "fetch-model",
-            "image": image,
-            "imagePullPolicy": "Always",
-            "command": FETCH_COMMAND,
-            "env": [{"name": "SCORING_MODEL_URI", "value": self.model_uri},
-                    {"name": "SCORING_MODEL_DIGEST", "value": self.digest},
-                    {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *signer_env,
-                    *([{"name": "SCORING_MODEL_SCAN", "value": "true"}] if scan else [])],
-            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
-                          "limits": {"cpu": "2", "memory": "1Gi"}},
-            "securityContext": {**locked_down_container(), "runAsNonRoot": True,
-                                "runAsUser": uid, "runAsGroup": uid},
-            "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT},
-                             {"name": "tmp", "mountPath": "/tmp"}, *signer_mount],
-        }
 
-    def apply(self, template_metadata: dict, pod_spec: dict, container: dict, uid: int,
-              scan: bool = False) -> None:
-        """The init container first (with `scan`, it runs modelscan over the model), the
-        emptyDir, the label that has AKS's webhook inject the identity's token, and the
-        scoring container reading the fetched model read-only."""
-        template_metadata.setdefault("labels", {})[USE_LABEL] = "true"
-        annotations = template_metadata.setdefault("annotations", {})
-        annotations["scoring/model-sha256"] = self.digest
-        if not self.capture_env:  # a capturing container writes with the identity's token
-            annotations[SKIP_CONTAINERS_ANNOTATION] = container["name"]
-        pod_spec["initContainers"] = [self.init_container(container["image"], uid, scan)]
-        pod_spec["volumes"].append({"name": VOLUME, "emptyDir": {"sizeLimit": self.size_limit}})
-        if self.signer_pem:
-            pod_spec["volumes"].append({"name": "model-signer", "configMap": {
-                "name": SIGNER_CONFIG_MAP, "items": [{"key": self.signer_item,
-                                                      "path": self.signer_file}]}})
-        container["volumeMounts"].append({"name": VOLUME, "mountPath": MOUNT, "readOnly": True})
-        container["env"] = [e for e in container["env"] if e["name"] != "SCORING_MODEL_DIR"] + [
-            {"name": "SCORING_MODEL_DIR", "value": MODEL_PATH}, *self.capture_env]
+def fetch_container(image: pulumi.Input[str], fetch: Fetch, scan: bool) -> dict:
+    """The init container: the scoring image running the fetch (with `scan`, modelscan over
+    the model too), as locked down as the scoring container."""
+    signer, signer_mount = {}, []
+    if fetch.signer_pem:
+        path = f"{SIGNER_MOUNT}/{SIGNER_FILES[fetch.signer_variable][0]}"
+        signer = ({"public_key": path} if fetch.signer_variable == Var.MODEL_PUBLIC_KEY
+                  else {"certificate_chain": (path,)})
+        signer_mount = [{"name": "model-signer", "mountPath": SIGNER_MOUNT, "readOnly": True}]
+    return {
+        "name": "fetch-model",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "command": list(FETCH_COMMAND),
+        "env": FetchEnv(model_uri=fetch.model_uri, digest=fetch.digest, scan=scan,
+                        **signer).env(),
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                      "limits": {"cpu": "2", "memory": "1Gi"}},
+        "securityContext": {**locked_down_container(), "runAsNonRoot": True,
+                            "runAsUser": APP_UID, "runAsGroup": APP_UID},
+        "volumeMounts": [{"name": VOLUME, "mountPath": MODEL_VOLUME_PATH},
+                         {"name": "tmp", "mountPath": "/tmp"}, *signer_mount],
+    }
+
+
+def pod_model(fetch: Fetch, image: pulumi.Input[str], scan: bool, client_id: pulumi.Input[str],
+              scoring_container: str, capture_env: dict | None = None,
+              capture_grant: pulumi.Resource | None = None) -> PodModel:
+    """One deployment's share: the fetch's container and volume, the identity's label, and
+    what the scoring container gets. Only a capturing container keeps the identity's token
+    (it writes the captures); the webhook skips the one the pod annotation names."""
+    volumes = [{"name": VOLUME, "emptyDir": {"sizeLimit": fetch.size_limit}}]
+    if fetch.signer_pem:
+        volumes.append({"name": "model-signer", "configMap": {
+            "name": SIGNER_CONFIG_MAP, "items": [{
+                "key": fetch.signer_item, "path": SIGNER_FILES[fetch.signer_variable][0]}]}})
+    annotations = {"scoring/model-sha256": fetch.digest}
+    if not capture_env:
+        annotations[SKIP_CONTAINERS_ANNOTATION] = scoring_container
+    return PodModel(
+        init_container=fetch_container(image, fetch, scan), volumes=tuple(volumes),
+        mounts=({"name": VOLUME, "mountPath": MODEL_VOLUME_PATH, "readOnly": True},),
+        service_env={"model_dir": FETCHED_MODEL_PATH, **(capture_env or {})},
+        labels={USE_LABEL: "true"}, annotations=annotations,
+        service_account_annotations={CLIENT_ID_ANNOTATION: client_id},
+        fetch_budget_s=fetch.budget_s,
+        depends_on=(*fetch.depends_on, *([capture_grant] if capture_grant else [])),
+        signer_item=fetch.signer_item, signer_pem=fetch.signer_pem)
 
 
 def signer_config_map(namespace, models: dict[str, PodModel]) -> dict | None:
@@ -206,6 +196,10 @@ class ModelStoreArgs:
     oidc_issuer_url: pulumi.Input[str]
     namespace: str
     service_account: str
+    #: the scoring container's name: the one container that gets no storage token
+    scoring_container: str
+    #: deployment name -> its image: the init container runs the scoring image's fetch
+    image_refs: dict[str, pulumi.Input[str]]
     #: deployment name -> its model: a modelDir the stack publishes (describe()), or a
     #: modelUri someone else published
     models: dict[str, PublishedModel | ExternalModel]
@@ -218,7 +212,8 @@ class ModelStoreArgs:
     stack_uri_scope: str | None = None
     #: deployment name -> its capture config, for the deployments that capture
     captures: dict[str, CaptureConfig] = field(default_factory=dict)
-
+    #: the deployments whose fetch runs modelscan over the model
+    scanned: frozenset[str] = frozenset()
 
 
 def publish_command(model, account_url: str) -> str:
@@ -231,13 +226,14 @@ def publish_command(model, account_url: str) -> str:
                        "--container", CONTAINER, "--name", model.name,
                        "--expect-sha256", model.digest])
 
+
 class ModelStore(pulumi.ComponentResource):
     """The account, container, published prefixes, the pods' identity and its read grants."""
 
     account_name: pulumi.Output[str]  # the stack's own account (else the first modelUri's)
     model_uri: pulumi.Output[str]  # the first deployment's (by name)
     model_uris: dict[str, pulumi.Output[str]]  # deployment -> the prefix its pods fetch
-    pod_models: dict[str, PodModel]  # deployment -> its Deployment's hook
+    pod_models: dict[str, PodModel]  # deployment -> what its pods get from the store
     client_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
@@ -248,7 +244,8 @@ class ModelStore(pulumi.ComponentResource):
             name, args.resource_group_name, args.location, args.oidc_issuer_url,
             args.namespace, args.service_account, child)
         self.client_id = identity.client_id
-        self.pod_models, self.model_uris = {}, {}
+        self._fetches: dict[str, Fetch] = {}
+        self.model_uris = {}
         published = {d: m for d, m in args.models.items() if isinstance(m, PublishedModel)}
         external = {d: m for d, m in args.models.items() if isinstance(m, ExternalModel)}
         if published:
@@ -261,25 +258,30 @@ class ModelStore(pulumi.ComponentResource):
         elif not published:
             first = external[min(external)]
             self.account_name = pulumi.Output.from_input(first.container[0])
-        self.capture_uri = None
+        self.capture_uri, capture_grant = None, None
         if args.captures:
-            self._capture(name, args, child, deployer, identity)
+            capture_grant = self._capture(name, args, child, deployer, identity)
+        self.pod_models = {
+            deployment: pod_model(
+                fetch, args.image_refs[deployment], deployment in args.scanned, self.client_id,
+                args.scoring_container,
+                capture.service_env(self.capture_uri, args.captures[deployment])
+                if deployment in args.captures else None,
+                capture_grant if deployment in args.captures else None)
+            for deployment, fetch in self._fetches.items()}
         self.model_uri = self.model_uris[min(self.model_uris)]
         self.register_outputs({"accountName": self.account_name, "modelUri": self.model_uri,
                                "identityClientId": self.client_id,
                                **({"captureUri": self.capture_uri} if self.capture_uri else {})})
 
-    def _capture(self, name, args: ModelStoreArgs, child, deployer, identity) -> None:
-        """The captures container, its retention and the pods' write grant; each capturing
-        deployment's pods get the variables and wait for the grant."""
+    def _capture(self, name, args: ModelStoreArgs, child, deployer, identity) -> pulumi.Resource:
+        """The captures container, its retention and the pods' write grant (returned: the
+        capturing deployments' pods wait for it)."""
         _, writer = capture.declare(name, self._account_resource, args.resource_group_name,
                                     identity.principal_id, deployer.subscription_id,
                                     args.captures, child)
         self.capture_uri = pulumi.Output.concat(self._account_url, f"/{capture.CONTAINER}")
-        for deployment, config in args.captures.items():
-            pod = self.pod_models[deployment]
-            pod.capture_env = capture.pod_env(self.capture_uri, config)
-            pod.depends_on = [*pod.depends_on, writer]
+        return writer
 
     def _account(self, name, args: ModelStoreArgs, child) -> storage.StorageAccount:
         """The stack's own account (Entra ID only) and its blob service's soft delete."""
@@ -305,16 +307,17 @@ class ModelStore(pulumi.ComponentResource):
         self._account_url = pulumi.Output.concat("https://", account.name, ".blob.core.windows.net")
         return account
 
-    def _pod_model(self, args: ModelStoreArgs, deployment: str, **fields) -> PodModel:
-        """A deployment's hook, with its signer (config allows at most one) under a
+    @staticmethod
+    def _fetch(args: ModelStoreArgs, deployment: str, **fields) -> Fetch:
+        """A deployment's fetch, with its signer (config allows at most one) under a
         ConfigMap key of its own."""
         signer = {}
-        for variable, pems in (("SCORING_MODEL_PUBLIC_KEY", args.public_keys),
-                               ("SCORING_MODEL_CERTIFICATE_CHAIN", args.certificate_chains)):
+        for variable, pems in ((Var.MODEL_PUBLIC_KEY, args.public_keys),
+                               (Var.MODEL_CERTIFICATE_CHAIN, args.certificate_chains)):
             if deployment in pems:
                 signer = {"signer_variable": variable, "signer_pem": pems[deployment],
                           "signer_item": deployment + SIGNER_FILES[variable][1]}
-        return PodModel(client_id=self.client_id, **signer, **fields)
+        return Fetch(**signer, **fields)
 
     def _read_elsewhere(self, name, args: ModelStoreArgs, external: dict[str, ExternalModel],
                         own_container: bool, child, deployer, principal_id, federation) -> None:
@@ -332,10 +335,10 @@ class ModelStore(pulumi.ComponentResource):
                         pulumi.Alias(name=f"{name}-pods-read")] if renamed else None)),
                     principal_type="ServicePrincipal")
             self.model_uris[deployment] = pulumi.Output.from_input(model.uri)
-            self.pod_models[deployment] = self._pod_model(
+            self._fetches[deployment] = self._fetch(
                 args, deployment, model_uri=model.uri, digest=model.sha256,
-                size_limit=model.size_limit, fetch_budget_s=external_fetch_budget_s(model),
-                depends_on=[federation, grants[model.container]])
+                size_limit=model.size_limit, budget_s=external_fetch_budget_s(model),
+                depends_on=(federation, grants[model.container]))
 
     def _publish(self, name, args: ModelStoreArgs, models: dict[str, PublishedModel], child,
                  deployer, identity, federation) -> None:
@@ -366,7 +369,7 @@ class ModelStore(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[container, writer]))
             uri = pulumi.Output.concat(account_url, f"/{CONTAINER}/{model.prefix}")
             self.model_uris[deployment] = uri
-            self.pod_models[deployment] = self._pod_model(
+            self._fetches[deployment] = self._fetch(
                 args, deployment, model_uri=uri, digest=model.digest,
-                size_limit=model.volume_size_limit, fetch_budget_s=model.fetch_budget_s,
-                depends_on=[published[model.prefix], federation, reader])
+                size_limit=model.volume_size_limit, budget_s=model.fetch_budget_s,
+                depends_on=(published[model.prefix], federation, reader))

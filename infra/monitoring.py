@@ -1,20 +1,6 @@
 """Azure Monitor managed Prometheus: where the cluster's metrics go, and how they get there.
 
-`azureMonitorProfile.metrics.enabled` on the cluster (infra/cluster.py) only
-deploys the collector (the ama-metrics pods, plus its PodMonitor and
-ServiceMonitor CRDs). It scrapes nothing into anywhere until the cluster is
-associated with a data collection rule that forwards the Prometheus stream to
-an Azure Monitor workspace. `az aks update --enable-azure-monitor-metrics`
-creates those behind your back; an ARM/Pulumi deployment must declare them:
-
-    workspace (Microsoft.Monitor/accounts)
-      <- rule (kind Linux, prometheusForwarder -> monitoringAccounts)
-           <- endpoint (kind Linux: the rule's ingestion endpoint)
-      <- association (rule -> this cluster)
-
-The workspace's Prometheus query endpoint is what Grafana and KEDA read.
-Which pods are scraped is decided in Kubernetes: the scoring service declares
-a PodMonitor (infra/scoring.py).
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -1,21 +1,7 @@
-"""The registry and the scoring image: ACR without admin user, the image pushed by digest,
-and cache rules that serve the edge's Docker Hub images to the nodes (infra/pins.py MIRRORED).
+"""The registry and the scoring image: ACR without admin user, the image pushed by digest, and
+cache rules that serve the edge's Docker Hub images to the nodes (infra/pins.py MIRRORED).
 
-Build contract (docs/contract.md, "Image build"): context `scoring_app/`,
-Dockerfile `scoring_app/Dockerfile`, the SavedModel directory passed as the
-named build context `model` (it can live anywhere on the build machine), and
-the build arg MODEL_DIR naming where the Dockerfile copies it in the image;
-the Deployment points SCORING_MODEL_DIR at the same path.
-
-Push credentials: none in the program or its state. The image is pushed with
-the builder host's own registry login, which `az acr login --name <registry>`
-(a pulumi-command step right before the build) writes to Docker's credential
-store from your `az login`; in CI a Docker credential helper for ACR does the
-same. Both renew from the Entra ID session, so nothing expiring is kept in
-state (the refresh token the program used to exchange for itself lived about
-three hours), and no HTTP call runs inside an apply. The login re-runs whenever
-the image tag changes, i.e. whenever there is something new to push. Pushing
-needs AcrPush, which the component grants the deployer.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -28,14 +14,13 @@ from pulumi_azure_native import authorization, containerregistry
 from pulumi_command import local
 
 from infra import pins
-from infra.config import REPO_ROOT, DeploymentConfig, ImageConfig
+from infra.config import REPO_ROOT, Baked, DeploymentConfig, ImageConfig
 from infra.content_tag import content_tag
 from infra.names import globally_unique
 from infra.roles import ACR_PULL, ACR_PUSH, grant
+from scoring_app.contract import MODEL_PATH_IN_IMAGE
 
 APP_DIR = REPO_ROOT / "scoring_app"
-#: Where the image holds the SavedModel (build arg MODEL_DIR, env SCORING_MODEL_DIR).
-MODEL_PATH_IN_IMAGE = "/opt/scoring/model"
 REPOSITORY = "scoring"
 #: The `model` build context when the model is not baked in (a README, no SavedModel).
 NO_MODEL_DIR = REPO_ROOT / "infra" / "no_model"
@@ -93,15 +78,14 @@ class RegistryImage(pulumi.ComponentResource):
         self.login_server = registry.login_server
         self.image_refs, built, push_role = {}, {}, None
         for deployment in args.deployments:  # sorted by name
-            if deployment.prebuilt_image:
-                self.image_refs[deployment.name] = pulumi.Output.from_input(
-                    deployment.prebuilt_image)
+            source = deployment.source
+            if source.prebuilt_image:
+                self.image_refs[deployment.name] = pulumi.Output.from_input(source.prebuilt_image)
                 continue
-            # modelStore blob: every deployment runs the one app-only image (its tag changes
-            # only with the app; the models are data, infra/model_store.py). image: one image
-            # per distinct model, baked in.
-            model_context = (deployment.model_dir if args.image.model_store == "image"
-                             else NO_MODEL_DIR)
+            # A model baked in: one image per distinct model. Otherwise every deployment runs
+            # the one app-only image (its tag changes only with the app; the models are data,
+            # infra/model_store.py).
+            model_context = source.model_dir if isinstance(source, Baked) else NO_MODEL_DIR
             if model_context not in built:
                 if push_role is None:
                     push_role = grant(f"{name}-deployer-push", deployer.object_id, ACR_PUSH,

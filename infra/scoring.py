@@ -1,36 +1,7 @@
 """The scoring endpoint: shared keys, network policy and scrape; per deployment a Deployment,
 Service and disruption budget.
 
-Azure ML's split, kept here: the endpoint owns the keys (one pair for every
-deployment) and the traffic (infra/edge.py's routes); each named deployment
-owns its model, image and scale, in objects named scoring-<deployment> and
-labelled aks-gpu-scoring/deployment=<deployment>. The pod reads its own
-deployment name from that label (the downward API, SCORING_DEPLOYMENT_NAME),
-and the PodMonitor copies the same label onto every metric as `deployment`,
-so nothing but the label says which deployment a pod belongs to.
-
-What the container expects is docs/contract.md: port 5001 `http`, metrics on
-9090, /readyz and /healthz, SCORING_* variables, keys as files.
-
-Rolling updates use maxSurge 0 / maxUnavailable 1: a surge pod would need a
-GPU that usually does not exist (every replica holds one, the pool is at its
-max or a new node takes minutes), so a surging rollout would hang on a
-Pending pod. Taking one old pod down first frees its GPU for the new one.
-The cost is one replica less during a rollout (with 1 replica in dev, a
-short outage); a PodDisruptionBudget of maxUnavailable 1 matches it and
-never blocks node drains.
-
-The Services are ClusterIP: clients come in through the edge's Envoy proxies
-(infra/edge.py), and the network policy admits the scoring port from their
-namespace only, the metrics port from the Prometheus scraper's (kube-system)
-only. When the stack autoscales, the Deployment leaves
-`replicas` unset so that `pulumi up` never fights KEDA over it.
-
-How long `pulumi up` waits for the rollout is derived from the same budgets
-the probes allow (rollout_timeouts): a GPU node from zero with its driver, the
-image pull, then the startup probe's whole allowance; an update replaces the
-pods one at a time, so it gets that per pod. The Deployment depends on the
-GPU pool, so a destroy removes the pods before their nodes.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 
@@ -43,22 +14,17 @@ import pulumi_random as random
 
 from infra.config import DeploymentConfig, ServiceConfig
 from infra.model_store import PodModel, signer_config_map
-from infra.registry import MODEL_PATH_IN_IMAGE
 from infra.scheduling import gpu_node_selector, gpu_tolerations, locked_down_container
+from scoring_app.contract import (APP_UID, DEPLOYMENT_LABEL, HTTP_PORT, KEY_FILES, KEYS_PATH,
+                                  LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH, ServiceEnv)
 
 NAMESPACE = "scoring"
 #: The Envoy Gateway proxies run in the controller's namespace (its default deploy type).
 EDGE_NAMESPACE = "envoy-gateway-system"
 APP_LABEL = {"app.kubernetes.io/name": "scoring"}
-#: The pod label that names its deployment; also the `deployment` label on its metrics.
-DEPLOYMENT_LABEL = "aks-gpu-scoring/deployment"
-HTTP_PORT = 5001
-METRICS_PORT = 9090
-KEYS_DIR = "/etc/scoring/keys"
-APP_UID = 10001
 IMDS = "169.254.169.254/32"
-KEY_NAMES = ("primary", "secondary")
 SERVICE_ACCOUNT = "scoring"
+CONTAINER_NAME = "scoring"
 SCRAPER_NAMESPACE = "kube-system"  # managed Prometheus's ama-metrics pods
 SCRAPE_INTERVAL = "15s"
 #: Probe budgets (seconds x failures): model load and warm-up may take up to 10 minutes.
@@ -80,8 +46,8 @@ class ScoringServiceArgs:
     scraped: bool = False  # managed Prometheus is on: declare the PodMonitor
     gpu_pool: pulumi.Resource | None = None  # the pods' nodes: deleted only after the pods
     podmonitor_crd: pulumi.Resource | None = None  # wait until PodMonitor's CRD is Established
-    #: modelStore blob: per deployment, the init container that fetches its model (one
-    #: identity per endpoint: every PodModel carries the same client id)
+    #: modelStore blob: per deployment, what the model store adds to its pods (one
+    #: identity per endpoint: every PodModel names the same one)
     models: dict[str, PodModel] | None = None
 
 
@@ -94,25 +60,48 @@ def object_name(deployment: str) -> str:
     return f"{NAMESPACE}-{deployment}"
 
 
-def container_env(cfg: ServiceConfig, deployment: DeploymentConfig) -> list[dict]:
-    """The contract's variables; the keys are files, never environment variables. The
-    deployment's name comes from the pod's own label, so the label is the one source."""
-    env = {
-        "SCORING_MODEL_DIR": MODEL_PATH_IN_IMAGE,
-        "SCORING_MODEL_NAME": deployment.model_name,
-        "SCORING_MODEL_VERSION": deployment.model_version,
-        "SCORING_API_KEYS_DIR": KEYS_DIR,
-        "SCORING_PORT": str(HTTP_PORT),
-        "SCORING_METRICS_PORT": str(METRICS_PORT),
-        "SCORING_GRACEFUL_TIMEOUT_S": str(cfg.graceful_timeout_s),
-        "SCORING_DRAIN_SECONDS": str(cfg.drain_s),
-        "SCORING_PRECISION": deployment.precision,
-        **({"SCORING_PREPROCESS": deployment.preprocess} if deployment.preprocess else {}),
-        **dict(cfg.extra_env),
+def container_env(cfg: ServiceConfig, deployment: DeploymentConfig,
+                  model: PodModel | None = None) -> list[dict]:
+    """The contract's variables (the keys are files, never variables), with the model
+    store's fields (the fetched model's directory, capture) when it fetches the model."""
+    return ServiceEnv(
+        model_name=deployment.model_name, model_version=deployment.model_version,
+        precision=deployment.precision, graceful_timeout_s=cfg.graceful_timeout_s,
+        drain_s=cfg.drain_s, preprocess=deployment.preprocess, extra=dict(cfg.extra_env),
+        **(model.service_env if model else {})).env()
+
+
+def scoring_container(cfg: ServiceConfig, deployment: DeploymentConfig, image: pulumi.Input[str],
+                      model: PodModel | None = None) -> dict:
+    """The scoring container as docs/contract.md has it: one GPU, the probes on the
+    contract's paths, the preStop pause, the keys as files, a read-only root."""
+    probe = {"httpGet": {"path": READY_PATH, "port": "http"}, "timeoutSeconds": 3}
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": HTTP_PORT},
+                  {"name": "metrics", "containerPort": METRICS_PORT}],
+        "env": container_env(cfg, deployment, model),
+        "resources": {
+            "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
+            "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit, "nvidia.com/gpu": "1"},
+        },
+        # Model load and warm-up may take minutes: up to 10 before liveness starts.
+        "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_S,
+                         "failureThreshold": STARTUP_FAILURES},
+        "readinessProbe": {**probe, "periodSeconds": READINESS_PERIOD_S,
+                           "failureThreshold": READINESS_FAILURES},
+        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": "http"},
+                          "timeoutSeconds": 3, "periodSeconds": 10, "failureThreshold": 3},
+        # Lets the load balancer and endpoints drop the pod before SIGTERM arrives.
+        "lifecycle": {"preStop": {"sleep": {"seconds": cfg.pre_stop_s}}},
+        "securityContext": {**locked_down_container(), "runAsNonRoot": True,
+                            "runAsUser": APP_UID, "runAsGroup": APP_UID},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True},
+                         *(model.mounts if model else ())],
     }
-    return [{"name": "SCORING_DEPLOYMENT_NAME", "valueFrom": {"fieldRef": {
-        "fieldPath": f"metadata.labels['{DEPLOYMENT_LABEL}']"}}},
-            *({"name": key, "value": value} for key, value in env.items())]
 
 
 def rollout_timeouts(cfg: ServiceConfig, max_replicas: int,
@@ -144,7 +133,7 @@ class ScoringService(pulumi.ComponentResource):
     """The GPU scoring deployments, each behind its own cluster-internal Service."""
 
     namespace: str
-    service_names: dict[str, pulumi.Output[str]]  # deployment -> Service name
+    service_names: dict[str, str]  # deployment -> its Service's name (the edge routes to it)
     deployment_names: dict[str, pulumi.Output[str]]  # deployment -> Deployment name
     primary_key: pulumi.Output[str]
     secondary_key: pulumi.Output[str]
@@ -179,7 +168,7 @@ class ScoringService(pulumi.ComponentResource):
             prefix, k8s_name = f"{name}-{deployment.name}", object_name(deployment.name)
             created = self._deployment(prefix, k8s_name, args, deployment, ns, labels, keys,
                                        account)
-            service = k8s.core.v1.Service(
+            k8s.core.v1.Service(
                 f"{prefix}-svc",
                 metadata={"name": k8s_name, "namespace": ns, "labels": labels},
                 spec={"type": "ClusterIP", "selector": labels,
@@ -190,7 +179,7 @@ class ScoringService(pulumi.ComponentResource):
                 f"{prefix}-pdb", metadata={"name": k8s_name, "namespace": ns, "labels": labels},
                 spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
                 opts=self._child)
-            self.service_names[deployment.name] = service.metadata.name
+            self.service_names[deployment.name] = k8s_name
             self.deployment_names[deployment.name] = created.metadata.name
         if args.scraped:
             self._pod_monitor(name, ns, APP_LABEL, args.podmonitor_crd)
@@ -203,50 +192,56 @@ class ScoringService(pulumi.ComponentResource):
     def _keys(self, name: str, cfg: ServiceConfig, ns) -> k8s.core.v1.Secret:
         """Two independent keys. Bumping one key's version in config replaces only that key,
         so clients on the other keep working while you roll the new one out."""
-        versions = {"primary": cfg.primary_key_version, "secondary": cfg.secondary_key_version}
+        primary, secondary = KEY_FILES
+        versions = {primary: cfg.primary_key_version, secondary: cfg.secondary_key_version}
         results = {}
-        for key in KEY_NAMES:
+        for key in KEY_FILES:
             password = random.RandomPassword(
                 f"{name}-{key}-key", length=48, special=False,
                 keepers={"version": versions[key]}, opts=pulumi.ResourceOptions(parent=self))
             results[key] = pulumi.Output.secret(password.result)
-        self.primary_key, self.secondary_key = results["primary"], results["secondary"]
+        self.primary_key, self.secondary_key = results[primary], results[secondary]
         return k8s.core.v1.Secret(
             f"{name}-keys", metadata={"name": "scoring-api-keys", "namespace": ns},
             type="Opaque", string_data=results, opts=self._child)
 
     def _deployment(self, name, k8s_name, args: ScoringServiceArgs,
                     deployment: DeploymentConfig, ns, labels, keys, account):
-        cfg = args.service
-        probe = {"httpGet": {"path": "/readyz", "port": "http"}, "timeoutSeconds": 3}
-        container = {
-            "name": "scoring",
-            "image": args.image_refs[deployment.name],
-            "imagePullPolicy": "Always",
-            "ports": [{"name": "http", "containerPort": HTTP_PORT},
-                      {"name": "metrics", "containerPort": METRICS_PORT}],
-            "env": container_env(cfg, deployment),
-            "resources": {
-                "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
-                "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit,
-                           "nvidia.com/gpu": "1"},
+        """One deployment's pods: rolled one at a time (maxSurge 0), waited for as long as
+        the probes allow, after the GPU pool and whatever the model store needs first."""
+        model = args.models.get(deployment.name) if args.models else None
+        template_metadata = {"labels": {**labels, **(model.labels if model else {})},
+                             **({"annotations": model.annotations} if model else {})}
+        return k8s.apps.v1.Deployment(
+            f"{name}-deploy",
+            metadata={"name": k8s_name, "namespace": ns, "labels": labels},
+            spec={
+                "replicas": None if args.autoscaled else deployment.replicas,
+                "selector": {"matchLabels": labels},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {"metadata": template_metadata,
+                             "spec": self._pod_spec(args, deployment, model, labels, keys,
+                                                    account)},
             },
-            # Model load and warm-up may take minutes: up to 10 before liveness starts.
-            "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_S,
-                             "failureThreshold": STARTUP_FAILURES},
-            "readinessProbe": {**probe, "periodSeconds": READINESS_PERIOD_S,
-                               "failureThreshold": READINESS_FAILURES},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                              "timeoutSeconds": 3, "periodSeconds": 10, "failureThreshold": 3},
-            # Lets the load balancer and endpoints drop the pod before SIGTERM arrives.
-            "lifecycle": {"preStop": {"sleep": {"seconds": cfg.pre_stop_s}}},
-            "securityContext": {**locked_down_container(), "runAsNonRoot": True,
-                                "runAsUser": APP_UID, "runAsGroup": APP_UID},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                             {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
-        }
-        template_metadata = {"labels": dict(labels)}
-        pod_spec = {
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
+                custom_timeouts=rollout_timeouts(
+                    args.service, deployment.max_pods(args.autoscaled),
+                    model.fetch_budget_s if model else 0),
+                depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
+                            *(model.depends_on if model else []),
+                            # its key is in the ConfigMap before a pod mounts it
+                            *([self._signer] if model and model.signer_pem else [])]
+                or None)),
+        )
+
+    @staticmethod
+    def _pod_spec(args: ScoringServiceArgs, deployment: DeploymentConfig,
+                  model: PodModel | None, labels, keys, account) -> dict:
+        """On the GPU pool, spread over nodes and zones, as the image's user; the model
+        store's init container and volumes when it fetches the model."""
+        cfg = args.service
+        return {
             "serviceAccountName": account.metadata.name,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": grace_period_s(cfg),
@@ -259,37 +254,17 @@ class ScoringService(pulumi.ComponentResource):
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID,
                 "fsGroup": APP_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
+            **({"initContainers": [model.init_container]} if model else {}),
+            "containers": [scoring_container(cfg, deployment, args.image_refs[deployment.name],
+                                             model)],
             "volumes": [
                 {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                 {"name": "api-keys", "secret": {
                     "secretName": keys.metadata.name, "defaultMode": 0o440,
-                    "items": [{"key": key, "path": key} for key in KEY_NAMES]}},
+                    "items": [{"key": key, "path": key} for key in KEY_FILES]}},
+                *(model.volumes if model else ()),
             ],
         }
-        model = args.models.get(deployment.name) if args.models else None
-        if model:  # modelStore blob: infra/model_store.py, this deployment's own prefix
-            model.apply(template_metadata, pod_spec, container, APP_UID, deployment.model_scan)
-        return k8s.apps.v1.Deployment(
-            f"{name}-deploy",
-            metadata={"name": k8s_name, "namespace": ns, "labels": labels},
-            spec={
-                "replicas": None if args.autoscaled else deployment.replicas,
-                "selector": {"matchLabels": labels},
-                "strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                "template": {"metadata": template_metadata, "spec": pod_spec},
-            },
-            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(
-                custom_timeouts=rollout_timeouts(
-                    cfg, deployment.max_pods(args.autoscaled),
-                    model.fetch_budget_s if model else 0),
-                depends_on=[*([args.gpu_pool] if args.gpu_pool else []),
-                            *(model.depends_on if model else []),
-                            # its key is in the ConfigMap before a pod mounts it
-                            *([self._signer] if model and model.signer_pem else [])]
-                or None)),
-        )
 
     def _pod_monitor(self, name, ns, labels, crd) -> None:
         """Managed Prometheus scrapes the metrics port of every scoring pod (its own CRD group,
@@ -300,7 +275,7 @@ class ScoringService(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": labels},
                 "podMetricsEndpoints": [{
-                    "port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL,
+                    "port": "metrics", "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
                     # Every series carries the pod's deployment: the dashboard, KEDA and
                     # `compare` tell blue from green by it.
                     "relabelings": [{

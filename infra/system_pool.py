@@ -1,23 +1,6 @@
 """What the system pool must hold, against what its VMs can give: checked in config, before `up`.
 
-The system pool carries AKS's own add-ons and everything of this stack's that
-is not a scoring pod: the GPU pool's taint keeps them all off the GPU nodes.
-The scheduler places a pod only where its *requests* fit the node's
-*allocatable*, so the check compares exactly those two sums.
-
-- Allocatable follows AKS's "Node resource reservations" (AKS 1.29 and later):
-  kube-reserved CPU by core count (60m for 1 core ... 740m for 64), and memory
-  less min(20 MB x max pods + 50 MB, 25% of the VM's memory) less the 100 Mi
-  eviction threshold. Max pods is Azure CNI Overlay's default, 250.
-- Requests: the stack's own pods are exact (its manifests, and the Envoy
-  Gateway controller's chart default, 100m / 256Mi, read from
-  envoyproxy/gateway charts/gateway-helm/values.tmpl.yaml at v1.9.0; the Envoy
-  proxies' requests the stack sets in its EnvoyProxy, infra/edge.py). AKS's add-ons are *estimates* of what AKS
-  ships today (they change with AKS releases; docs/deploying.md shows how to
-  read the real figures off a node), rounded up.
-
-SYSTEM_WORKLOADS has one row per Deployment or DaemonSet, with the condition
-under which the stack runs it.
+More: docs/deploying.md, "How the program is built".
 """
 from __future__ import annotations
 

@@ -101,6 +101,9 @@ METRICS_PORT: Final = 9090
 SCORE_PATH: Final = "/score"
 READY_PATH: Final = "/readyz"
 LIVE_PATH: Final = "/healthz"
+#: Served on METRICS_PORT only.
+METRICS_PATH: Final = "/metrics"
+SWAGGER_PATH: Final = "/swagger.json"
 #: The routes whose requests are scoring work (a Prometheus regex over the `route` label).
 SCORING_ROUTES_REGEX: Final = "/score|/v2/models/.+/infer"
 
@@ -135,6 +138,10 @@ MODEL_VOLUME_PATH: Final = "/var/lib/scoring"
 FETCHED_MODEL_PATH: Final = f"{MODEL_VOLUME_PATH}/model"
 #: Where the stack mounts the keys' Secret.
 KEYS_PATH: Final = "/etc/scoring/keys"
+#: The user the image runs as (the Dockerfile's APP_UID build arg); the pod runs as it too.
+APP_UID: Final = 10001
+#: The init container's command: the same image, fetching the model (FETCH_VARIABLES).
+FETCH_COMMAND: Final = ("python3", "-m", "scoring_app.model_store.fetch")
 
 
 @dataclass(frozen=True)
@@ -150,14 +157,19 @@ class ServiceEnv:
     drain_s: float
     model_dir: str = MODEL_PATH_IN_IMAGE
     preprocess: str = ""  # empty: unset (an image-tensor model is refused at start)
-    capture_uri: str = ""  # empty: no capture variables at all
+    capture_uri: str = ""  # empty: no capture variables at all (the stack passes an Output)
     capture_sample_rate: float = 1.0
     capture_images: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)  # scoringEnv, never a STACK_VARIABLE
 
     def env(self) -> list[dict]:
+        """The list in the stack's order: a model in the image has its directory first; a
+        fetched model's directory and the capture variables (what the model store adds)
+        follow ``extra``. A Deployment whose list is reordered rolls all its pods, so the
+        order is part of what the stack declares."""
+        model_dir, fetched = {Var.MODEL_DIR: self.model_dir}, self.model_dir == FETCHED_MODEL_PATH
         values = {
-            Var.MODEL_DIR: self.model_dir,
+            **({} if fetched else model_dir),
             Var.MODEL_NAME: self.model_name,
             Var.MODEL_VERSION: self.model_version,
             Var.API_KEYS_DIR: KEYS_PATH,
@@ -167,10 +179,11 @@ class ServiceEnv:
             Var.DRAIN_SECONDS: _number(self.drain_s),
             Var.PRECISION: self.precision,
             **({Var.PREPROCESS: self.preprocess} if self.preprocess else {}),
+            **dict(self.extra),
+            **(model_dir if fetched else {}),
             **({Var.CAPTURE_URI: self.capture_uri,
                 Var.CAPTURE_SAMPLE_RATE: _number(self.capture_sample_rate),
                 Var.CAPTURE_IMAGES: _flag(self.capture_images)} if self.capture_uri else {}),
-            **dict(self.extra),
         }
         return [{"name": Var.DEPLOYMENT_NAME, "valueFrom": {"fieldRef": {
                     "fieldPath": f"metadata.labels['{DEPLOYMENT_LABEL}']"}}},

@@ -70,3 +70,17 @@ def test_fetch_env():
     assert values == {Var.MODEL_URI: "https://a.blob.core.windows.net/models/m",
                       Var.MODEL_DIGEST: "sha256:" + "0" * 64, Var.MODEL_DIR: contract.FETCHED_MODEL_PATH,
                       Var.MODEL_CERTIFICATE_CHAIN: "/a.pem:/b.pem", Var.MODEL_SCAN: "true"}
+
+
+def test_service_env_order_puts_what_the_model_store_adds_after_scoring_env():
+    """A reordered list rolls every pod, so the order the stack has always declared holds:
+    an image's model directory first; a fetched one, and capture, after scoringEnv."""
+    fields = dict(model_name="m", model_version="1", precision="fp32", graceful_timeout_s=30,
+                  drain_s=5, extra={Var.MAX_QUEUE: "64"})
+    baked = [e["name"] for e in contract.ServiceEnv(**fields).env()]
+    assert baked[:3] == [Var.DEPLOYMENT_NAME, Var.MODEL_DIR, Var.MODEL_NAME]
+    assert baked[-1] == Var.MAX_QUEUE
+    fetched = [e["name"] for e in contract.ServiceEnv(
+        **fields, model_dir=contract.FETCHED_MODEL_PATH, capture_uri="https://a/captures").env()]
+    assert fetched[-5:] == [Var.MAX_QUEUE, Var.MODEL_DIR, Var.CAPTURE_URI,
+                            Var.CAPTURE_SAMPLE_RATE, Var.CAPTURE_IMAGES]

@@ -2,12 +2,12 @@
 Deployment gives the container must be what the container accepts."""
 import re
 
-from infra.model_store import MODEL_PATH
-from infra.registry import MODEL_PATH_IN_IMAGE
-from infra.scoring import APP_UID, HTTP_PORT, METRICS_PORT
 from stack_harness import REPO
 
 from scoring_app import settings
+from scoring_app.contract import (APP_UID, DEPLOYMENT_LABEL, DEPLOYMENT_NAME_MAX, FETCHED_MODEL_PATH,
+                                  HTTP_PORT, METRICS_PORT, MODEL_PATH_IN_IMAGE, Var,
+                                  is_deployment_name)
 
 DOCKERFILE = (REPO / "scoring_app" / "Dockerfile").read_text()
 
@@ -24,9 +24,9 @@ def _parsed_env(run):
     assert names <= known, f"the container does not read {sorted(names - known)}"
     # The deployment's name: the pod label's value, which the container must accept.
     [from_label] = [e for e in container["env"] if "valueFrom" in e]
-    assert from_label["name"] == "SCORING_DEPLOYMENT_NAME"
+    assert from_label["name"] == Var.DEPLOYMENT_NAME
     label = run.inputs("kubernetes:apps/v1:Deployment")["spec"]["template"]["metadata"][
-        "labels"]["aks-gpu-scoring/deployment"]
+        "labels"][DEPLOYMENT_LABEL]
     env[from_label["name"]] = label
     parsed = settings.load(env)  # raises SettingsError naming a value the container rejects
     assert (parsed.port, parsed.metrics_port) == (HTTP_PORT, METRICS_PORT)
@@ -35,7 +35,7 @@ def _parsed_env(run):
 
 
 def test_deployment_env_parses_with_the_containers_settings(stack_run):
-    assert _parsed_env(stack_run).model_dir == MODEL_PATH  # modelStore blob: the fetched copy
+    assert _parsed_env(stack_run).model_dir == FETCHED_MODEL_PATH  # modelStore blob: the fetched copy
 
 
 def test_a_baked_model_is_read_where_the_image_holds_it(runs):
@@ -43,16 +43,14 @@ def test_a_baked_model_is_read_where_the_image_holds_it(runs):
 
 
 def test_every_deployment_name_config_allows_the_container_accepts():
-    """infra/config.py's name rule and the container's are the same rule."""
-    from infra.config import DEPLOYMENT_NAME_MAX, _DEPLOYMENT_NAME
+    """Config's name rule (the contract's) and the container's are the same rule."""
     for name in ("blue", "green-2", "a", "x" * DEPLOYMENT_NAME_MAX):
-        assert _DEPLOYMENT_NAME.match(name)
-        assert settings.load({"SCORING_DEPLOYMENT_NAME": name}).deployment_name == name
+        assert is_deployment_name(name)
+        assert settings.load({Var.DEPLOYMENT_NAME: name}).deployment_name == name
     for name in ("Blue", "blue-", "x" * (DEPLOYMENT_NAME_MAX + 1), "2blue"):
-        config_ok = bool(_DEPLOYMENT_NAME.match(name)) and len(name) <= DEPLOYMENT_NAME_MAX
-        assert not config_ok
+        assert not is_deployment_name(name)
         try:
-            settings.load({"SCORING_DEPLOYMENT_NAME": name})
+            settings.load({Var.DEPLOYMENT_NAME: name})
         except settings.SettingsError:
             continue
         raise AssertionError(f"the container accepts {name!r}, which config refuses")

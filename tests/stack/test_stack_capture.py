@@ -13,6 +13,7 @@ from stack_harness import unwrap
 from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
 
 from infra import capture
+from scoring_app.contract import PREFIX, Var
 
 CONTAINER = "azure-native:storage:BlobContainer"
 POLICY = "azure-native:storage:ManagementPolicy"
@@ -41,7 +42,7 @@ def test_capture_is_off_by_default_and_declares_nothing(stack_run):
     assert [unwrap(r["inputs"])["containerName"] for r in stack_run.all_of(CONTAINER)] == ["models"]
     assert stack_run.all_of(POLICY) == []
     for pod in _pods(stack_run).values():
-        assert not any(name.startswith("SCORING_CAPTURE") for name in pod["env"])
+        assert not any(name.startswith(f"{PREFIX}CAPTURE") for name in pod["env"])
         assert pod["annotations"][SKIP] == "scoring"  # no token in the serving container
     assert "captureUri" not in stack_run.outputs
 
@@ -86,16 +87,16 @@ def test_each_capturing_deployment_gets_its_variables_and_the_token(runs):
     pods = _pods(run)
     uri = run.outputs["captureUri"]["value"]
     assert re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/captures", uri)
-    assert pods["green"]["env"]["SCORING_CAPTURE_URI"] == uri
-    assert (pods["green"]["env"]["SCORING_CAPTURE_SAMPLE_RATE"],
-            pods["green"]["env"]["SCORING_CAPTURE_IMAGES"]) == ("1", "false")
-    assert (pods["shadow"]["env"]["SCORING_CAPTURE_SAMPLE_RATE"],
-            pods["shadow"]["env"]["SCORING_CAPTURE_IMAGES"]) == ("0.05", "true")
-    assert pods["shadow"]["env"]["SCORING_DEPLOYMENT_NAME"] is None  # from the label (fieldRef)
+    assert pods["green"]["env"][Var.CAPTURE_URI] == uri
+    assert (pods["green"]["env"][Var.CAPTURE_SAMPLE_RATE],
+            pods["green"]["env"][Var.CAPTURE_IMAGES]) == ("1", "false")
+    assert (pods["shadow"]["env"][Var.CAPTURE_SAMPLE_RATE],
+            pods["shadow"]["env"][Var.CAPTURE_IMAGES]) == ("0.05", "true")
+    assert pods["shadow"]["env"][Var.DEPLOYMENT_NAME] is None  # from the label (fieldRef)
     for name in ("green", "shadow"):
         assert SKIP not in pods[name]["annotations"]  # the webhook injects the token
         assert "models-pods-capture" in pods[name]["dependsOn"]  # the grant exists first
-    assert not any(v.startswith("SCORING_CAPTURE") for v in pods["blue"]["env"])
+    assert not any(v.startswith(f"{PREFIX}CAPTURE") for v in pods["blue"]["env"])
     assert pods["blue"]["annotations"][SKIP] == "scoring"
     exported = run.outputs["deployments"]["value"]
     assert exported["shadow"]["capture"] == {"samplingRate": 0.05, "images": True, "retentionDays": 7}
@@ -110,8 +111,9 @@ def test_the_stack_keys_are_each_deployments_default(dev_values):
     got = {d.name: d.capture for d in cfg.deployments}
     assert got["blue"] == capture.CaptureConfig(True, 0.25, False, 90)
     assert got["green"] == capture.CaptureConfig(False, 0.25, True, 90)
-    assert all(d.capture == capture.CaptureConfig() for d in load(dev_values).deployments)
-    assert capture.CaptureConfig().enabled is False and capture.CaptureConfig().images is False
+    # Pulumi.yaml's defaults: off, every request when on, no images, 30 days.
+    off = capture.CaptureConfig(enabled=False, sampling_rate=1.0, images=False, retention_days=30)
+    assert all(d.capture == off for d in load(dev_values).deployments)
 
 
 @pytest.mark.parametrize("change, key, pattern", [

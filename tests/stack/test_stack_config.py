@@ -8,6 +8,7 @@ import yaml
 
 import mock_run
 from stack_harness import REPO
+from scoring_app.contract import Var
 
 
 class _NoResources(pulumi.runtime.Mocks):
@@ -18,13 +19,20 @@ class _NoResources(pulumi.runtime.Mocks):
         raise AssertionError("config tests invoke nothing")
 
 
-def load(values: dict):
-    """config.load() with exactly these project keys, as the engine would pass them."""
+def project_defaults() -> dict:
+    """Pulumi.yaml's defaults, which the engine hands the program under the stack's values."""
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    return {k: v["default"] for k, v in declared.items() if "default" in v}
+
+
+def load(values: dict, defaults: bool = True):
+    """config.load() with these project keys over Pulumi.yaml's defaults, as the engine would
+    pass them (``defaults=False``: exactly these keys)."""
     from infra import config
     pulumi.runtime.set_mocks(_NoResources(), project="aks-gpu-scoring", stack="test", preview=False)
     pulumi.runtime.set_all_config({
         f"aks-gpu-scoring:{k}": v if isinstance(v, str) else json.dumps(v)
-        for k, v in values.items()})
+        for k, v in {**(project_defaults() if defaults else {}), **values}.items()})
     return config.load()
 
 
@@ -62,13 +70,14 @@ BAD = [
     ({"dnsLabel": "Bad_Label"}, "dnsLabel", r"3-63 characters"),
     ({"prebuiltImage": "contoso.azurecr.io/scoring:latest"}, "prebuiltImage", r"pinned by digest"),
     ({"modelDir": "no/such/dir"}, "modelDir", r"no saved_model\.pb"),
-    ({"scoringEnv": '["SCORING_API_KEYS_DIR=/x"]'}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": json.dumps([f"{Var.API_KEYS_DIR}=/x"])}, "scoringEnv", r"does not set itself"),
     ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
-    ({"scoringEnv": '["SCORING_PRECISION=mixed"]'}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": json.dumps([f"{Var.PRECISION}=mixed"])}, "scoringEnv", r"does not set itself"),
     ({"precision": "bf16"}, "precision", r"'bf16' is not one of fp32, mixed"),
     ({"preprocess": "BGR"}, "preprocess", r"'BGR' is not one of none, caffe, tf, torch"),
-    ({"scoringEnv": '["SCORING_PREPROCESS=caffe"]'}, "scoringEnv", r"does not set itself"),
-    ({"scoringEnv": '["SCORING_MAX_BATCH_SIZE=lots"]'}, "scoringEnv", r"SCORING_MAX_BATCH_SIZE=.lots. is not valid"),
+    ({"scoringEnv": json.dumps([f"{Var.PREPROCESS}=caffe"])}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": json.dumps([f"{Var.MAX_BATCH_SIZE}=lots"])}, "scoringEnv",
+     rf"{Var.MAX_BATCH_SIZE}=.lots. is not valid"),
     ({"devicePluginImage": "nvcr.io/nvidia/k8s-device-plugin:latest"}, "devicePluginImage", "pinned"),
     ({"cpuLimit": "lots"}, "cpuLimit", r"not a Kubernetes quantity"),
     ({"gpuSpotMaxPrice": "cheap"}, "gpuSpotMaxPrice", r"not a number"),
@@ -119,19 +128,38 @@ def test_tls_is_the_default():
     assert declared["tls"]["default"] is True
 
 
-def test_code_defaults_match_pulumi_yaml(model_dir):
-    """Without Pulumi.yaml's defaults the code must arrive at the same config."""
+def test_the_code_keeps_no_default_of_its_own(model_dir):
+    """Pulumi.yaml is the one place a default lives: without it, a key it defaults is
+    missing, and the error says where defaults come from."""
+    from infra.config import ConfigError
     required = {"location": "westeurope", "apiAuthorizedIpRanges": json.dumps(mock_run.DEPLOYER_EGRESS),
                 "modelDir": str(model_dir), "acmeEmail": "ops@scoring-team.io"}
-    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
-    with_defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
-    assert load(required) == load({**with_defaults, **required})
+    assert load(required).cluster.location == "westeurope"
+    with pytest.raises(ConfigError) as err:
+        load(required, defaults=False)
+    assert "Pulumi.yaml gives every optional key a default" in str(err.value)
+    # Read only beside another key: modelUri's digest and scope, domain's zone.
+    beside = {"modelDigest", "modelUriScope", "dnsZoneName", "dnsZoneResourceGroup"}
+    unread = []
+    for key in project_defaults():
+        if key in required:
+            continue
+        partial = {k: v for k, v in project_defaults().items() if k != key}
+        try:
+            load({**partial, **required}, defaults=False)
+            unread.append(key)
+        except ConfigError as err:
+            assert err.key == key, key
+    assert sorted(unread) == sorted(beside)
 
 
 def test_every_key_the_code_reads_is_described_in_pulumi_yaml():
-    source = (REPO / "infra" / "config.py").read_text()
+    source = "\n".join(p.read_text() for p in sorted((REPO / "infra" / "config").glob("*.py")))
     read = set(re.findall(r'cfg(?:\.get\w*)?\(?\s*,?\s*"([a-zA-Z]+)"', source))
-    read |= set(re.findall(r'_\w+\(cfg, "([a-zA-Z]+)"', source))
+    read |= set(re.findall(r'\w+\(cfg, "([a-zA-Z]+)"', source))
+    from infra.config.capture import KEYS
+    from infra.config.model_source import MODEL_URI_KEYS
+    read |= {*KEYS, *MODEL_URI_KEYS[:3]}
     declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
     assert len(read) > 30
     assert read == set(declared)
@@ -170,8 +198,8 @@ def test_the_stacks_preprocessings_are_the_containers():
     from infra import config
     from scoring_app import settings
     for value in config.PREPROCESSES:
-        assert settings.load({"SCORING_PREPROCESS": value}).preprocess == value
-    assert settings.SETTINGS[[s.name for s in settings.SETTINGS].index("SCORING_PREPROCESS")
+        assert settings.load({Var.PREPROCESS: value}).preprocess == value
+    assert settings.SETTINGS[[s.name for s in settings.SETTINGS].index(Var.PREPROCESS)
                              ].default == "", "unset unless said, on both sides"
 
 
@@ -179,6 +207,6 @@ def test_the_stacks_precisions_are_the_containers():
     from infra import config
     from scoring_app import settings
     for value in config.PRECISIONS:
-        assert settings.load({"SCORING_PRECISION": value}).precision == value
+        assert settings.load({Var.PRECISION: value}).precision == value
     with pytest.raises(settings.SettingsError):
-        settings.load({"SCORING_PRECISION": "bf16"})
+        settings.load({Var.PRECISION: "bf16"})

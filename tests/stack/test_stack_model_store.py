@@ -16,6 +16,7 @@ from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
 
 from infra import model_store as ms
 from scoring_app.model_store import manifest as mf
+from scoring_app.contract import FETCHED_MODEL_PATH, MODEL_VOLUME_PATH, Var
 
 ACCOUNT = "azure-native:storage:StorageAccount"
 CONTAINER = "azure-native:storage:BlobContainer"
@@ -106,13 +107,13 @@ def test_the_init_container_fetches_the_digest_the_stack_published(stack_run, mo
     assert init["image"] == scoring["image"]  # the same image, its own command
     assert init["command"] == ["python3", "-m", "scoring_app.model_store.fetch"]
     env = {e["name"]: e["value"] for e in init["env"]}
-    assert env == {"SCORING_MODEL_URI": stack_run.outputs["modelUri"]["value"],
-                   "SCORING_MODEL_DIGEST": _digest(model_dir),
-                   "SCORING_MODEL_DIR": ms.MODEL_PATH}
+    assert env == {Var.MODEL_URI: stack_run.outputs["modelUri"]["value"],
+                   Var.MODEL_DIGEST: _digest(model_dir),
+                   Var.MODEL_DIR: FETCHED_MODEL_PATH}
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert {"name": "model", "mountPath": ms.MOUNT} in init["volumeMounts"]
-    assert {"name": "model", "mountPath": ms.MOUNT, "readOnly": True} in scoring["volumeMounts"]
+    assert {"name": "model", "mountPath": MODEL_VOLUME_PATH} in init["volumeMounts"]
+    assert {"name": "model", "mountPath": MODEL_VOLUME_PATH, "readOnly": True} in scoring["volumeMounts"]
     [volume] = [v for v in spec["volumes"] if v["name"] == "model"]
     total = sum(e.size for e in mf.build(model_dir))
     assert volume == {"name": "model", "emptyDir": {"sizeLimit": ms.PublishedModel(
@@ -142,7 +143,7 @@ def test_a_changed_model_dir_leaves_the_image_untouched(runs):
     assert image(dev)["context"]["named"]["model"]["location"] == "infra/no_model"
     assert dev.outputs["modelUri"]["value"] != remodelled.outputs["modelUri"]["value"]
     env = lambda run: {e["name"]: e["value"] for e in run.pod_spec("Deployment")["initContainers"][0]["env"]}  # noqa: E731
-    assert env(dev)["SCORING_MODEL_DIGEST"] != env(remodelled)["SCORING_MODEL_DIGEST"]
+    assert env(dev)[Var.MODEL_DIGEST] != env(remodelled)[Var.MODEL_DIGEST]
 
 
 def test_model_store_image_bakes_the_model_in_as_before(runs, model_dir):
@@ -189,9 +190,9 @@ def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
     spec = run.pod_spec("Deployment")
     [init] = spec["initContainers"]
     env = {e["name"]: e["value"] for e in init["env"]}
-    assert env["SCORING_MODEL_URI"] == EXTERNAL_MODEL["modelUri"]
-    assert env["SCORING_MODEL_DIGEST"] == EXTERNAL_MODEL["modelDigest"]
-    assert env["SCORING_MODEL_PUBLIC_KEY"] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"
+    assert env[Var.MODEL_URI] == EXTERNAL_MODEL["modelUri"]
+    assert env[Var.MODEL_DIGEST] == EXTERNAL_MODEL["modelDigest"]
+    assert env[Var.MODEL_PUBLIC_KEY] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"
     assert {"name": "model-signer", "mountPath": ms.SIGNER_MOUNT, "readOnly": True} in init["volumeMounts"]
     [volume] = [v for v in spec["volumes"] if v["name"] == "model-signer"]
     assert volume["configMap"] == {"name": ms.SIGNER_CONFIG_MAP,
@@ -206,21 +207,21 @@ def test_a_model_uri_is_read_where_it_lives_and_its_signature_required(runs):
 
 
 def test_the_model_scan_is_on_only_where_the_stack_turns_it_on(stack_run, runs):
-    """modelScan: true (the variant) sets SCORING_MODEL_SCAN on the init container; the
+    """modelScan: true (the variant) sets the scan variable on the init container; the
     stack files leave it unset, and the fetch's default is off."""
     init_env = lambda run: {e["name"]: e["value"] for e in  # noqa: E731
                             run.pod_spec("Deployment")["initContainers"][0]["env"]}
-    assert init_env(runs["variant"])["SCORING_MODEL_SCAN"] == "true"
-    assert "SCORING_MODEL_SCAN" not in init_env(stack_run)
+    assert init_env(runs["variant"])[Var.MODEL_SCAN] == "true"
+    assert Var.MODEL_SCAN not in init_env(stack_run)
     # the scoring container never sees it: the scan is the init container's
     for run in (stack_run, runs["variant"]):
-        assert "SCORING_MODEL_SCAN" not in {
+        assert Var.MODEL_SCAN not in {
             e["name"] for e in run.pod_spec("Deployment")["containers"][0]["env"]}
 
 
 def test_no_signer_no_signature_check(stack_run):
     [init] = stack_run.pod_spec("Deployment")["initContainers"]
-    assert "SCORING_MODEL_PUBLIC_KEY" not in {e["name"] for e in init["env"]}
+    assert Var.MODEL_PUBLIC_KEY not in {e["name"] for e in init["env"]}
 
 
 # --- modelUri per deployment: blue on the stack's model, green on someone else's ------------
@@ -258,13 +259,13 @@ def test_blue_on_the_stacks_model_green_on_a_model_published_elsewhere(runs, mod
     fetch = _fetches(run)
     account = run.inputs(ACCOUNT)["accountName"]  # blue's model: published by the stack
     blue_uri = f"https://{account}.blob.core.windows.net/models/resnet50/{_digest(model_dir)}"
-    assert fetch["blue"]["env"] == {"SCORING_MODEL_URI": blue_uri,
-                                    "SCORING_MODEL_DIGEST": _digest(model_dir),
-                                    "SCORING_MODEL_DIR": ms.MODEL_PATH}
-    assert fetch["green"]["env"] == {"SCORING_MODEL_URI": green["modelUri"],
-                                     "SCORING_MODEL_DIGEST": green["modelDigest"],
-                                     "SCORING_MODEL_DIR": ms.MODEL_PATH,
-                                     "SCORING_MODEL_PUBLIC_KEY": f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"}
+    assert fetch["blue"]["env"] == {Var.MODEL_URI: blue_uri,
+                                    Var.MODEL_DIGEST: _digest(model_dir),
+                                    Var.MODEL_DIR: FETCHED_MODEL_PATH}
+    assert fetch["green"]["env"] == {Var.MODEL_URI: green["modelUri"],
+                                     Var.MODEL_DIGEST: green["modelDigest"],
+                                     Var.MODEL_DIR: FETCHED_MODEL_PATH,
+                                     Var.MODEL_PUBLIC_KEY: f"{ms.SIGNER_MOUNT}/{ms.SIGNER_KEY}"}
     assert fetch["blue"]["annotation"] == _digest(model_dir)
     assert fetch["green"]["annotation"] == green["modelDigest"]
     assert fetch["green"]["size"] == "4Gi"  # modelSizeLimit's default: the size is not known here
@@ -310,17 +311,17 @@ def test_read_is_granted_once_per_container_on_that_container_only(runs):
     fetch = _fetches(run)
     wanted = MIXED_PLUS_OVERRIDES["deployments"]
     for name in ("green", "teal", "red"):
-        assert fetch[name]["env"]["SCORING_MODEL_URI"] == wanted[name]["modelUri"]
-        assert fetch[name]["env"]["SCORING_MODEL_DIGEST"] == wanted[name]["modelDigest"]
+        assert fetch[name]["env"][Var.MODEL_URI] == wanted[name]["modelUri"]
+        assert fetch[name]["env"][Var.MODEL_DIGEST] == wanted[name]["modelDigest"]
         assert fetch[name]["annotation"] == wanted[name]["modelDigest"]
     assert fetch["teal"]["size"] == "1Gi"  # its own modelSizeLimit
     assert "models-read-theirmodels-published" in fetch["teal"]["dependsOn"]
     assert "models-read-othermodels-resnets" in fetch["red"]["dependsOn"]
-    assert "SCORING_MODEL_PUBLIC_KEY" not in fetch["teal"]["env"]  # green's key is green's
+    assert Var.MODEL_PUBLIC_KEY not in fetch["teal"]["env"]  # green's key is green's
     assert fetch["teal"]["signer"] is None
     # red's model is checked with its publisher's certificate chain, mounted as the fetch's file
-    assert fetch["red"]["env"]["SCORING_MODEL_CERTIFICATE_CHAIN"] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_CHAIN}"
-    assert "SCORING_MODEL_PUBLIC_KEY" not in fetch["red"]["env"]
+    assert fetch["red"]["env"][Var.MODEL_CERTIFICATE_CHAIN] == f"{ms.SIGNER_MOUNT}/{ms.SIGNER_CHAIN}"
+    assert Var.MODEL_PUBLIC_KEY not in fetch["red"]["env"]
     assert fetch["red"]["signer"] == {"name": ms.SIGNER_CONFIG_MAP,
                                       "items": [{"key": "red.chain.pem", "path": ms.SIGNER_CHAIN}]}
     [config_map] = [o for o in run.kubernetes_objects() if o["kind"] == "ConfigMap"]

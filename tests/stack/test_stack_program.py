@@ -7,6 +7,7 @@ import yaml
 from conftest import PREBUILT
 from stack_harness import REPO, plain_strings, stack_file_config
 import mock_run
+from scoring_app.contract import Var
 
 COMPONENTS = {
     "aks-gpu-scoring:infra:GpuCluster": "gpu",
@@ -251,7 +252,7 @@ def test_keys_are_random_with_keepers_and_mounted_as_files(stack_run):
     [c] = spec["containers"]
     mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert mount["readOnly"] and env["SCORING_API_KEYS_DIR"] == mount["mountPath"]
+    assert mount["readOnly"] and env[Var.API_KEYS_DIR] == mount["mountPath"]
 
 
 def test_rotating_one_key_is_a_keeper_change_that_leaves_the_other(runs):
@@ -285,11 +286,11 @@ def test_deployment_follows_the_contract(stack_run):
     assert c["startupProbe"]["httpGet"]["path"] == c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["SCORING_PORT"] == "5001" and env["SCORING_METRICS_PORT"] == "9090"
-    assert env["SCORING_MODEL_DIR"] == "/var/lib/scoring/model"  # the init container's emptyDir
-    assert {"SCORING_MODEL_NAME", "SCORING_MODEL_VERSION"} <= set(env)
+    assert env[Var.PORT] == "5001" and env[Var.METRICS_PORT] == "9090"
+    assert env[Var.MODEL_DIR] == "/var/lib/scoring/model"  # the init container's emptyDir
+    assert {Var.MODEL_NAME, Var.MODEL_VERSION} <= set(env)
     # The deployment's name comes from the pod's own label (the downward API).
-    [name] = [e for e in c["env"] if e["name"] == "SCORING_DEPLOYMENT_NAME"]
+    [name] = [e for e in c["env"] if e["name"] == Var.DEPLOYMENT_NAME]
     assert name["valueFrom"] == {"fieldRef": {
         "fieldPath": "metadata.labels['aks-gpu-scoring/deployment']"}}
     assert deploy["template"]["metadata"]["labels"]["aks-gpu-scoring/deployment"] == "blue"
@@ -312,8 +313,8 @@ def test_precision_is_fp32_unless_the_stack_says_mixed(runs):
     def env(run):
         [c] = run.pod_spec("Deployment")["containers"]
         return {e["name"]: e.get("value") for e in c["env"]}
-    assert env(runs["dev"])["SCORING_PRECISION"] == "fp32"
-    assert env(runs["variant"])["SCORING_PRECISION"] == "mixed"
+    assert env(runs["dev"])[Var.PRECISION] == "fp32"
+    assert env(runs["variant"])[Var.PRECISION] == "mixed"
 
 
 def test_spread_and_graceful_shutdown(stack_run):
@@ -322,7 +323,7 @@ def test_spread_and_graceful_shutdown(stack_run):
     [c] = spec["containers"]
     pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    drain, graceful = int(env["SCORING_DRAIN_SECONDS"]), int(env["SCORING_GRACEFUL_TIMEOUT_S"])
+    drain, graceful = int(env[Var.DRAIN_SECONDS]), int(env[Var.GRACEFUL_TIMEOUT_S])
     # the shutdown timeline of docs/contract.md: preStop, then drain, then graceful finish
     assert pause > 0 and spec["terminationGracePeriodSeconds"] > pause + drain + graceful
 
@@ -570,7 +571,7 @@ def test_secrets_appear_in_no_plain_text_input(stack_run):
         for text in plain_strings(r["inputs"]):
             assert not any(s in text for s in secrets), f"a secret in plain text in {r['name']}"
     [c] = stack_run.pod_spec("Deployment")["containers"]
-    assert not any("KEY" in e["name"] and e["name"] != "SCORING_API_KEYS_DIR" for e in c["env"])
+    assert not any("KEY" in e["name"] and e["name"] != Var.API_KEYS_DIR for e in c["env"])
 
 
 def test_main_is_config_then_components_then_exports():

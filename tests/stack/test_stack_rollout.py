@@ -7,6 +7,7 @@ import pytest
 
 from stack_harness import unwrap
 from test_stack_config import dev_values, load  # noqa: F401 (a fixture)
+from scoring_app.contract import Var
 
 GW = "kubernetes:gateway.networking.k8s.io/v1"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -104,8 +105,8 @@ def _per_deployment(run):
         env[name]["image"] = c["image"]
         env[name]["init"] = {e["name"]: e.get("value") for e in (
             spec["initContainers"][0]["env"] if spec.get("initContainers") else [])}
-    assert env["blue"]["SCORING_MODEL_VERSION"] == "1"
-    assert env["green"]["SCORING_MODEL_VERSION"] == env["shadow"]["SCORING_MODEL_VERSION"] == "2"
+    assert env["blue"][Var.MODEL_VERSION] == "1"
+    assert env["green"][Var.MODEL_VERSION] == env["shadow"][Var.MODEL_VERSION] == "2"
     out = run.outputs["deployments"]["value"]
     assert {n: (d["traffic"], d["mirrorTraffic"], d["model"]) for n, d in out.items()} == {
         "blue": (90, 0, "resnet50:1"), "green": (10, 0, "resnet50:2"),
@@ -122,8 +123,8 @@ def test_models_are_data_per_deployment_and_the_image_is_shared(runs):
     env = _per_deployment(run)
     assert len(run.all_of("docker-build:index:Image")) == 1
     assert env["blue"]["image"] == env["green"]["image"] == env["shadow"]["image"]
-    digests = {n: e["init"]["SCORING_MODEL_DIGEST"] for n, e in env.items()}
-    uris = {n: e["init"]["SCORING_MODEL_URI"] for n, e in env.items()}
+    digests = {n: e["init"][Var.MODEL_DIGEST] for n, e in env.items()}
+    uris = {n: e["init"][Var.MODEL_URI] for n, e in env.items()}
     assert digests["green"] == digests["shadow"] != digests["blue"]
     assert uris["green"] == uris["shadow"] != uris["blue"]
     for name in env:
@@ -155,11 +156,11 @@ def test_precision_is_per_deployment_defaulting_to_the_stack_key(dev_values, mod
     from infra.scoring import container_env
     for d in cfg.deployments:
         env = {e["name"]: e.get("value") for e in container_env(cfg.service, d)}
-        assert env["SCORING_PRECISION"] == d.precision
+        assert env[Var.PRECISION] == d.precision
 
 
 def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_dir):
-    """SCORING_PREPROCESS is set only where a deployment (or the stack key) says it: a
+    """The preprocessing variable is set only where a deployment (or the stack key) says it: a
     string-input model needs none, and an image-tensor one must be told (the container
     refuses it otherwise), so the stack never picks a value for it."""
     values = {**dev_values, "gpuMaxCount": "3",
@@ -170,7 +171,7 @@ def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_di
 
     def env_of(cfg):
         return {d.name: {e["name"]: e.get("value") for e in container_env(cfg.service, d)}
-                .get("SCORING_PREPROCESS") for d in cfg.deployments}
+                .get(Var.PREPROCESS) for d in cfg.deployments}
     assert env_of(load(values)) == {"blue": None, "green": "caffe", "shadow": None}
     assert env_of(load({**values, "preprocess": "none"})) == {
         "blue": "none", "green": "caffe", "shadow": None}
@@ -178,8 +179,8 @@ def test_preprocess_is_per_deployment_and_unset_unless_said(dev_values, model_di
 
 def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     """modelScan, as precision: a deployment's own, else the stack's (false by default), and
-    only a deployment that scans gets SCORING_MODEL_SCAN on its init container."""
-    from infra.model_store import PodModel
+    only a deployment that scans gets the scan variable on its init container."""
+    from infra.model_store import Fetch, fetch_container
     values = {**dev_values, "gpuMaxCount": "3",
               "deployments": json.dumps({"blue": {}, "green": {"modelScan": False},
                                          "shadow": {"modelScan": "true"}}),
@@ -189,14 +190,11 @@ def test_model_scan_is_per_deployment_defaulting_to_the_stack_key(dev_values):
     cfg = load({**values, "modelScan": "true"})
     assert {d.name: d.model_scan for d in cfg.deployments} == {
         "blue": True, "green": False, "shadow": True}
-    pod = PodModel(model_uri="https://a.blob.core.windows.net/models/m/" + "0" * 64,
-                   digest="0" * 64, size_limit="1Gi", fetch_budget_s=1, client_id="id")
+    fetch = Fetch(model_uri="https://a.blob.core.windows.net/models/m/" + "0" * 64,
+                  digest="0" * 64, size_limit="1Gi", budget_s=1, depends_on=())
     for d in cfg.deployments:
-        template, spec = {}, {"volumes": []}
-        pod.apply(template, spec, {"name": "scoring", "image": "i", "env": [], "volumeMounts": []},
-                  10001, d.model_scan)
-        env = {e["name"]: e["value"] for e in spec["initContainers"][0]["env"]}
-        assert env.get("SCORING_MODEL_SCAN") == ("true" if d.model_scan else None), d.name
+        env = {e["name"]: e["value"] for e in fetch_container("i", fetch, d.model_scan)["env"]}
+        assert env.get(Var.MODEL_SCAN) == ("true" if d.model_scan else None), d.name
 
 
 # --- config checks, each naming its key -------------------------------------------------------
@@ -248,7 +246,7 @@ BAD = [
     ({"envoyGatewayVersion": "^1.9"}, "envoyGatewayVersion", r"exact chart version"),
     ({"deployments": {"blue": {"precision": "fp16"}}, "traffic": {"blue": 100}},
      "deployments.blue.precision", r"'fp16' is not one of fp32, mixed"),
-    ({"scoringEnv": ["SCORING_PRECISION=mixed"]}, "scoringEnv", r"does not set itself"),
+    ({"scoringEnv": [f"{Var.PRECISION}=mixed"]}, "scoringEnv", r"does not set itself"),
     ({"deployments": {"blue": {"preprocess": "keras"}}, "traffic": {"blue": 100}},
      "deployments.blue.preprocess", r"'keras' is not one of none, caffe, tf, torch"),
     ({"deployments": {"blue": {"modelScan": "yes"}}, "traffic": {"blue": 100}},
