@@ -32,6 +32,15 @@ def text(cfg: pulumi.Config, key: str) -> str:
     return _present(key, cfg.get(key))
 
 
+def nonempty(cfg: pulumi.Config, key: str) -> str:
+    """A string key that must say something: the container refuses an empty model name or
+    version at start, and an empty key version would rotate the key it names."""
+    value = text(cfg, key)
+    if not value.strip():
+        raise ConfigError(key, "must not be empty (leave the key out for Pulumi.yaml's default)")
+    return value
+
+
 def optional(cfg: pulumi.Config, key: str) -> str | None:
     """A string key whose empty default means "not set"."""
     return text(cfg, key) or None

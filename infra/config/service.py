@@ -29,8 +29,8 @@ def service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
     extra = _scoring_env(cfg)
     return ServiceConfig(
         replicas=replicas,
-        model_name=checks.text(cfg, "modelName"),
-        model_version=checks.text(cfg, "modelVersion"),
+        model_name=checks.nonempty(cfg, "modelName"),
+        model_version=checks.nonempty(cfg, "modelVersion"),
         cpu_request=checks.quantity("cpuRequest", checks.text(cfg, "cpuRequest")),
         cpu_limit=checks.quantity("cpuLimit", checks.text(cfg, "cpuLimit")),
         memory_request=checks.quantity("memoryRequest", checks.text(cfg, "memoryRequest")),
@@ -43,8 +43,8 @@ def service(cfg: pulumi.Config, gpu: GpuPoolConfig) -> ServiceConfig:
         dns_label=dns_label,
         source_ranges=checks.cidrs("loadBalancerSourceRanges",
                                    checks.str_list(cfg, "loadBalancerSourceRanges")),
-        primary_key_version=checks.text(cfg, "primaryKeyVersion"),
-        secondary_key_version=checks.text(cfg, "secondaryKeyVersion"),
+        primary_key_version=checks.nonempty(cfg, "primaryKeyVersion"),
+        secondary_key_version=checks.nonempty(cfg, "secondaryKeyVersion"),
         model_scan=checks.boolean(cfg, "modelScan"),
         capture=capture.parse("", {key: checks.text(cfg, key) for key in capture.KEYS}, None,
                               checks.flag),

@@ -1,4 +1,4 @@
-"""infra/config.py: bad config stops the program before any resource, naming the key."""
+"""infra/config/: bad config stops the program before any resource, naming the key."""
 import json
 import re
 
@@ -70,6 +70,9 @@ BAD = [
     ({"dnsLabel": "Bad_Label"}, "dnsLabel", r"3-63 characters"),
     ({"prebuiltImage": "contoso.azurecr.io/scoring:latest"}, "prebuiltImage", r"pinned by digest"),
     ({"modelDir": "no/such/dir"}, "modelDir", r"no saved_model\.pb"),
+    ({"modelName": ""}, "modelName", r"must not be empty"),
+    ({"modelVersion": " "}, "modelVersion", r"must not be empty"),
+    ({"primaryKeyVersion": ""}, "primaryKeyVersion", r"must not be empty"),
     ({"scoringEnv": json.dumps([f"{Var.API_KEYS_DIR}=/x"])}, "scoringEnv", r"does not set itself"),
     ({"scoringEnv": '["PATH=/x"]'}, "scoringEnv", r"NAME=value"),
     ({"scoringEnv": json.dumps([f"{Var.PRECISION}=mixed"])}, "scoringEnv", r"does not set itself"),
