@@ -26,9 +26,10 @@ clients that have gone (``SWEEP_S``). An old item whose client is still
 there is not starved: once it has waited half of its allowance (half of the
 time to its deadline, and at most half of ``max_queue_wait_s``) it goes
 first again, oldest first. No item waits in the queue longer than
-``max_queue_wait_s``, whatever the prediction said when it was admitted (a
-model call that stalls, an event loop too busy to hand the model its
-batches): past it the item gets a 503 + Retry-After instead of a late answer.
+``max_queue_wait_s`` (when the model's timings are known, as for admission),
+whatever the prediction said when it was admitted (a model call that stalls,
+an event loop too busy to hand the model its batches): past it the item gets
+a 503 + Retry-After instead of a late answer.
 
 One model call is out at a time unless ``max_calls`` is above 1
 (SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
@@ -378,7 +379,7 @@ class Batcher:
         if queue and now - queue[0].queued > self._standing_s():
             self._standing = True
         batch, dropped = [], 0
-        bound = self._max_queue_wait_s
+        bound = self._max_queue_wait_s if self.policy.call_s else 0.0  # as admission's
         while queue and bound and now - queue[0].queued > bound:  # the oldest first
             dropped += self._shed(queue.popleft(), now)
         if self._standing and now >= self._next_sweep:
