@@ -23,9 +23,10 @@ queue is, so a client that gives up sooner leaves while its image is in the
 model call, which no look before the call can see; newest first, a fresh
 image is answered within a call or two, and the old ones wait, swept for
 clients that have gone (``SWEEP_S``). An old item whose client is still
-there is not starved: once it has waited half of its allowance (half of the
-time to its deadline, and at most half of ``max_queue_wait_s``) it goes
-first again, oldest first. No item waits in the queue longer than
+there is not starved: once it has waited ``FIRST_AFTER_STANDING`` times the
+standing threshold, or half of its allowance if sooner (half of the time to
+its deadline, and at most half of ``max_queue_wait_s``), it goes first
+again, oldest first. No item waits in the queue longer than
 ``max_queue_wait_s`` (when the model's timings are known, as for admission),
 whatever the prediction said when it was admitted (a model call that stalls,
 an event loop too busy to hand the model its batches): past it the item gets
@@ -73,6 +74,14 @@ STANDING_CALLS = 2
 # In a standing queue, every item's connection is looked at (``gone``) at most this
 # often: one non-blocking recv each, on the inference loop, while it holds the lock.
 SWEEP_S = 0.1
+# In a standing queue an item goes first again once it has waited this many times as
+# long as the queue takes to count as standing (or half its allowance, if sooner).
+# Newest first only reorders a window of a few calls: a client that waits that long is
+# served, and one that gives up sooner has gone before its image is taken, instead of
+# leaving during its call. Without the cap a saturated closed loop of patient clients
+# (every queue of more than one target batch stands) left its oldest requests waiting
+# half the time bound, which became its p99.
+FIRST_AFTER_STANDING = 2
 
 
 class Observer(Protocol):
@@ -211,7 +220,8 @@ class Batcher:
         allowance = max(0.0, deadline - now)
         if self._max_queue_wait_s:
             allowance = min(allowance, self._max_queue_wait_s)
-        pending = [_Pending(item, gone, now, now + allowance / 2) for item in items]
+        first_at = now + min(allowance / 2, self._first_after_s())
+        pending = [_Pending(item, gone, now, first_at) for item in items]
         with self._cond:
             self._admit(len(pending))
             self._queue.extend(pending)
@@ -413,6 +423,10 @@ class Batcher:
         """How long the oldest item may have waited before the queue counts as standing."""
         target = self.policy.target
         return STANDING_CALLS * (self.policy.call_estimate_s(target) + self.policy.wait_s(target))
+
+    def _first_after_s(self) -> float:
+        """How long an item waits in a standing queue before it goes first again (at most)."""
+        return FIRST_AFTER_STANDING * self._standing_s()
 
     def _left(self, p: _Pending) -> bool:
         """Whether ``p``'s client has gone: then it is finished with ClientClosed."""
