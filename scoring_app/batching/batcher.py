@@ -81,7 +81,7 @@ SWEEP_S = 0.1
 # leaving during its call. Without the cap a saturated closed loop of patient clients
 # (every queue of more than one target batch stands) left its oldest requests waiting
 # half the time bound, which became its p99.
-FIRST_AFTER_STANDING = 2
+FIRST_AFTER_STANDING = 4
 
 
 class Observer(Protocol):
