@@ -28,8 +28,8 @@ MAX_WAIT_MS = 2000
 def queueing_server(encoded_model_dir, tmp_path):
     """The slowed server with a long queue, and a time bound that never refuses (a full
     queue is 16 calls, 1.6 s, under it): what the impatient clients leave behind stays
-    queued, the case where dropping it matters. The bound sets when an old image goes
-    first again in a standing queue (after half of it: 1 s) and when it is shed (2 s)."""
+    queued, the case where dropping it matters. An image still queued past the bound
+    (2 s) is shed."""
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "primary").write_text(KEY)
     srv = Server({**SLOW, "SCORING_MAX_QUEUE": "64", "SCORING_MAX_QUEUE_WAIT_MS": str(MAX_WAIT_MS),
@@ -92,7 +92,7 @@ def test_model_work_goes_to_clients_who_are_still_there(queueing_server):
     assert dropped > 0
     assert (scored - read) / scored < 0.1, f"{(scored - read) / scored:.0%} scored for departed clients"
     # the patient clients are served, not refused behind a queue of the departed, nor
-    # starved until the load ends: an old image goes first once it has waited half the bound
+    # starved until the load ends: an old image goes first again after a few calls
     assert patient and load.count(patient) == {200: len(patient)}
     assert len(patient) >= 2 * PATIENT, load.count(patient)
     assert 'scoring_requests_total{method="POST",route="/score",status="499"}' in after
