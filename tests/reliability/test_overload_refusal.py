@@ -55,7 +55,7 @@ def test_a_full_queue_refuses_before_the_body_is_read_or_decoded(slow_server):
     assert served + shed <= metric(text, count, route="/score")
 
 
-MAX_WAIT_MS = 300  # about 3 calls of 4 images
+MAX_WAIT_MS = 500  # about 5 calls of 4 images: far below the stalled call's 2 s
 
 
 @pytest.fixture()
@@ -101,6 +101,7 @@ def test_no_request_is_served_after_waiting_past_the_time_bound(bounded_server):
     after = _served(bounded_server.metrics())
     served, within = after[0] - before[0], after[1] - before[1]
     assert served >= 1 and served - within <= 1, f"{served - within:.0f} of {served:.0f} served late"
-    # and the server goes on serving
-    again, _ = load.closed_loop(url, KEY, clients=4, seconds=1)
+    # and the server goes on serving (one client: more, on a busy machine, can be predicted
+    # to wait past so short a bound, and be refused, as designed)
+    again, _ = load.closed_loop(url, KEY, clients=1, seconds=1)
     assert load.count(again) == {200: len(again)}
