@@ -15,6 +15,23 @@ leaves the queue, before it goes into a model call: under overload the queue
 fills with the images of clients that gave up, and scoring them would spend
 the model on answers nobody reads.
 
+The queue is served oldest first while it drains, and newest first once it
+stands (adaptive LIFO, with a CoDel-like switch: its oldest item has waited
+longer than ``STANDING_CALLS`` calls; back to oldest first once it empties).
+In a standing queue served in order every item waits about as long as the
+queue is, so a client that gives up sooner leaves while its image is in the
+model call, which no look before the call can see; newest first, a fresh
+image is answered within a call or two, and the old ones wait, swept for
+clients that have gone (``SWEEP_S``). An old item whose client is still
+there is not starved: once it has waited ``FIRST_AFTER_STANDING`` times the
+standing threshold, or half of its allowance if sooner (half of the time to
+its deadline, and at most half of ``max_queue_wait_s``), it goes first
+again, oldest first. No item waits in the queue longer than
+``max_queue_wait_s`` (when the model's timings are known, as for admission),
+whatever the prediction said when it was admitted (a model call that stalls,
+an event loop too busy to hand the model its batches): past it the item gets
+a 503 + Retry-After instead of a late answer.
+
 One model call is out at a time unless ``max_calls`` is above 1
 (SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
 CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
@@ -50,6 +67,21 @@ log = logging.getLogger(__name__)
 # (``Batcher._solo``) only if a call of one item takes at most this long: the
 # loop, and every other connection's probes and answers, wait for that call.
 SOLO_MAX_S = 0.02
+# The queue stands (and is served newest first) once its oldest item has waited
+# longer than this many calls of a target batch, each with its fill wait: had
+# the queue drained, that item would have been in the next call.
+STANDING_CALLS = 2
+# In a standing queue, every item's connection is looked at (``gone``) at most this
+# often: one non-blocking recv each, on the inference loop, while it holds the lock.
+SWEEP_S = 0.1
+# In a standing queue an item goes first again once it has waited this many times as
+# long as the queue takes to count as standing (or half its allowance, if sooner).
+# Newest first only reorders a window of a few calls: a client that waits that long is
+# served, and one that gives up sooner has gone before its image is taken, instead of
+# leaving during its call. Without the cap a saturated closed loop of patient clients
+# (every queue of more than one target batch stands) left its oldest requests waiting
+# half the time bound, which became its p99.
+FIRST_AFTER_STANDING = 4
 
 
 class Observer(Protocol):
@@ -92,14 +124,17 @@ class _Call:
 
 
 class _Pending:
-    __slots__ = ("item", "done", "result", "error", "gone")
+    __slots__ = ("item", "done", "result", "error", "gone", "queued", "first_at")
 
-    def __init__(self, item: Any, gone: Callable[[], bool] | None = None):
+    def __init__(self, item: Any, gone: Callable[[], bool] | None = None,
+                 queued: float = 0.0, first_at: float = 0.0):
         self.item = item
         self.done = threading.Event()
         self.result = None
         self.error: BaseException | None = None
         self.gone = gone  # True once nobody waits for the answer (None: never asked)
+        self.queued = queued  # time.monotonic() when it was queued
+        self.first_at = first_at  # from then on a standing queue serves it first
 
 
 class Batcher:
@@ -131,6 +166,8 @@ class Batcher:
         self._looking = False  # a lone request is letting the others run first
         self._last_end = time.monotonic()  # when the last model call ended
         self._backlog = False  # items were queued when the last batched call ended
+        self._standing = False  # the queue stands: served newest first (``_take_items``)
+        self._next_sweep = 0.0  # when a standing queue is next swept for clients gone
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -179,7 +216,12 @@ class Batcher:
         solo = self._claim_solo() if len(items) == 1 else None
         if solo is not None:
             return [self._solo(items[0], solo)]
-        pending = [_Pending(item, gone) for item in items]
+        now = time.monotonic()
+        allowance = max(0.0, deadline - now)
+        if self._max_queue_wait_s:
+            allowance = min(allowance, self._max_queue_wait_s)
+        first_at = now + min(allowance / 2, self._first_after_s())
+        pending = [_Pending(item, gone, now, first_at) for item in items]
         with self._cond:
             self._admit(len(pending))
             self._queue.extend(pending)
@@ -329,29 +371,82 @@ class Batcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch = self._take_live(self.policy.take(len(self._queue), want))
+            batch = self._take_items(self.policy.take(len(self._queue), want))
             self._observer.queue_depth(len(self._queue))
             if not batch:  # every one's client had gone: nothing to call the model for
                 return [], None
             call = self._start_call(on_thread=True, n=len(batch))
         return batch, call
 
-    def _take_live(self, n: int) -> list[_Pending]:
-        """Up to ``n`` items from the queue's head whose clients are still there (the
-        caller holds ``_cond``). The others are finished with ClientClosed, so their
-        requests end without a model call, and counted."""
+    def _take_items(self, n: int) -> list[_Pending]:
+        """Up to ``n`` items for the next call (the caller holds ``_cond``): oldest first
+        while the queue drains; once it stands, those whose turn has come first
+        (``first_at``), oldest first, then the newest. Items whose clients have gone are
+        finished with ClientClosed and counted, items that waited past
+        ``max_queue_wait_s`` with a 503: neither reaches the model."""
+        now = time.monotonic()
+        queue = self._queue
+        if queue and now - queue[0].queued > self._standing_s():
+            self._standing = True
         batch, dropped = [], 0
-        while self._queue and len(batch) < n:
-            p = self._queue.popleft()
-            if p.gone is not None and p.gone():
+        bound = self._max_queue_wait_s if self.policy.call_s else 0.0  # as admission's
+        while queue and bound and now - queue[0].queued > bound:  # the oldest first
+            dropped += self._shed(queue.popleft(), now)
+        if self._standing and now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_S
+            kept: collections.deque[_Pending] = collections.deque()
+            for p in queue:
+                if self._left(p):
+                    dropped += 1
+                else:
+                    kept.append(p)
+            self._queue = queue = kept
+        while queue and len(batch) < n and (not self._standing or queue[0].first_at <= now):
+            p = queue.popleft()
+            if self._left(p):
                 dropped += 1
-                self._finish(p, error=ClientClosed("the client closed its connection before "
-                                                   "the image was scored"))
             else:
                 batch.append(p)
+        while queue and len(batch) < n:  # standing: the newest next
+            p = queue.pop()
+            if self._left(p):
+                dropped += 1
+            else:
+                batch.append(p)
+        if not queue:  # it drained: back to oldest first
+            self._standing = False
         if dropped:
             self._observer.abandoned(dropped)
         return batch
+
+    def _standing_s(self) -> float:
+        """How long the oldest item may have waited before the queue counts as standing."""
+        target = self.policy.target
+        return STANDING_CALLS * (self.policy.call_estimate_s(target) + self.policy.wait_s(target))
+
+    def _first_after_s(self) -> float:
+        """How long an item waits in a standing queue before it goes first again (at most)."""
+        return FIRST_AFTER_STANDING * self._standing_s()
+
+    def _left(self, p: _Pending) -> bool:
+        """Whether ``p``'s client has gone: then it is finished with ClientClosed."""
+        if p.gone is not None and p.gone():
+            self._finish(p, error=ClientClosed("the client closed its connection before "
+                                               "the image was scored"))
+            return True
+        return False
+
+    def _shed(self, p: _Pending, now: float) -> int:
+        """``p`` waited past ``max_queue_wait_s``: a 503 (1 when its client had gone
+        anyway: counted as abandoned)."""
+        if self._left(p):
+            return 1
+        waited = now - p.queued
+        self._finish(p, error=Unavailable(
+            f"the server is busy (the image waited {waited:.1f} s in the queue, past its "
+            f"bound of {self._max_queue_wait_s:.1f} s); retry shortly",
+            retry_after_s=max(1, math.ceil(self._max_queue_wait_s))))
+        return 0
 
     def _start_call(self, on_thread: bool, n: int) -> _Call:
         """Mark a call of ``n`` items out (the caller holds ``_cond``), on a free

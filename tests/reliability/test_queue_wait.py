@@ -39,8 +39,11 @@ def test_overload_is_refused_by_predicted_wait_long_before_the_queue_is_full(tim
     assert set(counts) <= {200, 503}, counts
     assert refused and counts.get(200, 0) > 0
     assert all(a.code == "unavailable" and a.retry_after and a.retry_after.isdigit() for a in refused)
-    # the time bound said no: the queue (64) never filled
-    assert all("wait of about" in a.message for a in refused), {a.message for a in refused}
+    # the time bound said no, at the door (the predicted wait) or after the image had waited
+    # past it (a prediction the busy machine made wrong): the queue (64) never filled
+    assert all("wait of about" in a.message or "past its bound" in a.message for a in refused), \
+        {a.message for a in refused}
+    assert any("wait of about" in a.message for a in refused)
     assert all(a.code == "ok" for a in answers if a.status == 200)
     after, _ = load.closed_loop(timed_server.url, KEY, clients=4, seconds=1)  # and it recovers
     assert load.count(after) == {200: len(after)}

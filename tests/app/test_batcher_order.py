@@ -1,0 +1,123 @@
+"""batching/batcher: the order a queue is served in, and the bound on a wait in it.
+Oldest first while it drains; newest first once it stands (its oldest item has waited
+longer than a few calls), except items that have waited half their allowance; and no item
+waits past ``max_queue_wait_s``. Fake models held on a gate (tests/app/gates.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from scoring_app.batching import batcher as batching
+from scoring_app.errors import ClientClosed, Unavailable
+
+FAST = {1: 0.001, 2: 0.001, 3: 0.001, 4: 0.001}  # a standing queue within milliseconds
+
+
+def _queue(held, items, deadline_s=30.0, gone=None):
+    """Queue ``items`` one request each, in this order (each is queued before the next)."""
+    for item in items:
+        depth = held.batcher.depth + 1
+        thread = threading.Thread(target=_send, args=(held, item, deadline_s, gone))
+        thread.start()
+        held.threads.append(thread)
+        held.wait_depth(depth)
+
+
+def _send(held, item, deadline_s, gone):
+    try:
+        held.results[item] = held.batcher.submit_many([item], time.monotonic() + deadline_s,
+                                                      gone and gone.get(item))
+    except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+        held.results[item] = exc
+
+
+def _stands(held) -> None:
+    """Let the queue stand at the next take, and no item's turn come before its allowance's
+    half (the test's own clock: it may be slow)."""
+    held.batcher._standing_s = lambda: 0.0
+    held.batcher._first_after_s = lambda: 3600.0
+
+
+def test_a_queue_that_drains_is_served_oldest_first(gated):
+    held = gated(timings=FAST, max_queue=8)
+    held.batcher._standing_s = lambda: 3600  # never stands
+    held.hold("a")
+    _queue(held, "bcdef")
+    held.release()
+    assert held.gate.calls == [["a"], list("bcde"), ["f"]]
+
+
+def test_a_standing_queue_is_served_newest_first(gated):
+    """Served in order, the oldest image goes next however long it has waited (its client
+    may be about to give up); newest first, a fresh one is answered at once."""
+    held = gated(timings=FAST, max_queue=8)
+    _stands(held)
+    held.hold("a")
+    _queue(held, "bcdef")
+    held.release()
+    assert held.gate.calls[0] == ["a"]
+    assert sorted(held.gate.calls[1]) == list("cdef") and held.gate.calls[2] == ["b"]
+    assert held.results == {i: [f"scored {i}"] for i in "abcdef"}
+
+
+def test_an_old_image_goes_first_again_once_it_has_waited_half_its_allowance(gated):
+    """Newest first must not starve a patient client: b's deadline is near, so its turn
+    comes first; then the newest."""
+    held = gated(timings=FAST, max_queue=8)
+    _stands(held)
+    held.hold("a")
+    _queue(held, "b", deadline_s=1.0)  # its turn comes after 0.5 s
+    _queue(held, "cdef")
+    time.sleep(0.6)
+    held.release()
+    assert "b" in held.gate.calls[1] and sorted(held.gate.calls[1]) == list("bdef")
+    assert held.gate.calls[2] == ["c"]
+
+
+def test_a_standing_queue_is_swept_for_clients_that_have_gone(gated):
+    """Items in the middle of a standing queue are not taken for a while: their clients'
+    connections are looked at anyway, so a departed client's item frees its slot."""
+    held = gated(timings=FAST, max_queue=8)
+    left = {i: threading.Event() for i in "bc"}
+    _stands(held)
+    held.hold("a")
+    _queue(held, "bcdef", gone={i: e.is_set for i, e in left.items()})
+    for event in left.values():
+        event.set()
+    held.release()
+    assert isinstance(held.results["b"], ClientClosed) and isinstance(held.results["c"], ClientClosed)
+    assert [sorted(c) for c in held.gate.calls] == [["a"], list("def")]
+
+
+def test_no_image_waits_in_the_queue_past_the_time_bound(gated):
+    """Admitted on a prediction that a stalled call made wrong: past the bound the image
+    gets a 503 with Retry-After, not a late answer; the next one is served."""
+    held = gated(timings=FAST, max_queue=8, max_queue_wait_s=0.2)
+    held.hold("a")  # predicted to end in a millisecond; held far longer
+    _queue(held, "bc")
+    time.sleep(0.3)
+    held.release()
+    assert held.results["a"] == ["scored a"]
+    for item in "bc":
+        refused = held.results[item]
+        assert isinstance(refused, Unavailable) and "past its bound" in refused.message
+        assert refused.headers["Retry-After"] == "1"
+    assert held.gate.calls == [["a"]]
+    assert held.batcher.submit_many(["d"], time.monotonic() + 30) == ["scored d"]
+
+
+def test_an_old_image_goes_first_again_after_a_few_calls_at_most(gated):
+    """A saturated closed loop of patient clients keeps the queue standing: newest first
+    must not leave its oldest request waiting half the time bound, only a few calls."""
+    held = gated(timings={1: 0.01, 2: 0.02, 4: 0.04}, max_queue=8, max_queue_wait_s=60)
+    call = held.batcher.policy.call_estimate_s(held.batcher.policy.target)
+    standing = held.batcher._standing_s()
+    assert batching.STANDING_CALLS * call <= standing
+    held.hold("a")
+    _queue(held, "b")
+    (p,) = held.batcher._queue
+    assert p.first_at - p.queued == pytest.approx(batching.FIRST_AFTER_STANDING * standing)
+    assert p.first_at - p.queued < 1  # far below half of 60 s
