@@ -1,4 +1,4 @@
-"""Issue 5's and issue 19's targets, computed from one run's results, and the run's table, JSON and plot.
+"""The benchmark's targets, computed from one run's results, and the run's table, JSON and plot.
 
 Every target is a ratio of two figures from the same run, taken in turns at the same
 concurrency (the limit too: ``limit_in_turns``), so a noisy or slower machine moves both sides
@@ -38,7 +38,7 @@ TARGETS = (
            ("ours", 32, "cpu_s_per_request"), ("limit", 32, "cpu_s_per_image"), 1.5, False),
     Target("c=1 p50 / model batch-1 latency", "resnet50", ("ours", 1, "p50_ms"), ("limit", 1, "p50_ms"), 1.2, False),
     Target("c=1 p50 ours / baseline", "tiny", ("ours", 1, "p50_ms"), ("baseline", 1, "p50_ms"), 1.0, False),
-    # issue 19: mixed precision against the fp32 limit, and Triton as a peer
+    # mixed precision against the fp32 limit, and Triton as a peer
     Target("mixed served / fp32 in-process limit, c=8", "resnet50", ("mixed", 8, "rps"),
            ("limit", 8, "window_images_per_s"), 1.35, True),
     Target("mixed served / fp32 in-process limit, c=32", "resnet50", ("mixed", 32, "rps"),
@@ -142,7 +142,7 @@ def summary(results: dict) -> str:
                 cpu_ms = None if point["cpu_s_per_request"] is None else point["cpu_s_per_request"] * 1000
                 lines.append(f"  {server:<9}{point['concurrency']:>5}{point['rps']:>9.1f}{_fmt(point['p50_ms']):>9}"
                              f"{_fmt(point['p99_ms']):>9}{errors:>8}{_fmt(cpu_ms, 2):>12}")
-    lines.append("\ntargets (issues 5 and 19):")
+    lines.append("\ntargets:")
     for row in results["targets"]:
         bound = (">= " if row["at_least"] else "<= ") + f"{row['threshold']:g}"
         lines.append(f"  {row['status']:<5} {row['model']:<9} {row['target']:<52} {_fmt(row['ratio'], 2):>6}  ({bound})")

@@ -1,7 +1,7 @@
 """modelStore blob for real: the init container the stack declares runs in the image the
 stack declares, against Azurite (HTTPS, OAuth) and a stand-in Entra token endpoint, with
 azure-identity's workload identity credential, into a directory the scoring container
-then serves read-only, both under the rendered pod spec (issue 18; issue 20's harness)."""
+then serves read-only, both under the rendered pod spec."""
 from __future__ import annotations
 
 import os

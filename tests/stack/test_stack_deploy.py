@@ -1,4 +1,4 @@
-"""What a real first `pulumi up` meets and every later one must not (issue 15), under mocks.
+"""What a real first `pulumi up` meets and every later one must not, under mocks.
 
 Mocks cannot run a deploy; what they can show is that each wait, timeout,
 dependency and option that the fixes rely on is declared, and that a second
@@ -210,7 +210,7 @@ def test_the_comparison_sees_a_changed_input(runs):
     assert any(line.startswith("only in one run:") for line in found)
 
 
-# --- issue 16: a traffic change is a routing change only -------------------------------------
+# --- a traffic change is a routing change only -------------------------------------
 
 def test_a_traffic_only_change_updates_only_the_route(runs):
     """traffic and mirrorTraffic changed, nothing else: the one HTTPRoute is the only input

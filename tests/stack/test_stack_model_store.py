@@ -1,4 +1,4 @@
-"""Models as data under mocks (issue 18): the storage account's security settings, the
+"""Models as data under mocks: the storage account's security settings, the
 content-addressed prefix, the pods' identity and its one grant, the init container, and
 no storage key anywhere; modelStore image keeps today's baked-in model."""
 from __future__ import annotations

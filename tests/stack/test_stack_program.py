@@ -1,4 +1,4 @@
-"""The whole program under mocks, per stack file: what issue 6 says `pulumi up` declares."""
+"""The whole program under mocks, per stack file: what `pulumi up` declares."""
 import base64
 import re
 

@@ -1,4 +1,4 @@
-"""One endpoint, several deployments (issue 16), under mocks: the routes, the per-deployment
+"""One endpoint, several deployments, under mocks: the routes, the per-deployment
 objects, what stays shared, the outputs, and the config checks."""
 import json
 import re
@@ -137,7 +137,7 @@ def test_models_are_data_per_deployment_and_the_image_is_shared(runs):
 
 
 def test_models_and_images_per_deployment_when_baked_in(runs):
-    """modelStore image: one image per distinct model, as issue 16 built them."""
+    """modelStore image: one image per distinct model."""
     run = runs["rollout-baked"]
     env = _per_deployment(run)
     # Two models, two builds; green and shadow share the v2 image.
@@ -147,7 +147,7 @@ def test_models_and_images_per_deployment_when_baked_in(runs):
 
 
 def test_precision_is_per_deployment_defaulting_to_the_stack_key(dev_values, model_dir):
-    """Issue 19's key, per deployment: a deployment's precision, else the stack's."""
+    """The precision key, per deployment: a deployment's precision, else the stack's."""
     values = {**dev_values, "gpuMaxCount": "2", "precision": "mixed",
               "deployments": json.dumps({"blue": {}, "green": {"precision": "fp32"}}),
               "traffic": json.dumps({"blue": 100})}
