@@ -16,6 +16,7 @@ from flask import Flask, jsonify, request
 
 from . import capture, settings
 from .capture.wsgi import CaptureMiddleware
+from .contract import Var
 from .http import errors, jsonio, lane, probes
 from .http.deployment import DeploymentHeader
 from .model.interface import Model
@@ -35,7 +36,7 @@ def create_app(config: settings.Config | dict | None = None, model: Model | None
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     if config.auth == "disabled":
-        log.warning("SCORING_AUTH=disabled: /score answers ANYONE without a key. "
+        log.warning(f"{Var.AUTH}=disabled: /score answers ANYONE without a key. "
                     "Local use only.")
     app = Flask(__name__)
     app.json = jsonio.Provider(app)

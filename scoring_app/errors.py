@@ -42,7 +42,7 @@ class BadImage(ScoringError):
 
 
 class TooManyPixels(ScoringError):
-    """A decompression bomb, or just an image over SCORING_MAX_IMAGE_PIXELS."""
+    """A decompression bomb, or just an image over Var.MAX_IMAGE_PIXELS."""
     status, code = 400, "too_many_pixels"
 
 

@@ -25,14 +25,14 @@ from .settings import AUTO, Config
 
 log = logging.getLogger(__name__)
 
-#: SCORING_MODEL_CALLS=auto, by the device the model runs on (docs/performance.md:
+#: Var.MODEL_CALLS=auto, by the device the model runs on (docs/performance.md:
 #: on a CPU a second call overlaps the first's one-core stretches; on a GPU it is
 #: unmeasured). A model that does not say (a stand-in) gets one.
 AUTO_MODEL_CALLS = {"cpu": 2, "gpu": 1}
 
 
 def model_calls(config: Config, model: Model) -> int:
-    """SCORING_MODEL_CALLS, ``auto`` resolved for ``model`` (once it is loaded)."""
+    """Var.MODEL_CALLS, ``auto`` resolved for ``model`` (once it is loaded)."""
     if config.model_calls != AUTO:
         return config.model_calls
     return AUTO_MODEL_CALLS.get(getattr(model, "device", None), 1)  # ScoringModel's; stand-ins have none
@@ -49,7 +49,7 @@ class Service:
             sizes=self.model.sizes,
             max_queue_wait_s=config.max_queue_wait_ms / 1000)
         self._draining = threading.Event()
-        self.capture = None  # payload capture (create_app sets it when SCORING_CAPTURE_URI is)
+        self.capture = None  # payload capture (create_app sets it when Var.CAPTURE_URI is)
 
     def start(self) -> None:
         offload.configure(self.config.threads)

@@ -16,7 +16,7 @@ fills with the images of clients that gave up, and scoring them would spend
 the model on answers nobody reads.
 
 One model call is out at a time unless ``max_calls`` is above 1
-(SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
+(Var.MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
 CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
 from several threads at once is unchecked). Then further calls go out, each on a
 native thread of its own, but only while a full target batch waits behind
@@ -114,10 +114,10 @@ class Batcher:
         """``sizes``: the batch sizes the model pads to (default: every size up
         to ``max_batch``). ``warm_up`` runs on a model thread before the loop
         serves and may return seconds per call by batch size, for the policy.
-        ``max_calls``: model calls that may be out at once (SCORING_MODEL_CALLS).
-        ``max_queue``: images queued at most (SCORING_MAX_QUEUE);
+        ``max_calls``: model calls that may be out at once (Var.MODEL_CALLS).
+        ``max_queue``: images queued at most (Var.MAX_QUEUE);
         ``max_queue_wait_s``: the longest predicted wait in the queue
-        (SCORING_MAX_QUEUE_WAIT_MS; 0: none)."""
+        (Var.MAX_QUEUE_WAIT_MS; 0: none)."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
         self._max_queue = max_queue
@@ -142,7 +142,7 @@ class Batcher:
 
     def set_max_calls(self, max_calls: int) -> None:
         """Before ``start``: how many model calls may be out at once (the service
-        knows only once the model is loaded: SCORING_MODEL_CALLS=auto)."""
+        knows only once the model is loaded: Var.MODEL_CALLS=auto)."""
         if self._thread.is_alive():
             raise RuntimeError("the batcher is already running")
         self._max_calls = max_calls

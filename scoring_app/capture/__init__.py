@@ -19,7 +19,7 @@ __all__ = ["Capture", "Entry", "from_config"]
 
 
 def from_config(config, model, uploader=None) -> Capture:
-    """The worker's capture, from ``SCORING_CAPTURE_*``; ``uploader`` defaults to Blob
+    """The worker's capture, from ``Var.CAPTURE_*``; ``uploader`` defaults to Blob
     Storage with the pod's workload identity."""
     from ..model_store.fetch import STATS_NAME
     from .uploader import workload_uploader

@@ -3,9 +3,9 @@
 Invariants:
 - ``offer`` (the request path) never blocks and never raises: it appends to a deque
   under a lock held for a few operations, or counts a drop when the bytes already held
-  would pass ``SCORING_CAPTURE_BUFFER_BYTES``.
+  would pass ``Var.CAPTURE_BUFFER_BYTES``.
 - Memory is bounded: the buffer's bytes, plus one block being built or uploaded
-  (``SCORING_CAPTURE_BLOCK_BYTES``, and one record past it).
+  (``Var.CAPTURE_BLOCK_BYTES``, and one record past it).
 - A block that fails to upload (after the uploader's few retries) is dropped and
   counted; nothing is retried from memory, so a Blob Storage that is down costs records,
   never memory or requests.

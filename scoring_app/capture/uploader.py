@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from ..contract import Var
 from ..model_store.fetch import TOKEN_RETRIES, Location
 from ..settings import SettingsError
 
@@ -57,6 +58,6 @@ def workload_uploader(url: str) -> BlobUploader:
     try:
         credential = WorkloadIdentityCredential(retry_total=TOKEN_RETRIES)
     except ValueError as exc:  # the webhook's variables are missing
-        raise SettingsError(f"SCORING_CAPTURE_URI is set but workload identity is not "
+        raise SettingsError(f"{Var.CAPTURE_URI} is set but workload identity is not "
                             f"configured: {exc}") from None
     return BlobUploader(url, credential)

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..contract import KEY_FILES
 from ..errors import Unauthorized
 
-KEY_FILES = ("primary", "secondary")
 RECHECK_S = 1.0  # how long a look at the key files holds
 
 

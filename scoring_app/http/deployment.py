@@ -2,7 +2,7 @@
 
 WSGI middleware around the whole app (``POST /score``'s lane included; see
 ``lane.py`` on why not a Flask hook), installed only when
-``SCORING_DEPLOYMENT_NAME`` is set: the stack fills it from the pod's
+``Var.DEPLOYMENT_NAME`` is set: the stack fills it from the pod's
 ``aks-gpu-scoring/deployment`` label, so a client (and ``compare``'s user)
 sees which deployment of the endpoint answered.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-HEADER = "azureml-model-deployment"
+from ..contract import DEPLOYMENT_HEADER as HEADER
 
 
 class DeploymentHeader:

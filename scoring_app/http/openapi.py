@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..contract import Var
+
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response = {"description": description,
@@ -150,11 +152,11 @@ def _v2_paths() -> dict[str, Any]:
                              "the pixel limit (the message names the element)."),
             "401": unauthorized, "404": unknown,
             "408": _v2_error("The body stopped arriving before it was complete."),
-            "413": _v2_error("Body over SCORING_MAX_BODY_BYTES."),
+            "413": _v2_error(f"Body over {Var.MAX_BODY_BYTES}."),
             "415": _v2_error("Neither application/json nor application/octet-stream, "
                              "or compressed."),
             "503": _v2_error("Queue full or model not ready yet.", _RETRY_AFTER),
-            "504": _v2_error("Not scored before SCORING_REQUEST_TIMEOUT_MS."),
+            "504": _v2_error(f"Not scored before {Var.REQUEST_TIMEOUT_MS}."),
         }}
     paths = {
         "/v2": {"get": {"summary": "Server metadata.", "responses": {
@@ -180,11 +182,11 @@ def document(model_name: str, model_version: str, max_batch: int) -> dict[str, A
                       "bad JSON or bad base64."),
         "401": _error("Missing or wrong key.", _BEARER),
         "408": _error("The body stopped arriving before it was complete."),
-        "413": _error("Body over SCORING_MAX_BODY_BYTES."),
+        "413": _error(f"Body over {Var.MAX_BODY_BYTES}."),
         "415": _error("Content-Type is neither an image, "
                       "application/octet-stream nor application/json."),
         "503": _error("Queue full or model not ready yet.", _RETRY_AFTER),
-        "504": _error("Not scored before SCORING_REQUEST_TIMEOUT_MS."),
+        "504": _error(f"Not scored before {Var.REQUEST_TIMEOUT_MS}."),
     }
     return {
         "openapi": "3.1.0",

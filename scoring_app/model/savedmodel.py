@@ -4,7 +4,7 @@
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` one call at a time, from the batcher
 (its inference loop, or a quiet server's lone request: TensorFlow does not
-promise signatures are thread-safe; SCORING_MODEL_CALLS above 1, the default
+promise signatures are thread-safe; Var.MODEL_CALLS above 1, the default
 on a CPU, allows more), ``postprocess`` back in the request's.
 Under gevent, batched ``predict`` calls and image decodes run in native
 threads (``offload``). TensorFlow is imported in
@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .. import offload
+from ..contract import Var
 from ..errors import BadImage, UnsupportedModel
 from ..settings import Config
 from . import images, precision
@@ -37,7 +38,7 @@ TENSOR = "tensor"     # uint8/float32 [N, H, W, 3]
 SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
              "tensor of encoded images or a uint8/float32 [N, H, W, 3] image "
              "tensor with known H and W; and one [N, K] float output (or "
-             "SCORING_OUTPUT naming it)")
+             f"{Var.OUTPUT} naming it)")
 
 
 TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
@@ -100,7 +101,7 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
     if output_name:
         if output_name not in scores:
             raise UnsupportedModel(
-                f"SCORING_OUTPUT={output_name!r} is not a [N, K] float output; found {found}")
+                f"{Var.OUTPUT}={output_name!r} is not a [N, K] float output; found {found}")
     elif len(scores) == 1:
         output_name = next(iter(scores))
     elif PROBABILITIES in scores:
@@ -108,13 +109,13 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
     else:
         raise UnsupportedModel(
             f"found {found}; need exactly one [N, K] float output, one named "
-            f"{PROBABILITIES!r}, or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
+            f"{PROBABILITIES!r}, or {Var.OUTPUT} naming one of: {', '.join(scores) or 'none'}")
     k = scores[output_name].shape[1]
     return Signature(input_name, kind, spec.dtype.name, size, output_name,
                      None if k is None else int(k))
 
 
-#: What SCORING_PREPROCESS is for Keras's applications, named where a model is refused.
+#: What Var.PREPROCESS is for Keras's applications, named where a model is refused.
 KERAS_PREPROCESS = ("caffe for ResNet50/101/152 and VGG16/19; tf for ResNet50V2, InceptionV3, "
                     "Xception and MobileNet/V2; torch for DenseNet; none for EfficientNet, "
                     "ConvNeXt and MobileNetV3 (they scale in the network)")
@@ -126,7 +127,7 @@ def check_preprocess(sig: Signature, preprocess: str) -> None:
     scores without an error."""
     described = f"input {sig.input_name!r}: {sig.dtype} [N, {sig.image_size[0]}, {sig.image_size[1]}, 3]"
     if sig.dtype == "uint8" and preprocess not in ("", "none"):
-        raise UnsupportedModel(f"SCORING_PREPROCESS={preprocess} needs a float32 input; this "
+        raise UnsupportedModel(f"{Var.PREPROCESS}={preprocess} needs a float32 input; this "
                                f"model's {described} takes uint8 pixels (use none)")
     if preprocess:
         return
@@ -135,7 +136,7 @@ def check_preprocess(sig: Signature, preprocess: str) -> None:
     else:
         usual = f"none (0..255 as decoded), caffe, tf or torch; Keras's applications: {KERAS_PREPROCESS}"
     raise UnsupportedModel(
-        f"SCORING_PREPROCESS is not set, and this model's {described} takes image pixels: "
+        f"{Var.PREPROCESS} is not set, and this model's {described} takes image pixels: "
         f"set it to how they are prepared (the stack's preprocess key, or "
         f"deployments.<name>.preprocess): {usual}. Or serve encoded images instead: "
         "python -m scoring_tools.prepare_model (docs/resnet50.md)")
@@ -147,7 +148,7 @@ def read_labels(path: Path) -> list[str]:
 
 
 def find_labels(model_dir: Path, labels_file: str) -> list[str] | None:
-    """SCORING_LABELS_FILE, else ``assets/labels.txt`` or the only ``.txt`` asset."""
+    """Var.LABELS_FILE, else ``assets/labels.txt`` or the only ``.txt`` asset."""
     if labels_file:
         return read_labels(Path(labels_file))
     assets = sorted((model_dir / "assets").glob("*.txt"))
@@ -217,8 +218,8 @@ class ScoringModel:
         self._call: Callable | None = None      # the signature's call that predict makes
         self._direct = self._public = None      # signature_callers; warm_up picks
         self._tf = None
-        self._support: precision.Support | None = None  # for SCORING_PRECISION=mixed
-        self._validation: list[tuple[str, bytes]] = []  # SCORING_VALIDATION_DIR's images
+        self._support: precision.Support | None = None  # for Var.PRECISION=mixed
+        self._validation: list[tuple[str, bytes]] = []  # Var.VALIDATION_DIR's images
         #: what warm-up chose to serve in, and what the guard measured (``precision.Report``)
         self.precision: precision.Report | None = None
         #: where TensorFlow runs the model, known at load: "gpu" or "cpu"
@@ -302,7 +303,7 @@ class ScoringModel:
         validation images read, so that a bad directory stops the worker at boot."""
         self._support = precision.detect(tf)
         if self._support.option is None:
-            log.warning("SCORING_PRECISION=mixed: serving fp32 on %s: %s",
+            log.warning("%s=mixed: serving fp32 on %s: %s", Var.PRECISION,
                         self._support.device, self._support.why_not)
             return
         if self.config.validation_dir:
@@ -338,7 +339,7 @@ class ScoringModel:
         (``fallback``) or an error that keeps the worker from going ready (``refuse``)."""
         config, support = self.config, self._support
         if config.precision == precision.FP32:
-            return precision.Report(precision.FP32, precision.FP32, "", "SCORING_PRECISION=fp32")
+            return precision.Report(precision.FP32, precision.FP32, "", f"{Var.PRECISION}=fp32")
         if support.option is None:
             return precision.Report(precision.MIXED, precision.FP32, support.device, support.why_not)
         items = [("the warm-up image", warmup_item)]
@@ -356,15 +357,15 @@ class ScoringModel:
                     f"{agreement.top1_agreement:.1%} (at least {config.guard_min_top1:.1%}), largest "
                     f"score change {agreement.max_deviation:.4g} (at most {config.guard_max_deviation:g})")
         if agreement.within(config.guard_min_top1, config.guard_max_deviation):
-            log.info("SCORING_PRECISION=mixed: serving %s on %s; %s", support.kind, support.device, measured)
+            log.info("%s=mixed: serving %s on %s; %s", Var.PRECISION, support.kind, support.device, measured)
             return precision.Report(precision.MIXED, support.kind, support.device, "guard passed", agreement)
         precision.set_rewrite(tf, option, False)
         if config.guard_action == "refuse":
             self.precision = precision.Report(precision.MIXED, "none", support.device, "guard refused",
                                               agreement)
-            raise UnsupportedModel(f"SCORING_PRECISION=mixed failed its guard ({measured}) and "
-                                   "SCORING_GUARD_ACTION=refuse: this worker will not go ready")
-        log.warning("SCORING_PRECISION=mixed: %s failed the guard, serving fp32; %s", support.kind, measured)
+            raise UnsupportedModel(f"{Var.PRECISION}=mixed failed its guard ({measured}) and "
+                                   f"{Var.GUARD_ACTION}=refuse: this worker will not go ready")
+        log.warning("%s=mixed: %s failed the guard, serving fp32; %s", Var.PRECISION, support.kind, measured)
         return precision.Report(precision.MIXED, precision.FP32, support.device, "guard failed", agreement)
 
     def _score_all(self, items: list[Any]) -> np.ndarray:

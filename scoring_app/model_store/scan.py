@@ -1,4 +1,4 @@
-"""The fetch's optional ModelScan pass (SCORING_MODEL_SCAN=1): the downloaded SavedModel is
+"""The fetch's optional ModelScan pass (Var.MODEL_SCAN=1): the downloaded SavedModel is
 read for operations that touch files before the server may load it.
 
 It runs ProtectAI's `modelscan` (PyPI) through its documented Python API,
