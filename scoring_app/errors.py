@@ -74,6 +74,14 @@ class Unavailable(ScoringError):
         super().__init__(message, {"Retry-After": str(retry_after_s)})
 
 
+class NotReady(Unavailable):
+    """Loading, warming up, draining or failed to warm up: the readiness probes' 503."""
+    code = "not_ready"
+
+    def __init__(self, why: str):
+        super().__init__(f"not ready: {why}", retry_after_s=5)
+
+
 class DeadlineExceeded(ScoringError):
     status, code = 504, "deadline_exceeded"
 

@@ -73,8 +73,6 @@ _metrics_server = None
 def on_starting(server):
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(stale)
-    if _config.auth == "disabled":
-        server.log.warning(f"!!! {Var.AUTH}=disabled: /score needs NO key. Local use only. !!!")
 
 
 def when_ready(server):

@@ -69,7 +69,7 @@ class NativeThread:
     """A native thread of its own (started on first use under gevent)."""
 
     def __init__(self) -> None:
-        self._pool = None
+        self._pool: Any = None  # gevent's ThreadPool, made on first use
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on this thread when on gevent, else here."""
@@ -94,5 +94,5 @@ def _capture(fn: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
     # (a bad image is an expected one): hand it to the caller instead.
     try:
         return True, fn(*args)
-    except Exception as exc:  # noqa: BLE001 - re-raised by call()
+    except Exception as exc:  # re-raised by call()
         return False, exc

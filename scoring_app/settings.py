@@ -309,7 +309,7 @@ class Config:
 
 SETTINGS: tuple[Setting, ...] = tuple(
     Setting(PREFIX + f.name.upper(), f.metadata["default"], f.metadata["parse"],
-        f.metadata["doc"], f.type) for f in dataclasses.fields(Config))
+        f.metadata["doc"], str(f.type)) for f in dataclasses.fields(Config))
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 

@@ -98,7 +98,7 @@ class _Pending:
         self.item = item
         self.done = threading.Event()
         self.result = None
-        self.error: BaseException | None = None
+        self.error: ScoringError | None = None
         self.gone = gone  # True once nobody waits for the answer (None: never asked)
 
 
@@ -340,7 +340,8 @@ class Batcher:
         """Up to ``n`` items from the queue's head whose clients are still there (the
         caller holds ``_cond``). The others are finished with ClientClosed, so their
         requests end without a model call, and counted."""
-        batch, dropped = [], 0
+        batch: list[_Pending] = []
+        dropped = 0
         while self._queue and len(batch) < n:
             p = self._queue.popleft()
             if p.gone is not None and p.gone():
@@ -427,6 +428,6 @@ class Batcher:
         return results, time.perf_counter() - started
 
     @staticmethod
-    def _finish(p: _Pending, result: Any = None, error: BaseException | None = None) -> None:
+    def _finish(p: _Pending, result: Any = None, error: ScoringError | None = None) -> None:
         p.result, p.error = result, error
         p.done.set()

@@ -39,8 +39,10 @@ class BlobUploader:
         extra = {} if connection_verify is None else {"connection_verify": connection_verify}
         self.client = ContainerClient(
             self.location.account_url, self.location.container, credential=credential,
-            retry_policy=ExponentialRetry(initial_backoff=0.5, increment_base=2,
-                                          retry_total=RETRIES, random_jitter_range=0.5),
+            # the SDK annotates the backoffs int; its arithmetic takes any number
+            retry_policy=ExponentialRetry(initial_backoff=0.5,  # type: ignore[arg-type]
+                                          increment_base=2, retry_total=RETRIES,
+                                          random_jitter_range=0.5),  # type: ignore[arg-type]
             connection_timeout=CONNECTION_TIMEOUT_S, read_timeout=READ_TIMEOUT_S, **extra)
 
     def put(self, name: str, data: bytes) -> None:

@@ -37,7 +37,7 @@ class KeyStore:
         self._next_look = float("-inf")
 
     def _current_stamp(self) -> tuple:
-        stamp = []
+        stamp: list[tuple[int, int, int] | None] = []
         for path in self._paths:
             try:
                 st = os.stat(path)

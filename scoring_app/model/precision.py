@@ -54,7 +54,7 @@ class Support:
 
     @property
     def kind(self) -> str:
-        return {GPU_OPTION: "fp16", CPU_OPTION: "bf16"}.get(self.option, FP32)
+        return {GPU_OPTION: "fp16", CPU_OPTION: "bf16"}.get(self.option or "", FP32)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:

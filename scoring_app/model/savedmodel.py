@@ -29,6 +29,7 @@ from ..contract import Var
 from ..errors import BadImage, UnsupportedModel
 from ..settings import Config
 from . import images, precision
+from .interface import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def check_preprocess(sig: Signature, preprocess: str) -> None:
     """An image-tensor model is served only with a preprocessing someone chose: the server
     cannot tell from the graph what its pixels should be, and a wrong guess gives wrong
     scores without an error."""
-    described = f"input {sig.input_name!r}: {sig.dtype} [N, {sig.image_size[0]}, {sig.image_size[1]}, 3]"
+    height, width = sig.image_size or (None, None)
+    described = f"input {sig.input_name!r}: {sig.dtype} [N, {height}, {width}, 3]"
     if sig.dtype == "uint8" and preprocess not in ("", "none"):
         raise UnsupportedModel(f"{Var.PREPROCESS}={preprocess} needs a float32 input; this "
                                f"model's {described} takes uint8 pixels (use none)")
@@ -215,9 +217,11 @@ class ScoringModel:
         self.labels: list[str] | None = None
         self.sizes = batch_sizes(config.max_batch_size)
         self.call_seconds: dict[int, float] = {}
-        self._call: Callable | None = None      # the signature's call that predict makes
-        self._direct = self._public = None      # signature_callers; warm_up picks
-        self._tf = None
+        # TensorFlow's objects (untyped): the module, and the signature's calls
+        self._tf: Any = None
+        self._call: Any = None      # the signature's call that predict makes
+        self._direct: Any = None    # signature_callers; warm_up picks
+        self._public: Any = None
         self._support: precision.Support | None = None  # for Var.PRECISION=mixed
         self._validation: list[tuple[str, bytes]] = []  # Var.VALIDATION_DIR's images
         #: what warm-up chose to serve in, and what the guard measured (``precision.Report``)
@@ -235,7 +239,7 @@ class ScoringModel:
         model_dir = Path(self.config.model_dir)
         try:
             loaded = tf.saved_model.load(str(model_dir))
-        except Exception as exc:  # noqa: BLE001 - corrupt files raise OSError, ValueError,
+        except Exception as exc:  # corrupt files raise OSError, ValueError,
             # IndexError or tf's DataLossError: each must stop the worker naming the path
             raise UnsupportedModel(f"cannot load a SavedModel from {model_dir}: "
                                    f"{type(exc).__name__}: {exc}") from None
@@ -263,10 +267,17 @@ class ScoringModel:
     def num_classes(self) -> int | None:
         return None if self.signature is None else self.signature.num_classes
 
+    @property
+    def _sig(self) -> Signature:
+        """The signature ``load`` found (every stage after it runs on a loaded model)."""
+        if self.signature is None:
+            raise RuntimeError("the model is not loaded")
+        return self.signature
+
     # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:
         """Validate/convert one image; raises BadImage/TooManyPixels (400)."""
-        sig = self.signature
+        sig = self._sig
         if sig.kind == ENCODED:
             return images.check_encoded(data, self.config.max_image_pixels)
         # PIL's decode and resize take milliseconds: a native thread's work.
@@ -281,30 +292,30 @@ class ScoringModel:
 
     def predict(self, items: list[Any]) -> np.ndarray:
         """Score a batch: pad to a fixed size, call once, return ``[n, K]``."""
-        n = len(items)
+        n, sig = len(items), self._sig
         padded = items + [items[-1]] * (self.bucket(n) - n)
-        if self.signature.kind == ENCODED:
+        if sig.kind == ENCODED:
             batch = np.array(padded, dtype=object)
         else:
             batch = np.stack(padded)
         tf = self._tf
         try:
-            out = self._call(tf.constant(batch, dtype=self.signature.dtype))
+            out = self._call(tf.constant(batch, dtype=sig.dtype))
         except tf.errors.InvalidArgumentError as exc:
-            if self.signature.kind == ENCODED:
+            if sig.kind == ENCODED:
                 raise BadImage("the model could not decode this image: "
                                f"{exc.message.splitlines()[0]}") from None
             raise
-        scores = out[self.signature.output_name].numpy()[:n]
+        scores = out[sig.output_name].numpy()[:n]
         return softmax(scores) if self.config.apply_softmax else scores
 
     def _prepare_mixed(self, tf: Any) -> None:
         """At load: what ``mixed`` means here (or why it cannot be), and the
         validation images read, so that a bad directory stops the worker at boot."""
-        self._support = precision.detect(tf)
-        if self._support.option is None:
+        support = self._support = precision.detect(tf)
+        if support.option is None:
             log.warning("%s=mixed: serving fp32 on %s: %s", Var.PRECISION,
-                        self._support.device, self._support.why_not)
+                        support.device, support.why_not)
             return
         if self.config.validation_dir:
             try:
@@ -340,13 +351,15 @@ class ScoringModel:
         config, support = self.config, self._support
         if config.precision == precision.FP32:
             return precision.Report(precision.FP32, precision.FP32, "", f"{Var.PRECISION}=fp32")
+        if support is None:
+            raise RuntimeError("load did not detect the device's mixed precision")
         if support.option is None:
             return precision.Report(precision.MIXED, precision.FP32, support.device, support.why_not)
         items = [("the warm-up image", warmup_item)]
         for name, data in self._validation:
             try:
                 items.append((name, self.preprocess(data)))
-            except Exception as exc:  # noqa: BLE001 - BadImage, TooManyPixels: name the file
+            except Exception as exc:  # BadImage, TooManyPixels: name the file
                 raise UnsupportedModel(f"the precision guard cannot read {name}: {exc}") from None
         tf, option = self._tf, support.option
         precision.set_rewrite(tf, option, False)
@@ -390,13 +403,13 @@ class ScoringModel:
             if np.allclose(self.predict([item]), expected, rtol=1e-5, atol=1e-6):
                 return
             why = "it gave other scores"
-        except Exception as exc:  # noqa: BLE001 - any failure: keep the documented call
+        except Exception as exc:  # any failure: keep the documented call
             why = f"{type(exc).__name__}: {exc}"
         log.warning("calling the signature directly failed (%s); using its public call", why)
         self._call = self._public
 
     # -- postprocess (the request's thread or greenlet) --------------------
-    def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    def postprocess(self, scores: np.ndarray, top_k: int) -> list[Prediction]:
         """The ``top_k`` classes of one row, best first."""
         k = min(top_k, scores.shape[0])
         top = scores.argpartition(-k)[-k:]  # the k best, in no order

@@ -22,19 +22,12 @@ Reads the contract's ``FETCH_VARIABLES`` (docs/contract.md, "Models as data"):
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
-Order: the destination is checked first (an absolute path with no '.' or '..' parts and no
-symbolic link on the way); then a storage token, outside the blob retries (a wrong identity fails at once,
-in one line); then the manifest is downloaded and its sha256 checked against Var.MODEL_DIGEST
-before anything in it is read; every listed file is downloaded (files in parallel,
-large files in parallel chunks, each request retried with exponential backoff by the
-SDK's ExponentialRetry on 408, 5xx and connection errors) into a staging directory
-next to Var.MODEL_DIR, then each file's size and sha256 are checked from disk.
-Only when all match is the staging directory renamed to Var.MODEL_DIR (one
-rename(2) on the same filesystem): the model path either holds the whole verified
-model or does not exist, so a partial model is never loaded. Any failure prints one
-line naming the file or the permission and exits 1 (2: the scan flagged the model),
-which stops the pod. The signature and the scan run on the staging directory, after
-every file has matched the manifest and before the rename.
+Nothing partial is ever loaded: every file is downloaded into a staging directory beside
+Var.MODEL_DIR and checked against the manifest (whose sha256 is Var.MODEL_DIGEST),
+then the signature and the scan run, and only then is it renamed into place (one
+rename(2)). Any failure prints one line naming the file or the permission and exits 1
+(2: the scan flagged the model), which stops the pod. docs/models-as-data.md has the
+order of the checks.
 """
 from __future__ import annotations
 
@@ -47,6 +40,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +50,11 @@ from scoring_app import settings
 from scoring_app.contract import Var
 from scoring_app.model_store import manifest as mf
 from scoring_app.model_store import scan as model_scan
+from scoring_app.model_store.stats import STATS_NAME
 
 LOG = logging.getLogger("scoring.model_fetch")
 READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
-#: Written next to the model after a fetch; the server reports it as metrics.
-STATS_NAME = "fetch-stats.json"
 #: The OpenSSF model-signing signature, at the model's root (docs/models-as-data.md).
 SIGNATURE_NAME = "model.sig"
 #: The token the downloads need: Azure Storage's data plane (what the SDK's bearer policy asks).
@@ -261,7 +254,9 @@ def container_client(loc: Location, credential, *, retries: int = 6, connection_
     extra = {} if connection_verify is None else {"connection_verify": connection_verify}
     return ContainerClient(
         loc.account_url, loc.container, credential=credential,
-        retry_policy=ExponentialRetry(initial_backoff=initial_backoff, increment_base=increment_base,
+        # the SDK annotates these int; its backoff arithmetic takes any number
+        retry_policy=ExponentialRetry(initial_backoff=initial_backoff,  # type: ignore[arg-type]
+                                      increment_base=increment_base,  # type: ignore[arg-type]
                                       retry_total=retries, random_jitter_range=1),
         max_chunk_get_size=_CHUNK, max_single_get_size=_CHUNK, **extra)
 
@@ -297,7 +292,7 @@ class Signer:
             hashing.Config().set_ignored_paths(paths=[signature]))
         try:
             config.verify(model_dir, signature)
-        except Exception as exc:  # noqa: BLE001 - the library raises ValueError and others
+        except Exception as exc:  # the library raises ValueError and others
             raise FetchError(f"{SIGNATURE_NAME}: signature check failed: {_first_line(exc)[:300]}") from None
 
 
@@ -388,7 +383,7 @@ def _manifest(client, loc: Location, expected_digest: str) -> tuple[mf.Entry, ..
         raw = downloader.readall()
     except FetchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every SDK error becomes one line
+    except Exception as exc:  # every SDK error becomes one line
         raise _explain(exc, loc, blob) from None
     return mf.decode(raw, expected_digest)
 
@@ -418,6 +413,15 @@ def _download_all(client, loc: Location, entries, staging: Path, concurrency: in
             for future in running:
                 future.cancel()
             raise
+
+
+def _also(hook: Callable[[int, int | None], None], path: str,
+          on_progress: Callable[[str, int, int | None], None]) -> Callable[[int, int | None], None]:
+    """``hook``, then the caller's ``on_progress`` for ``path``."""
+    def both(current: int, total: int | None) -> None:
+        hook(current, total)
+        on_progress(path, current, total)
+    return both
 
 
 class _Bounded:
@@ -453,8 +457,7 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
     blob = f"{loc.prefix.rstrip('/')}/{entry.path}"
     hook = progress.hook(entry.path)
     if on_progress is not None:
-        inner = hook
-        hook = lambda cur, tot: (inner(cur, tot), on_progress(entry.path, cur, tot))  # noqa: E731
+        hook = _also(hook, entry.path, on_progress)
     name = mf.quote(entry.path)
     try:
         downloader = client.download_blob(blob, max_concurrency=concurrency, progress_hook=hook)
@@ -467,7 +470,7 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
         raise
     except OSError as exc:  # the volume: no space, a name it cannot hold
         raise FetchError(f"{name}: cannot write {mf.quote(str(target))}: {exc.strerror}") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # the SDK's errors, each worded as one line
         raise _explain(exc, loc, blob) from None
     size = target.stat().st_size
     if size != entry.size:
@@ -477,16 +480,6 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
         raise FetchError(f"{name}: sha256 {actual} does not match the manifest's "
                          f"{entry.sha256} ({loc.describe(blob)})")
     return size
-
-
-def read_stats(model_dir: str | os.PathLike) -> dict:
-    """What the fetch wrote next to ``model_dir``: ``{"seconds", "bytes"}``, zeros when the
-    model was not fetched (baked into the image) or the file is unreadable."""
-    try:
-        doc = json.loads((Path(model_dir).parent / STATS_NAME).read_text())
-        return {"seconds": float(doc["seconds"]), "bytes": int(doc["bytes"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"seconds": 0.0, "bytes": 0}
 
 
 def _int_env(name: str, default: int) -> int:
