@@ -34,7 +34,7 @@ ErrorShape = Callable[[ScoringError, Request], Any]
 UNMATCHED = "unmatched"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs a setattr call per field, per answer
 class Answer:
     """What a handler returns: the body as it goes on the wire, and its headers."""
 
