@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from werkzeug.exceptions import NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request
@@ -87,10 +88,13 @@ class Dispatcher:
         request = Request(environ)
         route: Route | None = None
         try:
-            route, args = self._match(method, environ)
-            if route.keyed:
-                self._authenticate(environ.get("HTTP_AUTHORIZATION"))
-            answer = route.handler(request, **args)
+            if method == "OPTIONS":
+                route, answer = self._options(environ)
+            else:
+                route, args = self._match(method, environ)
+                if route.keyed:
+                    self._authenticate(environ.get("HTTP_AUTHORIZATION"))
+                answer = route.handler(request, **args)
         except RequestRedirect as redirect:  # a path with "//" in it, as werkzeug routes it
             answer = Answer(b"", "text/plain", (("Location", redirect.new_url),), redirect.code)
         except Exception as exc:  # every error is answered; a bug is logged
@@ -109,6 +113,17 @@ class Dispatcher:
         matched, args = self._map.bind_to_environ(environ).match(method=method)
         assert isinstance(matched, Route)
         return matched, args
+
+    def _options(self, environ: Environ) -> tuple[Route, Answer]:
+        """``OPTIONS`` on a route's path: its methods, with no body (as Flask answered)."""
+        adapter = self._map.bind_to_environ(environ)
+        methods = list(adapter.allowed_methods())
+        if not methods:
+            raise NotFound()
+        route, _ = adapter.match(method=methods[0])
+        assert isinstance(route, Route)
+        allow = ", ".join(dict.fromkeys([*methods, "OPTIONS"]))
+        return route, Answer(b"", "text/html; charset=utf-8", (("Allow", allow),))
 
     def _error(self, exc: Exception, route: Route | None, request: Request) -> Answer:
         error = errors.as_scoring_error(exc)

@@ -156,3 +156,10 @@ def test_the_front_door_routes_post_score_and_everything_else(app):
     after = [counted("/score", "POST", 200), counted("/score", "GET", 405),
              counted("unmatched", "POST", 404), counted("/healthz", "GET", 200)]
     assert after == [n + 1 for n in routes]
+
+
+def test_options_names_the_methods_of_a_path_as_flask_did(app):
+    answer = Client(app).open("/score", method="OPTIONS")
+    assert answer.status_code == 200 and answer.get_data() == b""
+    assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
+    assert Client(app).open("/nope", method="OPTIONS").status_code == 404
