@@ -83,6 +83,7 @@ serve: $(VENV)/.installed
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov PROMETHEUS=$(PROMETHEUS) $(VENV)/bin/python -m pytest
 
 bench: $(VENV)/.installed

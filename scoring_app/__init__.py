@@ -1,4 +1,4 @@
-"""The scoring service: a Flask app around a batched TensorFlow SavedModel.
+"""The scoring service: a WSGI front door around a batched TensorFlow SavedModel.
 
 Importing the package imports nothing heavy: gunicorn's master reads
 ``settings``, ``http.auth`` and ``server.drain`` from it before any worker

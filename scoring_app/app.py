@@ -1,8 +1,8 @@
 """The app factory: the request path, wired.
 
-    server (gunicorn, server/) -> HTTP (http/: the lane, the body reader,
-    JSON, errors) -> protocol (protocols/: /score, v2) -> service (service.py:
-    keys, readiness) -> batching (batching/) -> model (model/)
+    server (gunicorn, server/) -> the front door (dispatch.py: routing, key,
+    errors, metrics, header) -> a protocol's codec (protocols/) -> service
+    (service.py) -> batching (batching/) -> model (model/)
 
 Importing the package is cheap; ``create_app`` loads the model (TensorFlow is
 imported there), so it must run in gunicorn workers, after the fork.
@@ -11,64 +11,49 @@ imported there), so it must run in gunicorn workers, after the fork.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask
 
 from . import capture, settings
 from .capture.wsgi import CaptureMiddleware
-from .http import errors, jsonio, lane, probes
-from .http.deployment import DeploymentHeader
+from .contract import Var
+from .dispatch import Dispatcher, ErrorShape
 from .model.interface import Model
-from .protocols import score, v2
+from .protocols import probes, score, v2
 from .service import Service
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config: settings.Config | dict | None = None, model: Model | None = None,
-               uploader=None) -> Flask:
+def create_app(config: settings.Config | dict[str, Any] | None = None, model: Model | None = None,
+               uploader: Any = None) -> Flask:
     """Build the app. ``config``: a ``settings.Config``, a dict of overrides,
     or None for the environment. ``model``: a stand-in for tests; ``uploader``: the
-    capture's (default: Blob Storage with the pod's workload identity)."""
+    capture's (default: Blob Storage with the pod's workload identity).
+
+    Flask is the app object only (its test client, ``app.extensions`` and the
+    ``app.wsgi_app`` slot for middleware): every request goes to the dispatcher."""
     if not isinstance(config, settings.Config):
         config = settings.load(**(config or {}))
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     if config.auth == "disabled":
-        log.warning("SCORING_AUTH=disabled: /score answers ANYONE without a key. "
-                    "Local use only.")
-    app = Flask(__name__)
-    app.json = jsonio.Provider(app)
-    app.register_blueprint(probes.probes)
-    app.register_blueprint(v2.v2)
-    # One handler, app-wide, for every error Flask's routes raise (404 and 405
-    # included, which routing raises before any blueprint is chosen).
-    app.register_error_handler(Exception, error_response)
-    app.before_request(probes.start_timer)
-    app.after_request(probes.record)
-    lane.check_flask_hooks(app, probes.METRIC_HOOKS)
+        log.warning("!!! %s=disabled: every route answers with NO key. Local use only. !!!", Var.AUTH)
     service = Service(config, model)
-    app.wsgi_app = lane.ScoreLane(app.wsgi_app, service)  # POST /score: protocols/score.py
-    if config.deployment_name:  # around the lane, so POST /score carries it too
-        app.wsgi_app = DeploymentHeader(app.wsgi_app, config.deployment_name)
+    app = Flask(__name__)
+    app.wsgi_app = Dispatcher(  # type: ignore[method-assign]
+        [*score.routes(service), *probes.routes(service), *v2.routes(service)],
+        service.authenticate, _error_shape, config.deployment_name)
     if config.capture_uri:  # outermost: the latency it records is the whole app's
         service.capture = capture.from_config(config, service.model, uploader)
-        app.wsgi_app = CaptureMiddleware(app.wsgi_app, service.capture, config.capture_sample_rate)
-    init_service(app, service)
+        app.wsgi_app = CaptureMiddleware(app.wsgi_app, service.capture,  # type: ignore[method-assign]
+                                         config.capture_sample_rate)
+    app.extensions["scoring"] = service
+    service.start()  # the model loads now; it warms up in the background
     return app
 
 
-def error_response(exc: Exception):
-    """The one error, in the shape of the protocol the path belongs to."""
-    error = errors.as_scoring_error(exc)
-    document = v2.error_document(error) if v2.speaks(request.path) else score.error_document(error)
-    response = jsonify(document)
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
-
-
-def init_service(app: Flask, service: Service) -> None:
-    """Wire the service in and start it (model load, then warm-up in the background)."""
-    app.extensions["scoring"] = service
-    service.start()
+def _error_shape(path: str) -> ErrorShape:
+    """The shape of an error on a path no route matched: the protocol the path belongs to."""
+    return v2.error_document if v2.speaks(path) else score.error_document

@@ -42,7 +42,7 @@ class BadImage(ScoringError):
 
 
 class TooManyPixels(ScoringError):
-    """A decompression bomb, or just an image over SCORING_MAX_IMAGE_PIXELS."""
+    """A decompression bomb, or just an image over Var.MAX_IMAGE_PIXELS."""
     status, code = 400, "too_many_pixels"
 
 
@@ -72,6 +72,14 @@ class Unavailable(ScoringError):
 
     def __init__(self, message: str, retry_after_s: int = 1):
         super().__init__(message, {"Retry-After": str(retry_after_s)})
+
+
+class NotReady(Unavailable):
+    """Loading, warming up, draining or failed to warm up: the readiness probes' 503."""
+    code = "not_ready"
+
+    def __init__(self, why: str):
+        super().__init__(f"not ready: {why}", retry_after_s=5)
 
 
 class DeadlineExceeded(ScoringError):

@@ -8,12 +8,12 @@ one greenlet per connection, with the model call and image decodes in native
 threads (scoring_app/offload.py).
 
 The master also:
-- serves the workers' merged Prometheus metrics on SCORING_METRICS_PORT;
+- serves the workers' merged Prometheus metrics on Var.METRICS_PORT;
 - on SIGTERM, drains before stopping: it tells the workers to answer 503 on
-  /readyz (SIGUSR2) and keeps accepting for SCORING_DRAIN_SECONDS, so the
+  /readyz (SIGUSR2) and keeps accepting for Var.DRAIN_SECONDS, so the
   load balancer stops sending traffic before the listener closes; then
   gunicorn's graceful stop lets in-flight requests finish within
-  SCORING_GRACEFUL_TIMEOUT_S (scoring_app/server/drain.py). Timeline in
+  Var.GRACEFUL_TIMEOUT_S (scoring_app/server/drain.py). Timeline in
   docs/contract.md.
 """
 
@@ -25,6 +25,7 @@ import sys
 import tempfile
 
 from scoring_app import settings
+from scoring_app.contract import Var
 from scoring_app.http.auth import KeyStore
 from scoring_app.server import drain
 
@@ -34,13 +35,13 @@ except settings.SettingsError as exc:
     sys.exit(f"scoring: bad configuration: {exc}")
 
 if _config.auth == "required" and not KeyStore(_config.api_keys_dir).keys():
-    sys.exit(f"scoring: no API key in SCORING_API_KEYS_DIR={_config.api_keys_dir} "
+    sys.exit(f"scoring: no API key in {Var.API_KEYS_DIR}={_config.api_keys_dir} "
              "(files 'primary', 'secondary'). Mount the keys, or set "
-             "SCORING_AUTH=disabled to run without auth (local use only).")
+             f"{Var.AUTH}=disabled to run without auth (local use only).")
 
 if _config.capture_uri and _config.capture_flush_seconds >= _config.graceful_timeout_s:
-    sys.exit(f"scoring: bad configuration: SCORING_CAPTURE_FLUSH_SECONDS="
-             f"{_config.capture_flush_seconds:g} must be below SCORING_GRACEFUL_TIMEOUT_S="
+    sys.exit(f"scoring: bad configuration: {Var.CAPTURE_FLUSH_SECONDS}="
+             f"{_config.capture_flush_seconds:g} must be below {Var.GRACEFUL_TIMEOUT_S}="
              f"{_config.graceful_timeout_s} (the master stops a worker at the graceful timeout)")
 
 # Multiprocess metrics: workers write here; must be set before any worker
@@ -72,8 +73,6 @@ _metrics_server = None
 def on_starting(server):
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(stale)
-    if _config.auth == "disabled":
-        server.log.warning("!!! SCORING_AUTH=disabled: /score needs NO key. Local use only. !!!")
 
 
 def when_ready(server):
@@ -87,7 +86,7 @@ def when_ready(server):
             _config.metrics_port, addr=_config.host, registry=registry)
     except OSError as exc:  # one line, before any worker loads a model
         sys.exit(f"scoring: cannot serve metrics on {_config.host}:{_config.metrics_port} "
-                 f"(SCORING_METRICS_PORT): {exc.strerror or exc}; set SCORING_METRICS_PORT "
+                 f"({Var.METRICS_PORT}): {exc.strerror or exc}; set {Var.METRICS_PORT} "
                  "to a free port")
     server.log.info("metrics on http://%s:%s/metrics", _config.host, _config.metrics_port)
     # gunicorn's SIGTERM handler closes the listener at once; drain first.
@@ -119,7 +118,7 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     # In the worker, after its in-flight requests (gunicorn's Arbiter.spawn_worker calls
     # this once the worker's loop returns): upload what capture still holds, within
-    # SCORING_CAPTURE_FLUSH_SECONDS, before the master's graceful timeout kills it.
+    # Var.CAPTURE_FLUSH_SECONDS, before the master's graceful timeout kills it.
     app = getattr(worker, "wsgi", None)
     service = app.extensions.get("scoring") if app is not None else None
     if service is not None and service.capture is not None:

@@ -3,7 +3,7 @@
 Workers write them; with several gunicorn workers they use prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``gunicorn.conf.py``
 before any worker starts), and the gunicorn master, which never imports
-TensorFlow, serves the merged registry on ``SCORING_METRICS_PORT`` (see
+TensorFlow, serves the merged registry on ``Var.METRICS_PORT`` (see
 ``gunicorn.conf.py``; it does not import this module, so the master owns no
 metric files).
 Labels hold only route templates, methods and status codes, never a key.
@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from .contract import Var
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1.0, 2.5, 5.0, 10.0, 30.0)
@@ -45,18 +47,18 @@ READY = Gauge("scoring_workers_ready", "Workers loaded, warmed and not draining.
               multiprocess_mode="livesum")
 
 PRECISION = Gauge("scoring_precision_info",
-                  "1 for the precision each worker serves in: requested (SCORING_PRECISION), "
+                  f"1 for the precision each worker serves in: requested ({Var.PRECISION}), "
                   "served (fp32, bf16 or fp16) and why.",
                   ["requested", "served", "reason"], multiprocess_mode="max")
 TOP1_AGREEMENT = Gauge("scoring_precision_top1_agreement",
                        "Fraction of validation images with the same best class in mixed as in fp32, "
                        "measured at warm-up, by the precision then served (lowest worker; absent "
-                       "unless SCORING_PRECISION=mixed met a device that supports it).",
+                       f"unless {Var.PRECISION}=mixed met a device that supports it).",
                        ["served"], multiprocess_mode="min")
 MAX_DEVIATION = Gauge("scoring_precision_max_deviation",
                       "Largest absolute change in a score, mixed against fp32, on the validation "
                       "images at warm-up, by the precision then served (highest worker; absent "
-                      "unless SCORING_PRECISION=mixed met a device that supports it).",
+                      f"unless {Var.PRECISION}=mixed met a device that supports it).",
                       ["served"], multiprocess_mode="max")
 
 # Payload capture (scoring_app/capture/): what reached Blob Storage, and what did not.

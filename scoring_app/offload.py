@@ -8,12 +8,12 @@ for long would stall every connection, so it runs in a native thread instead
 (TensorFlow and Pillow release the GIL while they work), and the greenlet
 that asked waits without blocking the loop:
 
-- ``call``: gevent's pool of native threads (``SCORING_THREADS``), for image
+- ``call``: gevent's pool of native threads (``Var.THREADS``), for image
   decodes, which may run side by side;
 - ``NativeThread.call``: one thread of its own, for the model. Every call runs
   on the same thread, one at a time, so TensorFlow's and oneDNN's per-thread
   state stays warm (a pool hands successive calls to whichever thread is free);
-  with SCORING_MODEL_CALLS above 1, each call that may be out has its own.
+  with Var.MODEL_CALLS above 1, each call that may be out has its own.
   (A quiet server's lone request skips it for a short call: ``Batcher._solo``.)
 
 Outside gevent (tests, a plain threaded server) both run the function where
@@ -38,7 +38,7 @@ def on_gevent() -> bool:
 
 
 def configure(threads: int) -> None:
-    """Size gevent's native thread pool (SCORING_THREADS); no-op outside gevent."""
+    """Size gevent's native thread pool (Var.THREADS); no-op outside gevent."""
     if on_gevent():
         import gevent
 
@@ -69,7 +69,7 @@ class NativeThread:
     """A native thread of its own (started on first use under gevent)."""
 
     def __init__(self) -> None:
-        self._pool = None
+        self._pool: Any = None  # gevent's ThreadPool, made on first use
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on this thread when on gevent, else here."""
@@ -94,5 +94,5 @@ def _capture(fn: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
     # (a bad image is an expected one): hand it to the caller instead.
     try:
         return True, fn(*args)
-    except Exception as exc:  # noqa: BLE001 - re-raised by call()
+    except Exception as exc:  # re-raised by call()
         return False, exc

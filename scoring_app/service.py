@@ -12,33 +12,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from . import metrics, offload
 from .batching.batcher import Batcher
-from .errors import ScoringError, Unavailable
+from .errors import NotReady, ScoringError, Unavailable
 from .http.auth import KeyStore
-from .model.interface import Model
+from .model.interface import Model, Prediction
 from .model.savedmodel import ScoringModel
-from .model_store.fetch import read_stats
+from .model_store.stats import read_stats
 from .settings import AUTO, Config
+
+if TYPE_CHECKING:
+    from .capture.sink import Capture
 
 log = logging.getLogger(__name__)
 
-#: SCORING_MODEL_CALLS=auto, by the device the model runs on (docs/performance.md:
-#: on a CPU a second call overlaps the first's one-core stretches; on a GPU it is
-#: unmeasured). A model that does not say (a stand-in) gets one.
+#: Var.MODEL_CALLS=auto, by the device the model runs on: on a CPU a second call
+#: overlaps the first's one-core stretches; on a GPU a second is unmeasured
+#: (docs/performance.md, model calls side by side). A model that does not say gets one.
 AUTO_MODEL_CALLS = {"cpu": 2, "gpu": 1}
 
 
 def model_calls(config: Config, model: Model) -> int:
-    """SCORING_MODEL_CALLS, ``auto`` resolved for ``model`` (once it is loaded)."""
+    """Var.MODEL_CALLS, ``auto`` resolved for ``model`` (once it is loaded)."""
     if config.model_calls != AUTO:
         return config.model_calls
-    return AUTO_MODEL_CALLS.get(getattr(model, "device", None), 1)  # ScoringModel's; stand-ins have none
+    return AUTO_MODEL_CALLS.get(model.device or "", 1)
 
 
 class Service:
+    """What every protocol calls: keys, readiness, the limits a request is parsed
+    against, and scoring."""
+
     def __init__(self, config: Config, model: Model | None = None):
         self.config = config
         self.model: Model = model if model is not None else ScoringModel(config)
@@ -49,13 +57,23 @@ class Service:
             sizes=self.model.sizes,
             max_queue_wait_s=config.max_queue_wait_ms / 1000)
         self._draining = threading.Event()
-        self.capture = None  # payload capture (create_app sets it when SCORING_CAPTURE_URI is)
+        self.capture: Capture | None = None  # create_app sets it when capture is configured
+
+    @property
+    def max_images(self) -> int:
+        """The most images one request may carry: as many as the queue holds, so a
+        request that fits is never refused for its size alone."""
+        return self.config.max_queue
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.model.num_classes
 
     def start(self) -> None:
         offload.configure(self.config.threads)
-        fetched = read_stats(self.config.model_dir)  # modelStore blob: the init container's figures
-        metrics.FETCH_SECONDS.set(fetched["seconds"])
-        metrics.FETCH_BYTES.set(fetched["bytes"])
+        fetched = read_stats(self.config.model_dir)  # the init container's figures, if it ran
+        metrics.FETCH_SECONDS.set(fetched.seconds)
+        metrics.FETCH_BYTES.set(fetched.bytes)
         metrics.MODEL_LOAD.set(self.model.load())
         self.batcher.set_max_calls(model_calls(self.config, self.model))
         self.batcher.start()
@@ -67,7 +85,7 @@ class Service:
         try:
             metrics.WARMUP.set(self.model.warm_up())
         finally:  # a guard that refused says what it measured too
-            report = getattr(self.model, "precision", None)  # ScoringModel's; stand-ins have none
+            report = self.model.precision
             if report is not None:
                 metrics.precision(report)
         metrics.READY.inc()
@@ -94,6 +112,12 @@ class Service:
             return "loading"
         return None
 
+    def require_ready(self) -> None:
+        """The readiness probes' answer: raise ``NotReady`` (503) unless ready."""
+        why = self.readiness()
+        if why is not None:
+            raise NotReady(why)
+
     def authenticate(self, authorization: str | None) -> None:
         if self.keys is not None:
             self.keys.check(authorization)
@@ -106,12 +130,16 @@ class Service:
             if refusal is not None:
                 raise refusal
 
+    def top_classes(self, scores: np.ndarray, top_k: int) -> list[Prediction]:
+        """One image's scores -> its ``top_k`` classes, best first."""
+        return self.model.postprocess(scores, top_k)
+
     def classify(self, images: list[bytes], top_k: int,
-                 gone: Callable[[], bool] | None = None) -> list[list[dict[str, Any]]]:
+                 gone: Callable[[], bool] | None = None) -> list[list[Prediction]]:
         """Score, then the top ``top_k`` classes: one list per image."""
         return [self.model.postprocess(row, top_k) for row in self.raw_scores(images, gone)]
 
-    def raw_scores(self, images: list[bytes], gone: Callable[[], bool] | None = None) -> list[Any]:
+    def raw_scores(self, images: list[bytes], gone: Callable[[], bool] | None = None) -> list[np.ndarray]:
         """Preprocess in this thread, batch-predict: one scores row per image. ``gone``
         says whether the client has left (``http.disconnect.probe``): then its images are
         dropped before a model call."""

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import contract
+
 PREFIX = "SCORING_"
 
 
@@ -103,11 +105,10 @@ def _required_text(text: str) -> str:
 
 
 def _deployment_name(text: str) -> str:
-    """Empty, or a deployment name as the stack's config allows it (infra/config.py)."""
+    """Empty, or a deployment name by the contract's rule (the stack's config checks the same)."""
     value = text.strip()
-    if value and not (len(value) <= 24 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", value)):
-        raise ValueError("must be empty or at most 24 characters of a-z, 0-9 and '-', "
-                         "starting with a letter and not ending with '-'")
+    if value and not contract.is_deployment_name(value):
+        raise ValueError(f"must be empty or {contract.DEPLOYMENT_NAME_RULE}")
     return value
 
 
@@ -308,7 +309,7 @@ class Config:
 
 SETTINGS: tuple[Setting, ...] = tuple(
     Setting(PREFIX + f.name.upper(), f.metadata["default"], f.metadata["parse"],
-        f.metadata["doc"], f.type) for f in dataclasses.fields(Config))
+        f.metadata["doc"], str(f.type)) for f in dataclasses.fields(Config))
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 

@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from scoring_app.contract import Var
+
 
 @dataclass(frozen=True)
 class Application:
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prepare_model: wrote {out}: serving_default takes {INPUT_NAME} (string [N], encoded "
           f"images), decodes, resizes and preprocesses ({app.preprocessing}) in the graph, and "
           f"answers {OUTPUT_NAME} [N, {NUM_CLASSES}]; class names in "
-          f"{out / 'assets' / LABELS_ASSET}. Serve it as it is (no SCORING_PREPROCESS).")
+          f"{out / 'assets' / LABELS_ASSET}. Serve it as it is (no {Var.PREPROCESS}).")
     return 0
 
 

@@ -19,6 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
+from scoring_app.contract import Var
 from scoring_tools.local import GUNICORN, ROOT, free_port, wait_ready
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = ensure_model(demo_dir)
     keys_dir, key = ensure_key(demo_dir)
     env = server_env(model_dir, keys_dir, args.port)
-    url = f"http://127.0.0.1:{env['SCORING_PORT']}"
+    url = f"http://127.0.0.1:{env[Var.PORT]}"
     # Same process group: Ctrl-C reaches the master (gunicorn's quick stop) and the
     # workers (which end their loops); a SIGTERM sent here is passed on as the drain.
     server = subprocess.Popen([sys.executable, *GUNICORN], cwd=ROOT, env=env,
@@ -109,14 +110,14 @@ def server_env(model_dir: Path, keys_dir: Path, port: int) -> dict[str, str]:
     """The container's variables for the demo; any already set in the environment win."""
     env = dict(os.environ)
     for name, value in {
-        "SCORING_MODEL_DIR": str(model_dir), "SCORING_MODEL_NAME": "demo-colours",
-        "SCORING_API_KEYS_DIR": str(keys_dir), "SCORING_HOST": "127.0.0.1",
-        "SCORING_PORT": str(port), "SCORING_WORKERS": "1",
+        Var.MODEL_DIR: str(model_dir), Var.MODEL_NAME: "demo-colours",
+        Var.API_KEYS_DIR: str(keys_dir), Var.HOST: "127.0.0.1",
+        Var.PORT: str(port), Var.WORKERS: "1",
         # a free one rather than the container's 9090, which is often taken on a laptop
-        "SCORING_METRICS_PORT": str(free_port()),
+        Var.METRICS_PORT: str(free_port()),
         "PYTHONUNBUFFERED": "1",  # its lines as they come, through the relay
         # the demo model takes uint8 pixels and scales them itself (demo_model.py)
-        "SCORING_PREPROCESS": "none",
+        Var.PREPROCESS: "none",
     }.items():
         env.setdefault(name, value)
     return env

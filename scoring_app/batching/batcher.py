@@ -33,7 +33,7 @@ an event loop too busy to hand the model its batches): past it the item gets
 a 503 + Retry-After instead of a late answer.
 
 One model call is out at a time unless ``max_calls`` is above 1
-(SCORING_MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
+(Var.MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
 CPU and 1 on a GPU, where TensorFlow's promise that a signature may be called
 from several threads at once is unchecked). Then further calls go out, each on a
 native thread of its own, but only while a full target batch waits behind
@@ -131,7 +131,7 @@ class _Pending:
         self.item = item
         self.done = threading.Event()
         self.result = None
-        self.error: BaseException | None = None
+        self.error: ScoringError | None = None
         self.gone = gone  # True once nobody waits for the answer (None: never asked)
         self.queued = queued  # time.monotonic() when it was queued
         self.first_at = first_at  # from then on a standing queue serves it first
@@ -149,10 +149,10 @@ class Batcher:
         """``sizes``: the batch sizes the model pads to (default: every size up
         to ``max_batch``). ``warm_up`` runs on a model thread before the loop
         serves and may return seconds per call by batch size, for the policy.
-        ``max_calls``: model calls that may be out at once (SCORING_MODEL_CALLS).
-        ``max_queue``: images queued at most (SCORING_MAX_QUEUE);
+        ``max_calls``: model calls that may be out at once (Var.MODEL_CALLS).
+        ``max_queue``: images queued at most (Var.MAX_QUEUE);
         ``max_queue_wait_s``: the longest predicted wait in the queue
-        (SCORING_MAX_QUEUE_WAIT_MS; 0: none)."""
+        (Var.MAX_QUEUE_WAIT_MS; 0: none)."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
         self._max_queue = max_queue
@@ -179,7 +179,7 @@ class Batcher:
 
     def set_max_calls(self, max_calls: int) -> None:
         """Before ``start``: how many model calls may be out at once (the service
-        knows only once the model is loaded: SCORING_MODEL_CALLS=auto)."""
+        knows only once the model is loaded: Var.MODEL_CALLS=auto)."""
         if self._thread.is_alive():
             raise RuntimeError("the batcher is already running")
         self._max_calls = max_calls
@@ -388,7 +388,8 @@ class Batcher:
         queue = self._queue
         if queue and now - queue[0].queued > self._standing_s():
             self._standing = True
-        batch, dropped = [], 0
+        batch: list[_Pending] = []
+        dropped = 0
         bound = self._max_queue_wait_s if self.policy.call_s else 0.0  # as admission's
         while queue and bound and now - queue[0].queued > bound:  # the oldest first
             dropped += self._shed(queue.popleft(), now)
@@ -522,6 +523,6 @@ class Batcher:
         return results, time.perf_counter() - started
 
     @staticmethod
-    def _finish(p: _Pending, result: Any = None, error: BaseException | None = None) -> None:
+    def _finish(p: _Pending, result: Any = None, error: ScoringError | None = None) -> None:
         p.result, p.error = result, error
         p.done.set()

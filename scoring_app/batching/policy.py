@@ -53,7 +53,7 @@ class BatchPolicy:
       then it gathers a full target batch (without this, 8 clients of a slow
       model settle into two half batches, each sent while the other is out);
     - it waits for them at most ``WAIT_FRACTION`` of the model's time for that
-      batch, and never longer than ``max_wait_s`` (SCORING_BATCH_TIMEOUT_MS):
+      batch, and never longer than ``max_wait_s`` (Var.BATCH_TIMEOUT_MS):
       a slow model (ResNet50 on a CPU, half a second a batch) gets the time a
       busy server needs to hand it a full batch, where a fixed few milliseconds
       would keep its batches small; a fast one waits a few milliseconds at most;

@@ -19,25 +19,16 @@ __all__ = ["Capture", "Entry", "from_config"]
 
 
 def from_config(config, model, uploader=None) -> Capture:
-    """The worker's capture, from ``SCORING_CAPTURE_*``; ``uploader`` defaults to Blob
+    """The worker's capture, from ``Var.CAPTURE_*``; ``uploader`` defaults to Blob
     Storage with the pod's workload identity."""
-    from ..model_store.fetch import STATS_NAME
+    from ..model_store.stats import read_stats
     from .uploader import workload_uploader
     return Capture(
         uploader if uploader is not None else workload_uploader(config.capture_uri),
         deployment=config.deployment_name or "local",
         model={"name": config.model_name, "version": config.model_version,
-               "digest": _fetched_digest(config.model_dir, STATS_NAME)},
+               "digest": read_stats(config.model_dir).digest},
         rank=model.postprocess, keep_images=config.capture_images,
         buffer_bytes=config.capture_buffer_bytes, block_bytes=config.capture_block_bytes,
         block_seconds=config.capture_block_seconds)
 
-
-def _fetched_digest(model_dir: str, stats_name: str) -> str:
-    """The manifest digest the init container verified (empty: a model baked into the image)."""
-    import json
-    from pathlib import Path
-    try:
-        return str(json.loads((Path(model_dir).parent / stats_name).read_text())["digest"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""

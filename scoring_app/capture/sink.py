@@ -3,9 +3,9 @@
 Invariants:
 - ``offer`` (the request path) never blocks and never raises: it appends to a deque
   under a lock held for a few operations, or counts a drop when the bytes already held
-  would pass ``SCORING_CAPTURE_BUFFER_BYTES``.
+  would pass ``Var.CAPTURE_BUFFER_BYTES``.
 - Memory is bounded: the buffer's bytes, plus one block being built or uploaded
-  (``SCORING_CAPTURE_BLOCK_BYTES``, and one record past it).
+  (``Var.CAPTURE_BLOCK_BYTES``, and one record past it).
 - A block that fails to upload (after the uploader's few retries) is dropped and
   counted; nothing is retried from memory, so a Blob Storage that is down costs records,
   never memory or requests.
@@ -32,7 +32,8 @@ _YIELD_EVERY = 16
 class _Block:
     def __init__(self, hour: int, started: float):
         self.hour, self.started = hour, started
-        self.data, self.count, self.first = bytearray(), 0, None
+        self.data, self.count = bytearray(), 0
+        self.first = started  # the time of its first record (set as the first is added)
 
 
 class Capture:
@@ -76,7 +77,7 @@ class Capture:
                 self._drain()
                 if self._block and self.clock() - self._block.started >= self.block_seconds:
                     self._upload()
-            except Exception:  # noqa: BLE001 - the loop outlives any one record's bug
+            except Exception:  # the loop outlives any one record's bug
                 log.exception("capture: loop error (records in the block are dropped)")
                 self._drop_block("upload_failed")
 
@@ -119,7 +120,7 @@ class Capture:
         started = time.perf_counter()
         try:
             self.uploader.put(name, bytes(block.data))
-        except Exception as exc:  # noqa: BLE001 - every failure is counted, none is raised
+        except Exception as exc:  # every failure is counted, none is raised
             metrics.CAPTURE_UPLOAD_FAILURES.inc()
             metrics.CAPTURE_DROPPED.labels("upload_failed").inc(block.count)
             log.warning("capture: %d records dropped, upload of %s failed: %s", block.count,

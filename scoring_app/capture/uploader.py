@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from ..contract import Var
 from ..model_store.fetch import TOKEN_RETRIES, Location
 from ..settings import SettingsError
 
@@ -38,8 +39,10 @@ class BlobUploader:
         extra = {} if connection_verify is None else {"connection_verify": connection_verify}
         self.client = ContainerClient(
             self.location.account_url, self.location.container, credential=credential,
-            retry_policy=ExponentialRetry(initial_backoff=0.5, increment_base=2,
-                                          retry_total=RETRIES, random_jitter_range=0.5),
+            # the SDK annotates the backoffs int; its arithmetic takes any number
+            retry_policy=ExponentialRetry(initial_backoff=0.5,  # type: ignore[arg-type]
+                                          increment_base=2, retry_total=RETRIES,
+                                          random_jitter_range=0.5),  # type: ignore[arg-type]
             connection_timeout=CONNECTION_TIMEOUT_S, read_timeout=READ_TIMEOUT_S, **extra)
 
     def put(self, name: str, data: bytes) -> None:
@@ -57,6 +60,6 @@ def workload_uploader(url: str) -> BlobUploader:
     try:
         credential = WorkloadIdentityCredential(retry_total=TOKEN_RETRIES)
     except ValueError as exc:  # the webhook's variables are missing
-        raise SettingsError(f"SCORING_CAPTURE_URI is set but workload identity is not "
+        raise SettingsError(f"{Var.CAPTURE_URI} is set but workload identity is not "
                             f"configured: {exc}") from None
     return BlobUploader(url, credential)

@@ -1,6 +1,6 @@
 """The request id and the capture hand-off, as WSGI middleware around the whole app.
 
-Installed only when capture is on (``SCORING_CAPTURE_URI``), outermost, so the latency
+Installed only when capture is on (``Var.CAPTURE_URI``), outermost, so the latency
 it records is the app's. For a scoring request (``POST /score``, ``POST /v2/.../infer``):
 - the request id is the client's (or the edge's) ``x-request-id`` when it is a short
   printable token, else a new one; it is returned as ``x-request-id``;

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..contract import KEY_FILES
 from ..errors import Unauthorized
 
-KEY_FILES = ("primary", "secondary")
 RECHECK_S = 1.0  # how long a look at the key files holds
 
 
@@ -37,7 +37,7 @@ class KeyStore:
         self._next_look = float("-inf")
 
     def _current_stamp(self) -> tuple:
-        stamp = []
+        stamp: list[tuple[int, int, int] | None] = []
         for path in self._paths:
             try:
                 st = os.stat(path)

@@ -9,20 +9,21 @@ whole into memory before its size is checked.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import IO
 
 from ..errors import PayloadTooLarge, RequestTimeout
 
 _CHUNK = 64 * 1024
 
 
-def read(stream: BinaryIO, content_length: int | None, limit: int) -> bytes:
+def read(stream: IO[bytes], content_length: int | None, limit: int) -> bytes:
     """At most ``limit`` bytes of ``stream`` (werkzeug's ``Request.stream``,
     which stops at Content-Length)."""
     if content_length is not None and content_length > limit:
         raise PayloadTooLarge(f"the body is {content_length} bytes; "
                               f"the limit is {limit} bytes")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         try:
             chunk = stream.read(min(_CHUNK, limit + 1 - size))

@@ -6,9 +6,8 @@ nesting deeper than 1024 (``DecodeError``, a 400 to the client) instead of
 recursing into it, and invalid UTF-8. ``dumps``/``response_body`` write what
 the standard library would for this API's documents (str keys, str/int/float
 values), compactly and without sorting keys; a non-finite float becomes
-``null`` instead of the invalid ``NaN``. ``Provider`` is Flask's JSON
-provider (``jsonify``) on the same functions, through Flask's public
-``JSONProvider`` methods only.
+``null`` instead of the invalid ``NaN``; other types as Flask's ``jsonify``
+writes them.
 """
 
 from __future__ import annotations
@@ -34,11 +33,3 @@ def response_body(obj: Any) -> bytes:
     """An answer's body, as ``jsonify`` writes it (newline-terminated)."""
     return orjson.dumps(obj, default=DefaultJSONProvider.default,
                         option=orjson.OPT_APPEND_NEWLINE)
-
-
-class Provider(DefaultJSONProvider):
-    def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, default=self.default).decode()
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return loads(s)

@@ -10,6 +10,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .precision import Report
+
+#: One class of an answer: ``{"label": str, "index": int, "score": float}``.
+Prediction = dict[str, Any]
+
 
 @runtime_checkable
 class Model(Protocol):
@@ -22,6 +27,10 @@ class Model(Protocol):
     #: Seconds per ``predict`` call at each size, filled by ``warm_up``
     #: (empty: uncalibrated; the batch policy then takes sizes as they come).
     call_seconds: dict[int, float]
+    #: Where ``predict`` runs, ``"cpu"`` or ``"gpu"``, once loaded (None: not said).
+    device: str | None
+    #: The precision warm-up chose and what its guard measured (None: not chosen).
+    precision: Report | None
 
     @property
     def num_classes(self) -> int | None:
@@ -39,5 +48,5 @@ class Model(Protocol):
     def predict(self, items: list[Any]) -> np.ndarray:
         """A batch of items -> ``[len(items), K]`` scores, one model call."""
 
-    def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    def postprocess(self, scores: np.ndarray, top_k: int) -> list[Prediction]:
         """One row of scores -> the ``top_k`` classes, best first."""

@@ -1,4 +1,4 @@
-"""``SCORING_PRECISION``: the device's mixed-precision rewrite, and the guard
+"""``Var.PRECISION``: the device's mixed-precision rewrite, and the guard
 that measures what it changes before a worker serves with it.
 
 ``mixed`` turns on one of TensorFlow's Grappler rewrites, on the unmodified
@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import Var
+
 log = logging.getLogger(__name__)
 
 FP32, MIXED = "fp32", "mixed"
@@ -52,7 +54,7 @@ class Support:
 
     @property
     def kind(self) -> str:
-        return {GPU_OPTION: "fp16", CPU_OPTION: "bf16"}.get(self.option, FP32)
+        return {GPU_OPTION: "fp16", CPU_OPTION: "bf16"}.get(self.option or "", FP32)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -124,12 +126,12 @@ class Report:
 
 
 def validation_files(directory: str) -> list[Path]:
-    """The images in ``SCORING_VALIDATION_DIR`` (every regular, non-hidden file,
+    """The images in ``Var.VALIDATION_DIR`` (every regular, non-hidden file,
     in name order), or a ValueError that says what is wrong with the directory."""
     path = Path(directory)
     if not path.is_dir():
-        raise ValueError(f"SCORING_VALIDATION_DIR={directory!r} is not a directory")
+        raise ValueError(f"{Var.VALIDATION_DIR}={directory!r} is not a directory")
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"SCORING_VALIDATION_DIR={directory!r} holds no files")
+        raise ValueError(f"{Var.VALIDATION_DIR}={directory!r} holds no files")
     return files

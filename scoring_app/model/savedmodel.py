@@ -4,7 +4,7 @@
 what it cannot serve (``UnsupportedModel``). ``preprocess`` runs in the
 request's thread or greenlet, ``predict`` one call at a time, from the batcher
 (its inference loop, or a quiet server's lone request: TensorFlow does not
-promise signatures are thread-safe; SCORING_MODEL_CALLS above 1, the default
+promise signatures are thread-safe; Var.MODEL_CALLS above 1, the default
 on a CPU, allows more), ``postprocess`` back in the request's.
 Under gevent, batched ``predict`` calls and image decodes run in native
 threads (``offload``). TensorFlow is imported in
@@ -25,9 +25,11 @@ import numpy as np
 from PIL import Image
 
 from .. import offload
+from ..contract import Var
 from ..errors import BadImage, UnsupportedModel
 from ..settings import Config
 from . import images, precision
+from .interface import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ TENSOR = "tensor"     # uint8/float32 [N, H, W, 3]
 SUPPORTED = ("serving_default with exactly one input, either a 1-D tf.string "
              "tensor of encoded images or a uint8/float32 [N, H, W, 3] image "
              "tensor with known H and W; and one [N, K] float output (or "
-             "SCORING_OUTPUT naming it)")
+             f"{Var.OUTPUT} naming it)")
 
 
 TIMED_ROUNDS = 3  # of timed calls at every batch size, at warm-up
@@ -100,7 +102,7 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
     if output_name:
         if output_name not in scores:
             raise UnsupportedModel(
-                f"SCORING_OUTPUT={output_name!r} is not a [N, K] float output; found {found}")
+                f"{Var.OUTPUT}={output_name!r} is not a [N, K] float output; found {found}")
     elif len(scores) == 1:
         output_name = next(iter(scores))
     elif PROBABILITIES in scores:
@@ -108,13 +110,13 @@ def inspect_signature(inputs: dict[str, Any], outputs: dict[str, Any],
     else:
         raise UnsupportedModel(
             f"found {found}; need exactly one [N, K] float output, one named "
-            f"{PROBABILITIES!r}, or SCORING_OUTPUT naming one of: {', '.join(scores) or 'none'}")
+            f"{PROBABILITIES!r}, or {Var.OUTPUT} naming one of: {', '.join(scores) or 'none'}")
     k = scores[output_name].shape[1]
     return Signature(input_name, kind, spec.dtype.name, size, output_name,
                      None if k is None else int(k))
 
 
-#: What SCORING_PREPROCESS is for Keras's applications, named where a model is refused.
+#: What Var.PREPROCESS is for Keras's applications, named where a model is refused.
 KERAS_PREPROCESS = ("caffe for ResNet50/101/152 and VGG16/19; tf for ResNet50V2, InceptionV3, "
                     "Xception and MobileNet/V2; torch for DenseNet; none for EfficientNet, "
                     "ConvNeXt and MobileNetV3 (they scale in the network)")
@@ -124,9 +126,10 @@ def check_preprocess(sig: Signature, preprocess: str) -> None:
     """An image-tensor model is served only with a preprocessing someone chose: the server
     cannot tell from the graph what its pixels should be, and a wrong guess gives wrong
     scores without an error."""
-    described = f"input {sig.input_name!r}: {sig.dtype} [N, {sig.image_size[0]}, {sig.image_size[1]}, 3]"
+    height, width = sig.image_size or (None, None)
+    described = f"input {sig.input_name!r}: {sig.dtype} [N, {height}, {width}, 3]"
     if sig.dtype == "uint8" and preprocess not in ("", "none"):
-        raise UnsupportedModel(f"SCORING_PREPROCESS={preprocess} needs a float32 input; this "
+        raise UnsupportedModel(f"{Var.PREPROCESS}={preprocess} needs a float32 input; this "
                                f"model's {described} takes uint8 pixels (use none)")
     if preprocess:
         return
@@ -135,7 +138,7 @@ def check_preprocess(sig: Signature, preprocess: str) -> None:
     else:
         usual = f"none (0..255 as decoded), caffe, tf or torch; Keras's applications: {KERAS_PREPROCESS}"
     raise UnsupportedModel(
-        f"SCORING_PREPROCESS is not set, and this model's {described} takes image pixels: "
+        f"{Var.PREPROCESS} is not set, and this model's {described} takes image pixels: "
         f"set it to how they are prepared (the stack's preprocess key, or "
         f"deployments.<name>.preprocess): {usual}. Or serve encoded images instead: "
         "python -m scoring_tools.prepare_model (docs/resnet50.md)")
@@ -147,7 +150,7 @@ def read_labels(path: Path) -> list[str]:
 
 
 def find_labels(model_dir: Path, labels_file: str) -> list[str] | None:
-    """SCORING_LABELS_FILE, else ``assets/labels.txt`` or the only ``.txt`` asset."""
+    """Var.LABELS_FILE, else ``assets/labels.txt`` or the only ``.txt`` asset."""
     if labels_file:
         return read_labels(Path(labels_file))
     assets = sorted((model_dir / "assets").glob("*.txt"))
@@ -214,11 +217,13 @@ class ScoringModel:
         self.labels: list[str] | None = None
         self.sizes = batch_sizes(config.max_batch_size)
         self.call_seconds: dict[int, float] = {}
-        self._call: Callable | None = None      # the signature's call that predict makes
-        self._direct = self._public = None      # signature_callers; warm_up picks
-        self._tf = None
-        self._support: precision.Support | None = None  # for SCORING_PRECISION=mixed
-        self._validation: list[tuple[str, bytes]] = []  # SCORING_VALIDATION_DIR's images
+        # TensorFlow's objects (untyped): the module, and the signature's calls
+        self._tf: Any = None
+        self._call: Any = None      # the signature's call that predict makes
+        self._direct: Any = None    # signature_callers; warm_up picks
+        self._public: Any = None
+        self._support: precision.Support | None = None  # for Var.PRECISION=mixed
+        self._validation: list[tuple[str, bytes]] = []  # Var.VALIDATION_DIR's images
         #: what warm-up chose to serve in, and what the guard measured (``precision.Report``)
         self.precision: precision.Report | None = None
         #: where TensorFlow runs the model, known at load: "gpu" or "cpu"
@@ -234,7 +239,7 @@ class ScoringModel:
         model_dir = Path(self.config.model_dir)
         try:
             loaded = tf.saved_model.load(str(model_dir))
-        except Exception as exc:  # noqa: BLE001 - corrupt files raise OSError, ValueError,
+        except Exception as exc:  # corrupt files raise OSError, ValueError,
             # IndexError or tf's DataLossError: each must stop the worker naming the path
             raise UnsupportedModel(f"cannot load a SavedModel from {model_dir}: "
                                    f"{type(exc).__name__}: {exc}") from None
@@ -262,10 +267,17 @@ class ScoringModel:
     def num_classes(self) -> int | None:
         return None if self.signature is None else self.signature.num_classes
 
+    @property
+    def _sig(self) -> Signature:
+        """The signature ``load`` found (every stage after it runs on a loaded model)."""
+        if self.signature is None:
+            raise RuntimeError("the model is not loaded")
+        return self.signature
+
     # -- preprocess (the request's thread or greenlet) ---------------------
     def preprocess(self, data: bytes) -> Any:
         """Validate/convert one image; raises BadImage/TooManyPixels (400)."""
-        sig = self.signature
+        sig = self._sig
         if sig.kind == ENCODED:
             return images.check_encoded(data, self.config.max_image_pixels)
         # PIL's decode and resize take milliseconds: a native thread's work.
@@ -280,30 +292,30 @@ class ScoringModel:
 
     def predict(self, items: list[Any]) -> np.ndarray:
         """Score a batch: pad to a fixed size, call once, return ``[n, K]``."""
-        n = len(items)
+        n, sig = len(items), self._sig
         padded = items + [items[-1]] * (self.bucket(n) - n)
-        if self.signature.kind == ENCODED:
+        if sig.kind == ENCODED:
             batch = np.array(padded, dtype=object)
         else:
             batch = np.stack(padded)
         tf = self._tf
         try:
-            out = self._call(tf.constant(batch, dtype=self.signature.dtype))
+            out = self._call(tf.constant(batch, dtype=sig.dtype))
         except tf.errors.InvalidArgumentError as exc:
-            if self.signature.kind == ENCODED:
+            if sig.kind == ENCODED:
                 raise BadImage("the model could not decode this image: "
                                f"{exc.message.splitlines()[0]}") from None
             raise
-        scores = out[self.signature.output_name].numpy()[:n]
+        scores = out[sig.output_name].numpy()[:n]
         return softmax(scores) if self.config.apply_softmax else scores
 
     def _prepare_mixed(self, tf: Any) -> None:
         """At load: what ``mixed`` means here (or why it cannot be), and the
         validation images read, so that a bad directory stops the worker at boot."""
-        self._support = precision.detect(tf)
-        if self._support.option is None:
-            log.warning("SCORING_PRECISION=mixed: serving fp32 on %s: %s",
-                        self._support.device, self._support.why_not)
+        support = self._support = precision.detect(tf)
+        if support.option is None:
+            log.warning("%s=mixed: serving fp32 on %s: %s", Var.PRECISION,
+                        support.device, support.why_not)
             return
         if self.config.validation_dir:
             try:
@@ -338,14 +350,16 @@ class ScoringModel:
         (``fallback``) or an error that keeps the worker from going ready (``refuse``)."""
         config, support = self.config, self._support
         if config.precision == precision.FP32:
-            return precision.Report(precision.FP32, precision.FP32, "", "SCORING_PRECISION=fp32")
+            return precision.Report(precision.FP32, precision.FP32, "", f"{Var.PRECISION}=fp32")
+        if support is None:
+            raise RuntimeError("load did not detect the device's mixed precision")
         if support.option is None:
             return precision.Report(precision.MIXED, precision.FP32, support.device, support.why_not)
         items = [("the warm-up image", warmup_item)]
         for name, data in self._validation:
             try:
                 items.append((name, self.preprocess(data)))
-            except Exception as exc:  # noqa: BLE001 - BadImage, TooManyPixels: name the file
+            except Exception as exc:  # BadImage, TooManyPixels: name the file
                 raise UnsupportedModel(f"the precision guard cannot read {name}: {exc}") from None
         tf, option = self._tf, support.option
         precision.set_rewrite(tf, option, False)
@@ -356,15 +370,15 @@ class ScoringModel:
                     f"{agreement.top1_agreement:.1%} (at least {config.guard_min_top1:.1%}), largest "
                     f"score change {agreement.max_deviation:.4g} (at most {config.guard_max_deviation:g})")
         if agreement.within(config.guard_min_top1, config.guard_max_deviation):
-            log.info("SCORING_PRECISION=mixed: serving %s on %s; %s", support.kind, support.device, measured)
+            log.info("%s=mixed: serving %s on %s; %s", Var.PRECISION, support.kind, support.device, measured)
             return precision.Report(precision.MIXED, support.kind, support.device, "guard passed", agreement)
         precision.set_rewrite(tf, option, False)
         if config.guard_action == "refuse":
             self.precision = precision.Report(precision.MIXED, "none", support.device, "guard refused",
                                               agreement)
-            raise UnsupportedModel(f"SCORING_PRECISION=mixed failed its guard ({measured}) and "
-                                   "SCORING_GUARD_ACTION=refuse: this worker will not go ready")
-        log.warning("SCORING_PRECISION=mixed: %s failed the guard, serving fp32; %s", support.kind, measured)
+            raise UnsupportedModel(f"{Var.PRECISION}=mixed failed its guard ({measured}) and "
+                                   f"{Var.GUARD_ACTION}=refuse: this worker will not go ready")
+        log.warning("%s=mixed: %s failed the guard, serving fp32; %s", Var.PRECISION, support.kind, measured)
         return precision.Report(precision.MIXED, precision.FP32, support.device, "guard failed", agreement)
 
     def _score_all(self, items: list[Any]) -> np.ndarray:
@@ -389,13 +403,13 @@ class ScoringModel:
             if np.allclose(self.predict([item]), expected, rtol=1e-5, atol=1e-6):
                 return
             why = "it gave other scores"
-        except Exception as exc:  # noqa: BLE001 - any failure: keep the documented call
+        except Exception as exc:  # any failure: keep the documented call
             why = f"{type(exc).__name__}: {exc}"
         log.warning("calling the signature directly failed (%s); using its public call", why)
         self._call = self._public
 
     # -- postprocess (the request's thread or greenlet) --------------------
-    def postprocess(self, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    def postprocess(self, scores: np.ndarray, top_k: int) -> list[Prediction]:
         """The ``top_k`` classes of one row, best first."""
         k = min(top_k, scores.shape[0])
         top = scores.argpartition(-k)[-k:]  # the k best, in no order

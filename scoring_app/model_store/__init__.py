@@ -1,4 +1,4 @@
-"""Models as data (issue 18): a SavedModel published to Azure Blob Storage under a
+"""Models as data: a SavedModel published to Azure Blob Storage under a
 content-addressed prefix, and the init container's command that pulls it back.
 
 ``manifest`` is stdlib only: the stack (infra/model_store.py) imports it to build the

@@ -2,39 +2,32 @@
 
     python3 -m scoring_app.model_store.fetch
 
-Reads (docs/contract.md, "Models as data"):
-  SCORING_MODEL_URI     https://<account>.blob.core.windows.net/<container>/<prefix>
-  SCORING_MODEL_DIGEST  the manifest's sha256, written into the Deployment by the stack
-  SCORING_MODEL_DIR     where the verified model appears (inside the emptyDir)
-  SCORING_MODEL_STORAGE_SUFFIX  the storage endpoint the URI must name (default
+Reads the contract's ``FETCH_VARIABLES`` (docs/contract.md, "Models as data"):
+  Var.MODEL_URI     https://<account>.blob.core.windows.net/<container>/<prefix>
+  Var.MODEL_DIGEST  the manifest's sha256, written into the Deployment by the stack
+  Var.MODEL_DIR     where the verified model appears (inside the emptyDir)
+  Var.MODEL_STORAGE_SUFFIX  the storage endpoint the URI must name (default
       blob.core.windows.net: <account>.blob.core.windows.net); another cloud's suffix (e.g.
       blob.core.usgovcloudapi.net), or an emulator's exact 127.0.0.1:<port> (path style).
       The storage token goes to no other host.
-  SCORING_FETCH_CONCURRENCY  files in flight, and chunks in flight per file (default 8, at
+  Var.FETCH_CONCURRENCY  files in flight, and chunks in flight per file (default 8, at
       most MAX_CONCURRENCY)
-  SCORING_FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
-  SCORING_MODEL_PUBLIC_KEY   optional: a PEM public key (OpenSSF model signing, key method)
-  SCORING_MODEL_CERTIFICATE_CHAIN  optional: PEM files, ':'-separated (certificate method)
+  Var.FETCH_RETRIES      retries per request on what Azure's SDK calls transient (default 6)
+  Var.MODEL_PUBLIC_KEY   optional: a PEM public key (OpenSSF model signing, key method)
+  Var.MODEL_CERTIFICATE_CHAIN  optional: PEM files, ':'-separated (certificate method)
       Either one makes a valid `model.sig` (the model-signing library's signature, in the
       prefix and its manifest) a condition: a missing or bad signature stops the pod.
-  SCORING_MODEL_SCAN   optional, default false: true runs modelscan over the verified model
+  Var.MODEL_SCAN   optional, default false: true runs modelscan over the verified model
       (scoring_app/model_store/scan.py); a finding exits 2, a scan that cannot finish exits 1.
   AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE: set by AKS's workload
   identity webhook; azure-identity's WorkloadIdentityCredential reads them.
 
-Order: the destination is checked first (an absolute path with no '.' or '..' parts and no
-symbolic link on the way); then a storage token, outside the blob retries (a wrong identity fails at once,
-in one line); then the manifest is downloaded and its sha256 checked against SCORING_MODEL_DIGEST
-before anything in it is read; every listed file is downloaded (files in parallel,
-large files in parallel chunks, each request retried with exponential backoff by the
-SDK's ExponentialRetry on 408, 5xx and connection errors) into a staging directory
-next to SCORING_MODEL_DIR, then each file's size and sha256 are checked from disk.
-Only when all match is the staging directory renamed to SCORING_MODEL_DIR (one
-rename(2) on the same filesystem): the model path either holds the whole verified
-model or does not exist, so a partial model is never loaded. Any failure prints one
-line naming the file or the permission and exits 1 (2: the scan flagged the model),
-which stops the pod. The signature and the scan run on the staging directory, after
-every file has matched the manifest and before the rename.
+Nothing partial is ever loaded: every file is downloaded into a staging directory beside
+Var.MODEL_DIR and checked against the manifest (whose sha256 is Var.MODEL_DIGEST),
+then the signature and the scan run, and only then is it renamed into place (one
+rename(2)). Any failure prints one line naming the file or the permission and exits 1
+(2: the scan flagged the model), which stops the pod. docs/models-as-data.md has the
+order of the checks.
 """
 from __future__ import annotations
 
@@ -47,25 +40,21 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scoring_app import settings
+from scoring_app.contract import Var
 from scoring_app.model_store import manifest as mf
 from scoring_app.model_store import scan as model_scan
+from scoring_app.model_store.stats import STATS_NAME
 
 LOG = logging.getLogger("scoring.model_fetch")
-#: What the fetch command reads (the server's own variables are scoring_app/settings.py's).
-VARIABLES = ("SCORING_MODEL_URI", "SCORING_MODEL_DIGEST", "SCORING_MODEL_DIR",
-             "SCORING_MODEL_STORAGE_SUFFIX",
-             "SCORING_FETCH_CONCURRENCY", "SCORING_FETCH_RETRIES", "SCORING_MODEL_PUBLIC_KEY",
-             "SCORING_MODEL_CERTIFICATE_CHAIN", "SCORING_MODEL_SCAN")
 READER_ROLE = "Storage Blob Data Reader"
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
-#: Written next to the model after a fetch; the server reports it as metrics.
-STATS_NAME = "fetch-stats.json"
 #: The OpenSSF model-signing signature, at the model's root (docs/models-as-data.md).
 SIGNATURE_NAME = "model.sig"
 #: The token the downloads need: Azure Storage's data plane (what the SDK's bearer policy asks).
@@ -79,7 +68,7 @@ TOKEN_RETRIES = 3
 _CHUNK = 8 << 20
 #: The Azure public cloud's blob endpoint suffix: the only host the token goes to by default.
 PUBLIC_SUFFIX = "blob.core.windows.net"
-#: SCORING_FETCH_CONCURRENCY's ceiling: files in flight, and chunks in flight for each.
+#: Var.FETCH_CONCURRENCY's ceiling: files in flight, and chunks in flight for each.
 MAX_CONCURRENCY = 32
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -112,11 +101,11 @@ def _emulator(suffix: str) -> bool:
 
 
 def check_suffix(suffix: str) -> str:
-    """SCORING_MODEL_STORAGE_SUFFIX: a DNS suffix such as blob.core.windows.net, or an
+    """Var.MODEL_STORAGE_SUFFIX: a DNS suffix such as blob.core.windows.net, or an
     emulator's host:port."""
     if _emulator(suffix) or _SUFFIX.fullmatch(suffix):
         return suffix
-    raise FetchError(f"SCORING_MODEL_STORAGE_SUFFIX {mf.quote(suffix)} must be a blob endpoint "
+    raise FetchError(f"{Var.MODEL_STORAGE_SUFFIX} {mf.quote(suffix)} must be a blob endpoint "
                      "suffix such as blob.core.windows.net, or an emulator's 127.0.0.1:<port>")
 
 
@@ -127,53 +116,53 @@ def parse_uri(uri: str, suffix: str = PUBLIC_SUFFIX) -> Location:
     query may hold a secret, so it is never repeated."""
     uri = uri or ""
     if mf.has_control(uri) or any(c.isspace() for c in uri):
-        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} holds a control character or a space")
+        raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)} holds a control character or a space")
     parts = urlsplit(uri)
     if "?" in uri or "#" in uri:
-        raise FetchError("SCORING_MODEL_URI must not carry a query or a fragment (no SAS tokens: "
+        raise FetchError(f"{Var.MODEL_URI} must not carry a query or a fragment (no SAS tokens: "
                          "the pod uses its identity)")
     if "@" in parts.netloc:
-        raise FetchError("SCORING_MODEL_URI must not carry a user part (user@ or user:password@): "
+        raise FetchError(f"{Var.MODEL_URI} must not carry a user part (user@ or user:password@): "
                          "the pod uses its identity")
     if parts.scheme != "https" or not parts.netloc:
-        raise FetchError(f"SCORING_MODEL_URI must be an https:// blob URL, got {mf.quote(uri)}")
+        raise FetchError(f"{Var.MODEL_URI} must be an https:// blob URL, got {mf.quote(uri)}")
     segments = parts.path.split("/")[1:]
     if segments and segments[-1] == "":
         segments.pop()  # one trailing slash
     bad = [s for s in segments if s in (".", "..") or not _SEGMENT.fullmatch(s)]
     if bad:
-        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: path segment {mf.quote(bad[0])} is "
+        raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)}: path segment {mf.quote(bad[0])} is "
                          "not a plain name (letters, digits, '.', '_', '-'; no '.' or '..')")
     if _emulator(suffix):
         if parts.netloc != suffix:
-            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} is not on the storage endpoint "
-                             f"{mf.quote(suffix)} (SCORING_MODEL_STORAGE_SUFFIX)")
+            raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)} is not on the storage endpoint "
+                             f"{mf.quote(suffix)} ({Var.MODEL_STORAGE_SUFFIX})")
         if len(segments) < 3 or not _ACCOUNT.fullmatch(segments[0]):
-            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: expected /<account>/<container>/<prefix>")
+            raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)}: expected /<account>/<container>/<prefix>")
         base, segments = f"https://{parts.netloc}/{segments[0]}", segments[1:]
     else:
         account, dot, rest = parts.netloc.partition(".")
         if rest != suffix or not _ACCOUNT.fullmatch(account):
-            raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)} is not on a storage endpoint "
-                             f"https://<account>.{suffix} (another cloud: set SCORING_MODEL_STORAGE_SUFFIX)")
+            raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)} is not on a storage endpoint "
+                             f"https://<account>.{suffix} (another cloud: set {Var.MODEL_STORAGE_SUFFIX})")
         base = f"https://{parts.netloc}"
     if len(segments) < 2 or not _CONTAINER.fullmatch(segments[0]):
-        raise FetchError(f"SCORING_MODEL_URI {mf.quote(uri)}: expected /<container>/<prefix>, "
+        raise FetchError(f"{Var.MODEL_URI} {mf.quote(uri)}: expected /<container>/<prefix>, "
                          "a container name of 3-63 lowercase letters, digits and '-'")
     return Location(base, segments[0], "/".join(segments[1:]))
 
 
 def check_destination(dest: str | os.PathLike) -> Path:
-    """SCORING_MODEL_DIR, checked before anything is removed or asked for: absolute, no '.'
+    """Var.MODEL_DIR, checked before anything is removed or asked for: absolute, no '.'
     or '..' parts, no symbolic link on the way (it stays where it names, in the volume)."""
     raw = os.fspath(dest)
     path = Path(raw)
     if (not path.is_absolute() or os.path.normpath(raw) != raw or "//" in raw
             or path.name in ("", ".", "..")):
-        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(raw)} must be an absolute path with no "
+        raise FetchError(f"{Var.MODEL_DIR} {mf.quote(raw)} must be an absolute path with no "
                          "'.', '..' or empty parts")
     if mf.has_control(raw) or path.resolve() != path:
-        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(raw)} passes through a symbolic link or "
+        raise FetchError(f"{Var.MODEL_DIR} {mf.quote(raw)} passes through a symbolic link or "
                          "holds a control character: it must name a place in the model volume")
     return path
 
@@ -265,7 +254,9 @@ def container_client(loc: Location, credential, *, retries: int = 6, connection_
     extra = {} if connection_verify is None else {"connection_verify": connection_verify}
     return ContainerClient(
         loc.account_url, loc.container, credential=credential,
-        retry_policy=ExponentialRetry(initial_backoff=initial_backoff, increment_base=increment_base,
+        # the SDK annotates these int; its backoff arithmetic takes any number
+        retry_policy=ExponentialRetry(initial_backoff=initial_backoff,  # type: ignore[arg-type]
+                                      increment_base=increment_base,  # type: ignore[arg-type]
                                       retry_total=retries, random_jitter_range=1),
         max_chunk_get_size=_CHUNK, max_single_get_size=_CHUNK, **extra)
 
@@ -278,8 +269,8 @@ class Signer:
 
     def __post_init__(self):
         if bool(self.public_key) == bool(self.certificate_chain):
-            raise FetchError("name exactly one of SCORING_MODEL_PUBLIC_KEY and "
-                             "SCORING_MODEL_CERTIFICATE_CHAIN")
+            raise FetchError(f"name exactly one of {Var.MODEL_PUBLIC_KEY} and "
+                             f"{Var.MODEL_CERTIFICATE_CHAIN}")
         for path in (self.public_key, *self.certificate_chain):
             if path and not Path(path).is_file():
                 raise FetchError(f"model signature: {path} is not a readable file")
@@ -301,7 +292,7 @@ class Signer:
             hashing.Config().set_ignored_paths(paths=[signature]))
         try:
             config.verify(model_dir, signature)
-        except Exception as exc:  # noqa: BLE001 - the library raises ValueError and others
+        except Exception as exc:  # the library raises ValueError and others
             raise FetchError(f"{SIGNATURE_NAME}: signature check failed: {_first_line(exc)[:300]}") from None
 
 
@@ -313,9 +304,9 @@ def fetch(uri: str, expected_digest: str, dest: str | os.PathLike, credential, *
     """Download and verify; returns ``{"bytes", "seconds", "files", "digest"}`` (and
     ``"scan_seconds"`` with ``scan``). Raises FetchError, ManifestError or
     model_scan.ScanError with one line; then ``dest`` does not exist."""
-    mf.check_digest(expected_digest, "SCORING_MODEL_DIGEST")
+    mf.check_digest(expected_digest, Var.MODEL_DIGEST)
     if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise FetchError(f"SCORING_FETCH_CONCURRENCY must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
+        raise FetchError(f"{Var.FETCH_CONCURRENCY} must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
     loc = parse_uri(uri, check_suffix(storage_suffix))
     dest = check_destination(dest)
     staging = dest.with_name(f".{dest.name}.partial")
@@ -368,7 +359,7 @@ def _clear_own(dest: Path, staging: Path) -> None:
     except (OSError, ValueError, AttributeError):
         placed = False
     if not placed or dest.is_symlink() or not dest.is_dir():
-        raise FetchError(f"SCORING_MODEL_DIR {mf.quote(str(dest))} already exists and was not "
+        raise FetchError(f"{Var.MODEL_DIR} {mf.quote(str(dest))} already exists and was not "
                          "placed by a model fetch: it is not removed; name an empty place in the volume")
     shutil.rmtree(dest)
 
@@ -392,7 +383,7 @@ def _manifest(client, loc: Location, expected_digest: str) -> tuple[mf.Entry, ..
         raw = downloader.readall()
     except FetchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every SDK error becomes one line
+    except Exception as exc:  # every SDK error becomes one line
         raise _explain(exc, loc, blob) from None
     return mf.decode(raw, expected_digest)
 
@@ -422,6 +413,15 @@ def _download_all(client, loc: Location, entries, staging: Path, concurrency: in
             for future in running:
                 future.cancel()
             raise
+
+
+def _also(hook: Callable[[int, int | None], None], path: str,
+          on_progress: Callable[[str, int, int | None], None]) -> Callable[[int, int | None], None]:
+    """``hook``, then the caller's ``on_progress`` for ``path``."""
+    def both(current: int, total: int | None) -> None:
+        hook(current, total)
+        on_progress(path, current, total)
+    return both
 
 
 class _Bounded:
@@ -457,8 +457,7 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
     blob = f"{loc.prefix.rstrip('/')}/{entry.path}"
     hook = progress.hook(entry.path)
     if on_progress is not None:
-        inner = hook
-        hook = lambda cur, tot: (inner(cur, tot), on_progress(entry.path, cur, tot))  # noqa: E731
+        hook = _also(hook, entry.path, on_progress)
     name = mf.quote(entry.path)
     try:
         downloader = client.download_blob(blob, max_concurrency=concurrency, progress_hook=hook)
@@ -471,7 +470,7 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
         raise
     except OSError as exc:  # the volume: no space, a name it cannot hold
         raise FetchError(f"{name}: cannot write {mf.quote(str(target))}: {exc.strerror}") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # the SDK's errors, each worded as one line
         raise _explain(exc, loc, blob) from None
     size = target.stat().st_size
     if size != entry.size:
@@ -481,16 +480,6 @@ def _download(client, loc: Location, entry: mf.Entry, staging: Path, concurrency
         raise FetchError(f"{name}: sha256 {actual} does not match the manifest's "
                          f"{entry.sha256} ({loc.describe(blob)})")
     return size
-
-
-def read_stats(model_dir: str | os.PathLike) -> dict:
-    """What the fetch wrote next to ``model_dir``: ``{"seconds", "bytes"}``, zeros when the
-    model was not fetched (baked into the image) or the file is unreadable."""
-    try:
-        doc = json.loads((Path(model_dir).parent / STATS_NAME).read_text())
-        return {"seconds": float(doc["seconds"]), "bytes": int(doc["bytes"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"seconds": 0.0, "bytes": 0}
 
 
 def _int_env(name: str, default: int) -> int:
@@ -525,18 +514,18 @@ def main() -> int:
     # its "get_token failed" warning says what our one failure line says (first_token)
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
-        uri, digest = _required("SCORING_MODEL_URI"), _required("SCORING_MODEL_DIGEST")
-        dest = _required("SCORING_MODEL_DIR")
-        concurrency = _int_env("SCORING_FETCH_CONCURRENCY", 8)
-        retries = _int_env("SCORING_FETCH_RETRIES", 6)
-        scan = _bool_env("SCORING_MODEL_SCAN")
-        suffix = check_suffix(os.environ.get("SCORING_MODEL_STORAGE_SUFFIX", "").strip()
+        uri, digest = _required(Var.MODEL_URI), _required(Var.MODEL_DIGEST)
+        dest = _required(Var.MODEL_DIR)
+        concurrency = _int_env(Var.FETCH_CONCURRENCY, 8)
+        retries = _int_env(Var.FETCH_RETRIES, 6)
+        scan = _bool_env(Var.MODEL_SCAN)
+        suffix = check_suffix(os.environ.get(Var.MODEL_STORAGE_SUFFIX, "").strip()
                               or PUBLIC_SUFFIX)
         parse_uri(uri, suffix)  # bad input is named before any identity is asked for
-        mf.check_digest(digest, "SCORING_MODEL_DIGEST")
+        mf.check_digest(digest, Var.MODEL_DIGEST)
         check_destination(dest)
-        key = os.environ.get("SCORING_MODEL_PUBLIC_KEY", "").strip()
-        chain = tuple(p for p in os.environ.get("SCORING_MODEL_CERTIFICATE_CHAIN", "").split(":") if p)
+        key = os.environ.get(Var.MODEL_PUBLIC_KEY, "").strip()
+        chain = tuple(p for p in os.environ.get(Var.MODEL_CERTIFICATE_CHAIN, "").split(":") if p)
         signer = Signer(key or None, chain) if (key or chain) else None
         from azure.identity import WorkloadIdentityCredential
         try:

@@ -103,7 +103,7 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_digest(value: str, what: str = "digest") -> str:
+def check_digest(value: object, what: str = "digest") -> str:
     if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise ManifestError(f"{what} must be 64 lowercase hex characters (a sha256), got {value!r}")
     return value
@@ -145,7 +145,7 @@ def path_problem(path: object) -> str | None:
 
 def _safe_path(path: object) -> str:
     problem = path_problem(path)
-    if problem:
+    if problem or not isinstance(path, str):
         raise ManifestError(f"manifest entry path {quote(path)} {problem}")
     return path
 

@@ -1,33 +1,14 @@
-"""The fetch's optional ModelScan pass (SCORING_MODEL_SCAN=1): the downloaded SavedModel is
+"""The fetch's optional ModelScan pass (Var.MODEL_SCAN): the downloaded SavedModel is
 read for operations that touch files before the server may load it.
 
-It runs ProtectAI's `modelscan` (PyPI) through its documented Python API,
-``ModelScan(settings=DEFAULT_SETTINGS).scan(path)``, whose report is a dict of ``issues``,
-``errors`` and ``summary.scanned`` / ``summary.skipped``. What modelscan 0.8.8 looks at in a
-SavedModel (modelscan/settings.py, modelscan/scanners/saved_model/scan.py):
-- every ``*.pb`` is parsed as a ``SavedModel`` proto, and the op of every node in every
-  graph and graph function is listed: ``ReadFile`` and ``WriteFile`` are HIGH issues, an op
-  that ``tf.raw_ops`` does not name (a custom op) is MEDIUM;
-- a Keras ``Lambda`` layer in ``keras_metadata.pb`` is MEDIUM;
-- pickle-family files (``.pkl``, ``.joblib``, ``.dat``, ``.data``, ...) are checked for
-  unsafe imports. Variables, the index and text assets have no scanner: they are skipped.
+It runs ProtectAI's ``modelscan`` through its documented Python API. Its own list of
+unsafe TensorFlow ops is ReadFile and WriteFile; other ops touch files as well, so
+``EXTRA_FILE_OPS`` adds those a serving graph has no use for (docs/models-as-data.md
+says what it reads, and what that leaves).
 
-modelscan's own list of unsafe TensorFlow ops is those two. Other ops read, list or write files
-just as well and pass it (measured: MatchingFiles, TextLineDataset, tf.print to ``file://``), so
-``EXTRA_FILE_OPS`` adds, through modelscan's settings, the file-touching ops a serving graph
-has no use for. Not on it, and so not caught by any op-name check: SaveV2, RestoreV2 and
-MergeV2Checkpoints (every SavedModel carries them for its own checkpoint),
-InitializeTableFromTextFileV2 (vocabularies from assets) and PrintV2 (its stream is an
-attribute, ``file://...`` included). docs/models-as-data.md says what that leaves.
-
-What its answer means here (fail closed; docs/contract.md, "Models as data"):
-- any issue, whatever its severity: the model is refused (``ModelFlagged``, exit 2);
-- any error (a file it could not parse, TensorFlow missing, a scanner that did not import,
-  modelscan itself failing): refused (exit 1). A scan that did not finish says nothing about
-  the model, and a well-formed SavedModel scans without one;
-- skipped files are expected (tensors and text that TensorFlow never runs), but the graph is
-  not: a model whose graph modelscan did not read (``saved_model.pbtxt`` or
-  ``saved_model.cpb``, which TensorFlow also loads) is refused (exit 1).
+It fails closed: any issue refuses the model (``ModelFlagged``, exit 2); any error, or a
+graph it did not read (``saved_model.pbtxt``, ``saved_model.cpb``), refuses it too (exit
+1), since a scan that did not finish says nothing about the model.
 """
 from __future__ import annotations
 
@@ -99,7 +80,7 @@ def scan(model_dir: str | Path) -> dict:
     try:
         from modelscan.modelscan import ModelScan  # imports TensorFlow: only when asked for
         report = ModelScan(settings=scan_settings()).scan(model_dir)
-    except Exception as exc:  # noqa: BLE001 - whatever it raised, the model is not vouched for
+    except Exception as exc:  # whatever it raised, the model is not vouched for
         raise ScanError(f"model scan: modelscan failed on {model_dir}: {type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
     tool = _version()

@@ -1,11 +1,9 @@
-"""``POST /score``: the one handler, framework-free.
+"""``POST /score``, the 2019 clients' call, and the error shape of every route outside /v2.
 
-Called by ``http.lane.ScoreLane`` for every ``POST /score``; Flask never
-sees the route (``GET /score``'s 405 is Flask's, in ``http.probes``). Order
-of checks: key (401), media type (415), ``top_k`` (400), size (413, from
-Content-Length before reading, then a bounded read), then content (400).
-
-Every error on non-v2 routes is written by ``error_document``:
+Raw image bytes answer one list of classes; JSON ``{"instances": [{"b64": ...}]}``
+one list per instance. Checks in order, after the key (the dispatcher's): media
+type (415), ``top_k`` (400), size (413, from Content-Length before reading, then
+a bounded read), then content (400). Errors read
 ``{"error": {"code": "<short_code>", "message": "<what to fix>"}}``.
 """
 
@@ -13,28 +11,56 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
 
 from ..capture.wsgi import note
+from ..contract import SCORE_PATH
+from ..dispatch import Answer, Route, json_answer
 from ..errors import BadRequest, ScoringError, UnsupportedMediaType
-from ..http import body, disconnect, errors, jsonio
+from ..http import body, disconnect, jsonio
 
-ROUTE, METHOD = "/score", "POST"
+if TYPE_CHECKING:
+    from ..service import Service
+
 INSTANCES = "instances"  # how an error names a JSON request's images: instances[1]
 # Raw bytes are sniffed, not trusted to the header: these all mean "raw bytes".
 # (curl --data-binary sends application/x-www-form-urlencoded by default.)
 _RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
+_JSON = "application/json"
 
 
-def error_document(error: ScoringError, items: str | None = None) -> dict[str, Any]:
-    """The error as this protocol writes it; ``items`` names a multi-image
-    request's images, so the message says which one failed."""
+def error_document(error: ScoringError, request: Request) -> dict[str, Any]:
+    """The error as this protocol writes it; a JSON request's error names the
+    instance that failed."""
     message = error.message
-    if items is not None and error.index is not None:
-        message = f"{items}[{error.index}]: {message}"
+    if error.index is not None and request.mimetype == _JSON:
+        message = f"{INSTANCES}[{error.index}]: {message}"
     return {"error": {"code": error.code, "message": message}}
+
+
+def routes(service: Service) -> list[Route]:
+    return [Route(SCORE_PATH, ("POST",), lambda request: score(service, request),
+                  error_document, keyed=True)]
+
+
+def score(service: Service, request: Request) -> Answer:
+    mimetype = request.mimetype
+    is_json = mimetype == _JSON
+    if not (is_json or mimetype in _RAW_TYPES or mimetype.startswith("image/")):
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype!r} is not supported; send image bytes "
+            "(image/*, application/octet-stream) or application/json instances")
+    top_k = _top_k(request)
+    service.admit_early()
+    data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
+    images = _instances(data, service.max_images) if is_json else [data]
+    note(request.environ, images=images)  # payload capture, when this request is sampled
+    predictions = service.classify(images, top_k, disconnect.probe(request.environ))
+    note(request.environ, predictions=predictions)
+    model = {"name": service.config.model_name, "version": service.config.model_version}
+    return json_answer({"model": model, "predictions": predictions if is_json else predictions[0]})
 
 
 def _top_k(request: Request) -> int:
@@ -69,32 +95,3 @@ def _instances(data: bytes, max_items: int) -> list[bytes]:
         except (binascii.Error, ValueError):
             raise BadRequest(f"instances[{i}].b64 is not valid base64") from None
     return images
-
-
-def _document(service: Any, request: Request, mimetype: str, is_json: bool) -> dict[str, Any]:
-    service.authenticate(request.headers.get("Authorization"))
-    if not (is_json or mimetype in _RAW_TYPES or mimetype.startswith("image/")):
-        raise UnsupportedMediaType(
-            f"Content-Type {mimetype!r} is not supported; send image bytes "
-            "(image/*, application/octet-stream) or application/json instances")
-    top_k = _top_k(request)
-    service.admit_early()
-    data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
-    images = _instances(data, service.config.max_queue) if is_json else [data]
-    note(request.environ, images=images)  # payload capture, when this request is sampled
-    predictions = service.classify(images, top_k, disconnect.probe(request.environ))
-    note(request.environ, predictions=predictions)
-    model = {"name": service.config.model_name, "version": service.config.model_version}
-    return {"model": model, "predictions": predictions if is_json else predictions[0]}
-
-
-def handle(service: Any, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """``POST /score``'s status, JSON document and extra headers; never raises."""
-    request = Request(environ)
-    mimetype = request.mimetype
-    is_json = mimetype == "application/json"
-    try:
-        return 200, _document(service, request, mimetype, is_json), {}
-    except Exception as exc:  # noqa: BLE001 - every error is answered; bugs are logged
-        error = errors.as_scoring_error(exc)
-        return error.status, error_document(error, INSTANCES if is_json else None), error.headers

@@ -30,7 +30,7 @@ import binascii
 import dataclasses
 import math
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class Tensor:
 
     def raw(self) -> bytes:
         if self.datatype == "BYTES":
-            return pack_bytes(self.values)
+            return pack_bytes(cast("list[bytes]", self.values))
         return np.ascontiguousarray(self.values, dtype="<f4").tobytes()
 
     def json_data(self) -> list:
@@ -86,7 +86,8 @@ def pack_bytes(elements: list[bytes]) -> bytes:
 def unpack_bytes(raw: bytes, what: str, max_elements: int | None = None) -> list[bytes]:
     """Length-prefixed elements -> the elements; 400 if the framing is off or
     there are more than ``max_elements``."""
-    elements, offset = [], 0
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if max_elements is not None and len(elements) == max_elements:
             raise BadRequest(f"{what}: more than the {max_elements} elements its shape declares")
@@ -122,7 +123,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
         raise BadRequest("the inference request header is not valid JSON") from None
 
 
-def _parameters(owner: dict, what: str) -> dict:
+def _parameters(owner: dict[str, Any], what: str) -> dict[str, Any]:
     """``owner``'s ``parameters`` object ({} when absent); 400 if it is not one."""
     params = owner.get("parameters")
     if params is None:
@@ -202,7 +203,7 @@ def _output(doc: dict, default_binary: bool) -> RequestedOutput:
         return RequestedOutput(default_binary)
     item = requested[0] if isinstance(requested, list) and len(requested) == 1 else None
     name = item.get("name") if isinstance(item, dict) else None
-    if name != OUTPUT:
+    if not isinstance(item, dict) or name != OUTPUT:
         raise BadRequest(f"this model has one output, {OUTPUT!r}: list it once in "
                          "outputs, or leave outputs out")
     params = _parameters(item, f"output {OUTPUT!r}: ")

@@ -231,7 +231,7 @@ def test_warm_up_timings_admit_until_served_calls_show_the_model_is_slower(gated
     ("1", "cpu", 1), ("3", "gpu", 3),  # a count is taken as it is, on any device
 ])
 def test_model_calls_auto_is_two_on_a_cpu_and_one_on_a_gpu(configured, device, calls):
-    model = type("Loaded", (), {"device": device})() if device else object()
+    model = type("Loaded", (), {"device": device})()  # None: a model that does not say
     assert service.model_calls(settings.load({"SCORING_MODEL_CALLS": configured}), model) == calls
 
 

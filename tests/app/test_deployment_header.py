@@ -1,5 +1,5 @@
 """SCORING_DEPLOYMENT_NAME: every answer names the deployment that served it (issue 16),
-through the real app (the POST /score lane and Flask's routes) with a stand-in model."""
+through the real app (every route of the dispatcher) with a stand-in model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from scoring_app import settings
 from scoring_app.app import create_app
-from scoring_app.http.deployment import HEADER
+from scoring_app.contract import DEPLOYMENT_HEADER as HEADER
 from tests.app import media
 from tests.app.test_inprocess import HeldModel
 

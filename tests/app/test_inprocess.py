@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from scoring_app.http import openapi
+from scoring_app.protocols import openapi
 from scoring_app.app import create_app
 from tests.app import media
 from tests.app.openapi_check import check_response
@@ -20,6 +20,8 @@ class HeldModel:
     """Stands in for ScoringModel; ``gate`` holds warm-up and predict."""
 
     sizes = [1, 2]
+    device = None  # not said: one model call at a time
+    precision = None
     call_seconds: dict = {}  # not timed: the batch policy stays uncalibrated
     num_classes = 2
 

@@ -1,6 +1,5 @@
-"""``POST /score`` has one handler (``protocols.score.handle``), which the
-app's WSGI entry (``http.lane.ScoreLane``) calls past Flask; everything else
-goes to Flask. Each case below is answered once, and its status, error code,
+"""``POST /score`` through the app's one front door (``dispatch.Dispatcher``),
+as every route. Each case below is answered once, and its status, error code,
 headers, log and request metric are checked. A stand-in model, in-process."""
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from flask import Flask
-
 from scoring_app import metrics
 from scoring_app.app import create_app
 from scoring_app.errors import BadImage
-from scoring_app.http import lane
+from scoring_app.dispatch import Dispatcher
 from tests.app import media
 from tests.app.conftest import SecretDir
 
@@ -28,6 +25,8 @@ BROKEN = b"makes the stand-in model raise"
 
 class StandInModel:
     sizes = [1, 2, 4]
+    device = None  # not said: one model call at a time
+    precision = None
     call_seconds: dict = {}
     num_classes = 3
 
@@ -108,7 +107,7 @@ def _requests_counted(status: int) -> float:
 
 @pytest.mark.parametrize("case", CASES)
 def test_post_score_answers_each_case_once_with_its_status_code_and_metric(app, case, caplog):
-    assert isinstance(app.wsgi_app, lane.ScoreLane)
+    assert isinstance(app.wsgi_app, Dispatcher)
     query, headers, body, status, code = CASES[case]
     counted = _requests_counted(status)
     with caplog.at_level(logging.ERROR):
@@ -140,30 +139,27 @@ def test_an_error_names_the_instance_it_is_about_once(app):
     assert json.loads(body)["error"]["message"] == "not a JPEG"
 
 
-def test_a_flask_request_hook_that_would_skip_post_score_stops_the_app():
-    flask_app = Flask(__name__)
+def test_the_front_door_routes_post_score_and_everything_else(app):
+    routes = []
 
-    @flask_app.before_request
-    def tracing():
-        pass
+    def counted(route, method, status):
+        return metrics.REQUESTS.labels(route, method, str(status))._value.get()  # noqa: SLF001
 
-    with pytest.raises(RuntimeError, match="tracing would not see POST /score"):
-        lane.check_flask_hooks(flask_app, known=set())
-    lane.check_flask_hooks(flask_app, known={tracing})  # a hook the lane does itself passes
-
-
-def test_the_lane_takes_post_score_and_passes_everything_else_to_flask(app):
-    seen = []
-
-    def flask_spy(environ, start_response):
-        seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
-        return app.wsgi_app.app(environ, start_response)
-
-    spied = lane.ScoreLane(flask_spy, app.extensions["scoring"])
-    assert Client(spied).post("/score", headers=RAW, data=media.jpeg()).status_code == 200
-    assert seen == []
-    get = Client(spied).get("/score")
+    for route, method, status in [("/score", "POST", 200), ("/score", "GET", 405),
+                                  ("unmatched", "POST", 404), ("/healthz", "GET", 200)]:
+        routes.append(counted(route, method, status))
+    assert Client(app).post("/score", headers=RAW, data=media.jpeg()).status_code == 200
+    get = Client(app).get("/score")
     assert get.status_code == 405 and get.headers["Allow"] == "POST"
-    assert Client(spied).post("/score/", headers=RAW, data=media.jpeg()).status_code == 404
-    assert Client(spied).get("/healthz").status_code == 200
-    assert seen == [("GET", "/score"), ("POST", "/score/"), ("GET", "/healthz")]
+    assert Client(app).post("/score/", headers=RAW, data=media.jpeg()).status_code == 404
+    assert Client(app).get("/healthz").status_code == 200
+    after = [counted("/score", "POST", 200), counted("/score", "GET", 405),
+             counted("unmatched", "POST", 404), counted("/healthz", "GET", 200)]
+    assert after == [n + 1 for n in routes]
+
+
+def test_options_names_the_methods_of_a_path_as_flask_did(app):
+    answer = Client(app).open("/score", method="OPTIONS")
+    assert answer.status_code == 200 and answer.get_data() == b""
+    assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
+    assert Client(app).open("/nope", method="OPTIONS").status_code == 404

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from scoring_app.http import openapi
+from scoring_app.protocols import openapi
 from scoring_app.app import create_app
 from tests.app import media
 from tests.app.openapi_check import check_response

@@ -16,6 +16,8 @@ URL = "https://account.blob.core.windows.net/captures"
 
 class Model:
     sizes = [1, 2, 4]
+    device = None  # not said: one model call at a time
+    precision = None
     call_seconds: dict = {}
     num_classes = 2
 

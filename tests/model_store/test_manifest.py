@@ -192,7 +192,8 @@ def test_the_fetch_reads_exactly_the_variables_it_lists():
     import re
     from pathlib import Path
 
+    from scoring_app import contract
     from scoring_app.model_store import fetch
     source = Path(fetch.__file__).read_text()
-    read = set(re.findall(r'(?:_required|_int_env|_bool_env|os\.environ\.get)\("(SCORING_[A-Z_]+)"', source))
-    assert read == set(fetch.VARIABLES)
+    read = set(re.findall(r'(?:_required|_int_env|_bool_env|os\.environ\.get)\(Var\.([A-Z_]+)\b', source))
+    assert {getattr(contract.Var, name) for name in read} == set(contract.FETCH_VARIABLES)

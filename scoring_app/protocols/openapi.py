@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..contract import Var
+
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response = {"description": description,
@@ -30,15 +32,15 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _v2_json(description: str, schema: str, headers: dict[str, Any] | None = None):
-    response = {"description": description,
-                "content": {"application/json": {"schema": _ref(schema)}}}
+def _v2_json(description: str, schema: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description,
+                                "content": {"application/json": {"schema": _ref(schema)}}}
     if headers:
         response["headers"] = headers
     return response
 
 
-def _v2_error(description: str, headers: dict[str, Any] | None = None):
+def _v2_error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     return _v2_json(description, "V2Error", headers)
 
 
@@ -128,7 +130,7 @@ def _v2_paths() -> dict[str, Any]:
     ready = {"summary": "200 once the model is loaded and warmed.",
              "responses": {"200": _v2_json("Ready.", "V2ModelReady"), "404": unknown,
                            "503": not_ready}}
-    infer = {
+    infer: dict[str, Any] = {
         "summary": "Score images (encoded, as one BYTES input).",
         "security": [{"bearer": []}],
         "parameters": [{"name": "Inference-Header-Content-Length", "in": "header",
@@ -150,13 +152,13 @@ def _v2_paths() -> dict[str, Any]:
                              "the pixel limit (the message names the element)."),
             "401": unauthorized, "404": unknown,
             "408": _v2_error("The body stopped arriving before it was complete."),
-            "413": _v2_error("Body over SCORING_MAX_BODY_BYTES."),
+            "413": _v2_error(f"Body over {Var.MAX_BODY_BYTES}."),
             "415": _v2_error("Neither application/json nor application/octet-stream, "
                              "or compressed."),
             "503": _v2_error("Queue full or model not ready yet.", _RETRY_AFTER),
-            "504": _v2_error("Not scored before SCORING_REQUEST_TIMEOUT_MS."),
+            "504": _v2_error(f"Not scored before {Var.REQUEST_TIMEOUT_MS}."),
         }}
-    paths = {
+    paths: dict[str, Any] = {
         "/v2": {"get": {"summary": "Server metadata.", "responses": {
             "200": _v2_json("Name, protocol version, extensions.", "V2ServerMetadata")}}},
         "/v2/health/live": {"get": {"summary": "200 while the process runs.", "responses": {
@@ -173,19 +175,101 @@ def _v2_paths() -> dict[str, Any]:
     return paths
 
 
-def document(model_name: str, model_version: str, max_batch: int) -> dict[str, Any]:
-    """The document, with this deployment's model name and limits filled in."""
+_SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
+              "properties": {"error": {
+                  "type": "object", "required": ["code", "message"],
+                  "additionalProperties": False,
+                  "properties": {"code": {"type": "string"},
+                                 "message": {"type": "string"}}}}},
+    "Status": {"type": "object", "required": ["status"],
+               "properties": {"status": {"type": "string"}}},
+    "Model": {"type": "object", "required": ["name", "version"],
+              "additionalProperties": False,
+              "properties": {"name": {"type": "string"},
+                             "version": {"type": "string"}}},
+    "Class": {"type": "object", "required": ["label", "index", "score"],
+              "additionalProperties": False,
+              "properties": {"label": {"type": "string"},
+                             "index": {"type": "integer", "minimum": 0},
+                             "score": {"type": "number"}}},
+    "Predictions": {"type": "array", "description": "Best first.",
+                    "items": {"$ref": "#/components/schemas/Class"}},
+    "ScoreResponse": {
+        "type": "object", "required": ["model", "predictions"],
+        "additionalProperties": False,
+        "properties": {"model": {"$ref": "#/components/schemas/Model"},
+                       "predictions": {"$ref": "#/components/schemas/Predictions"}}},
+    "InstancesResponse": {
+        "type": "object", "required": ["model", "predictions"],
+        "additionalProperties": False,
+        "properties": {"model": {"$ref": "#/components/schemas/Model"},
+                       "predictions": {"type": "array", "description": "One per instance, in order.",
+                                       "items": {"$ref": "#/components/schemas/Predictions"}}}},
+    "InstancesRequest": {
+        "type": "object", "required": ["instances"],
+        "properties": {"instances": {
+            "type": "array", "minItems": 1,
+            "items": {"type": "object", "required": ["b64"],
+                      "properties": {"b64": {"type": "string",
+                                             "contentEncoding": "base64"}}}}}},
+    **_V2_SCHEMAS,
+}
+
+
+def _paths() -> dict[str, Any]:
+    """Every route's paths: /score's, the probes', then the v2 protocol's."""
     score_errors = {
         "400": _error("Not an image, truncated, empty, over the pixel limit, "
                       "bad JSON or bad base64."),
         "401": _error("Missing or wrong key.", _BEARER),
         "408": _error("The body stopped arriving before it was complete."),
-        "413": _error("Body over SCORING_MAX_BODY_BYTES."),
+        "413": _error(f"Body over {Var.MAX_BODY_BYTES}."),
         "415": _error("Content-Type is neither an image, "
                       "application/octet-stream nor application/json."),
         "503": _error("Queue full or model not ready yet.", _RETRY_AFTER),
-        "504": _error("Not scored before SCORING_REQUEST_TIMEOUT_MS."),
+        "504": _error(f"Not scored before {Var.REQUEST_TIMEOUT_MS}."),
     }
+    return {
+        "/score": {
+            "post": {
+                "summary": "Score images.",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "top_k", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "default": 5}}],
+                "requestBody": {"required": True, "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/InstancesRequest"}}}},
+                "responses": {
+                    "200": {"description": "Raw bytes in: `predictions` is one list. "
+                                           "JSON `instances` in: one list per instance.",
+                            "content": {"application/json": {"schema": {"oneOf": [
+                                {"$ref": "#/components/schemas/ScoreResponse"},
+                                {"$ref": "#/components/schemas/InstancesResponse"}]}}}},
+                    **score_errors},
+            },
+            "get": {"summary": "Not allowed (as the 2019 service answered).",
+                    "responses": {"405": _error("Use POST.", {"Allow": {
+                        "description": "`POST`", "required": True, "schema": {"type": "string"}}})}},
+        },
+        "/": {"get": {"summary": "Liveness, as Azure ML's server answered.",
+                      "responses": {"200": _STATUS}}},
+        "/healthz": {"get": {"summary": "200 while the process can serve at all.",
+                             "responses": {"200": _STATUS}}},
+        "/readyz": {"get": {"summary": "Ready: model loaded and warmed, not draining.",
+                            "responses": {"200": _STATUS,
+                                          "503": _error("Loading, warming up or draining.",
+                                                        _RETRY_AFTER)}}},
+        "/swagger.json": {"get": {"summary": "This document.", "responses": {
+            "200": {"description": "OpenAPI 3.1.",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        **_v2_paths(),
+    }
+
+
+def document(model_name: str, model_version: str, max_batch: int) -> dict[str, Any]:
+    """The document, with this deployment's model name and limits filled in."""
     return {
         "openapi": "3.1.0",
         "info": {"title": f"Scoring service: {model_name}", "version": model_version,
@@ -193,81 +277,7 @@ def document(model_name: str, model_version: str, max_batch: int) -> dict[str, A
                                 f"Requests are batched (up to {max_batch} images per call)."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
-                          "properties": {"error": {
-                              "type": "object", "required": ["code", "message"],
-                              "additionalProperties": False,
-                              "properties": {"code": {"type": "string"},
-                                             "message": {"type": "string"}}}}},
-                "Status": {"type": "object", "required": ["status"],
-                           "properties": {"status": {"type": "string"}}},
-                "Model": {"type": "object", "required": ["name", "version"],
-                          "additionalProperties": False,
-                          "properties": {"name": {"type": "string"},
-                                         "version": {"type": "string"}}},
-                "Class": {"type": "object", "required": ["label", "index", "score"],
-                          "additionalProperties": False,
-                          "properties": {"label": {"type": "string"},
-                                         "index": {"type": "integer", "minimum": 0},
-                                         "score": {"type": "number"}}},
-                "Predictions": {"type": "array", "description": "Best first.",
-                                "items": {"$ref": "#/components/schemas/Class"}},
-                "ScoreResponse": {
-                    "type": "object", "required": ["model", "predictions"],
-                    "additionalProperties": False,
-                    "properties": {"model": {"$ref": "#/components/schemas/Model"},
-                                   "predictions": {"$ref": "#/components/schemas/Predictions"}}},
-                "InstancesResponse": {
-                    "type": "object", "required": ["model", "predictions"],
-                    "additionalProperties": False,
-                    "properties": {"model": {"$ref": "#/components/schemas/Model"},
-                                   "predictions": {"type": "array", "description": "One per instance, in order.",
-                                                   "items": {"$ref": "#/components/schemas/Predictions"}}}},
-                "InstancesRequest": {
-                    "type": "object", "required": ["instances"],
-                    "properties": {"instances": {
-                        "type": "array", "minItems": 1,
-                        "items": {"type": "object", "required": ["b64"],
-                                  "properties": {"b64": {"type": "string",
-                                                         "contentEncoding": "base64"}}}}}},
-                **_V2_SCHEMAS,
-            },
+            "schemas": _SCHEMAS,
         },
-        "paths": {
-            "/score": {
-                "post": {
-                    "summary": "Score images.",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "top_k", "in": "query", "required": False,
-                                    "schema": {"type": "integer", "minimum": 1, "default": 5}}],
-                    "requestBody": {"required": True, "content": {
-                        "image/*": {"schema": {"type": "string", "format": "binary"}},
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        "application/json": {"schema": {"$ref": "#/components/schemas/InstancesRequest"}}}},
-                    "responses": {
-                        "200": {"description": "Raw bytes in: `predictions` is one list. "
-                                               "JSON `instances` in: one list per instance.",
-                                "content": {"application/json": {"schema": {"oneOf": [
-                                    {"$ref": "#/components/schemas/ScoreResponse"},
-                                    {"$ref": "#/components/schemas/InstancesResponse"}]}}}},
-                        **score_errors},
-                },
-                "get": {"summary": "Not allowed (as the 2019 service answered).",
-                        "responses": {"405": _error("Use POST.", {"Allow": {
-                            "description": "`POST`", "required": True, "schema": {"type": "string"}}})}},
-            },
-            "/": {"get": {"summary": "Liveness, as Azure ML's server answered.",
-                          "responses": {"200": _STATUS}}},
-            "/healthz": {"get": {"summary": "200 while the process can serve at all.",
-                                 "responses": {"200": _STATUS}}},
-            "/readyz": {"get": {"summary": "Ready: model loaded and warmed, not draining.",
-                                "responses": {"200": _STATUS,
-                                              "503": _error("Loading, warming up or draining.",
-                                                            _RETRY_AFTER)}}},
-            "/swagger.json": {"get": {"summary": "This document.", "responses": {
-                "200": {"description": "OpenAPI 3.1.",
-                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            **_v2_paths(),
-        },
+        "paths": _paths(),
     }
