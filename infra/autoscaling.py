@@ -13,7 +13,7 @@ from pulumi_azure_native import authorization
 from infra.config import DeploymentConfig, ScalingConfig
 from infra.identity import workload_identity
 from infra.roles import MONITORING_DATA_READER, grant
-from scoring_app.contract import SCORING_ROUTES_REGEX
+from scoring_app.contract import WORK_ROUTES_REGEX
 
 KEDA_NAMESPACE, KEDA_OPERATOR = "kube-system", "keda-operator"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
@@ -29,7 +29,7 @@ def load_queries(namespace: str, deployment: str) -> dict[str, str]:
     (the `deployment` label the PodMonitor sets from the pod's label)."""
     where = f'namespace="{namespace}",deployment="{deployment}"'
     return {
-        "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{SCORING_ROUTES_REGEX}"}}[1m]))',
+        "request-rate": f'sum(rate(scoring_requests_total{{{where},route=~"{WORK_ROUTES_REGEX}"}}[1m]))',
         "queue-depth": f"sum(scoring_queue_depth{{{where}}})",
     }
 

@@ -105,7 +105,7 @@ LIVE_PATH: Final = "/healthz"
 METRICS_PATH: Final = "/metrics"
 SWAGGER_PATH: Final = "/swagger.json"
 #: The routes whose requests are scoring work (a Prometheus regex over the `route` label).
-SCORING_ROUTES_REGEX: Final = "/score|/v2/models/.+/infer"
+WORK_ROUTES_REGEX: Final = "/score|/v2/models/.+/infer"
 
 #: The Bearer keys: one file per key in SCORING_API_KEYS_DIR (a mounted Secret).
 KEY_FILES: Final = ("primary", "secondary")

@@ -40,11 +40,11 @@ import sys
 
 import requests
 
-from scoring_app.contract import SCORING_ROUTES_REGEX
+from scoring_app.contract import WORK_ROUTES_REGEX
 from scoring_tools.stack import StackOutputError, stack_outputs
 
 #: The routes that are scoring work (as KEDA's and the dashboard's queries).
-SCORING_ROUTES = SCORING_ROUTES_REGEX
+SCORING_ROUTES = WORK_ROUTES_REGEX
 #: Azure Monitor workspaces' Prometheus query API takes Entra tokens for this audience.
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
 PROMOTE, HOLD, NO_DATA, ERROR = 0, 1, 2, 3
