@@ -158,10 +158,13 @@ def test_the_buffer_stays_bounded_while_uploads_hang_and_every_request_is_served
         t.join()
     assert statuses == [200] * 480
     assert peak[0] <= limit and service.capture._held <= limit
-    assert sample("scoring_capture_dropped_records_total", reason="buffer_full") > dropped + 300
+    # while the upload hangs, what does not fit is dropped, not queued: far more than fits
+    dropped = sample("scoring_capture_dropped_records_total", reason="buffer_full") - dropped
+    assert dropped > 480 // 2
     uploader.gate.set()
     service.capture.flush(10)
-    assert 0 < len(uploader.records()) < 480
+    # every record is either dropped and counted, or uploaded once the storage answers
+    assert 0 < len(uploader.records()) and len(uploader.records()) + dropped == 480
 
 
 class Recorder:
