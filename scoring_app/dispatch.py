@@ -33,6 +33,9 @@ Headers = Sequence[tuple[str, str]]
 ErrorShape = Callable[[ScoringError, Request], Any]
 #: The metric's route label for a request that matched no route (one label for all of them).
 UNMATCHED = "unmatched"
+#: The environ key of the request's start: time.monotonic() when its headers had been read
+#: and it reached the dispatcher (the request metric's start, and the queue bound's).
+STARTED = "scoring.started"
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs a setattr call per field, per answer
@@ -83,7 +86,7 @@ class Dispatcher:
             ((DEPLOYMENT_HEADER, deployment),) if deployment else ())
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
+        started = environ[STARTED] = time.monotonic()
         method = environ.get("REQUEST_METHOD", "GET")
         request = Request(environ)
         route: Route | None = None
@@ -103,7 +106,7 @@ class Dispatcher:
                        [("Content-Type", answer.content_type),
                         ("Content-Length", str(len(answer.body))), *answer.headers, *self._extra])
         metrics.request_done(route.rule if route is not None else UNMATCHED, method, answer.status,
-                             time.perf_counter() - started)
+                             time.monotonic() - started)
         return [b"" if method == "HEAD" else answer.body]
 
     def _match(self, method: str, environ: Environ) -> tuple[Route, Mapping[str, Any]]:

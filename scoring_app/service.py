@@ -134,15 +134,17 @@ class Service:
         """One image's scores -> its ``top_k`` classes, best first."""
         return self.model.postprocess(scores, top_k)
 
-    def classify(self, images: list[bytes], top_k: int,
-                 gone: Callable[[], bool] | None = None) -> list[list[Prediction]]:
+    def classify(self, images: list[bytes], top_k: int, gone: Callable[[], bool] | None = None,
+                 since: float | None = None) -> list[list[Prediction]]:
         """Score, then the top ``top_k`` classes: one list per image."""
-        return [self.model.postprocess(row, top_k) for row in self.raw_scores(images, gone)]
+        return [self.model.postprocess(row, top_k) for row in self.raw_scores(images, gone, since)]
 
-    def raw_scores(self, images: list[bytes], gone: Callable[[], bool] | None = None) -> list[np.ndarray]:
+    def raw_scores(self, images: list[bytes], gone: Callable[[], bool] | None = None,
+                   since: float | None = None) -> list[np.ndarray]:
         """Preprocess in this thread, batch-predict: one scores row per image. ``gone``
         says whether the client has left (``http.disconnect.probe``): then its images are
-        dropped before a model call."""
+        dropped before a model call. ``since``: when the request started
+        (time.monotonic(), ``dispatch.STARTED``); the queue's time bound counts from it."""
         if not self.batcher.ready.is_set():
             raise Unavailable("the model is still loading; retry shortly", retry_after_s=5)
         deadline = time.monotonic() + self.config.request_timeout_ms / 1000
@@ -152,4 +154,4 @@ class Service:
                 items.append(self.model.preprocess(data))
             except ScoringError as exc:
                 raise exc.at(index) from None
-        return self.batcher.submit_many(items, deadline, gone)
+        return self.batcher.submit_many(items, deadline, gone, since)

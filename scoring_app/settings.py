@@ -257,10 +257,11 @@ class Config:
         "Images waiting for the model, per worker; past it, 503 + Retry-After.")
     max_queue_wait_ms: int = _var(
         "5000", _int_range(0, 3600000),
-        "Longest predicted wait in the queue for a request's images, from the model's "
-        "call times (timed at warm-up, kept current by every call); past it, 503 + "
-        "Retry-After at once, instead of an answer many seconds late. "
-        "SCORING_MAX_QUEUE still holds. 0: no time bound. Default: docs/reliability.md.")
+        "Longest time from a request's start (its headers read) to its images' model "
+        "call, predicted from the model's call times (timed at warm-up, kept current by "
+        "every call) and held in the queue; past it, 503 + Retry-After, instead of an "
+        "answer many seconds late. SCORING_MAX_QUEUE still holds. 0: no time bound. "
+        "Default: docs/reliability.md.")
     request_timeout_ms: int = _var(
         "30000", _int_range(1, 3600000),
         "Deadline for a request's images to be scored; past it, 504.")

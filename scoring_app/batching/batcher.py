@@ -26,11 +26,15 @@ clients that have gone (``SWEEP_S``). An old item whose client is still
 there is not starved: once it has waited ``FIRST_AFTER_STANDING`` times the
 standing threshold, or half of its allowance if sooner (half of the time to
 its deadline, and at most half of ``max_queue_wait_s``), it goes first
-again, oldest first. No item waits in the queue longer than
-``max_queue_wait_s`` (when the model's timings are known, as for admission),
-whatever the prediction said when it was admitted (a model call that stalls,
-an event loop too busy to hand the model its batches): past it the item gets
-a 503 + Retry-After instead of a late answer.
+again, oldest first. No item goes into a model call later than
+``max_queue_wait_s`` after its request started (when the model's timings are
+known, as for admission), whatever the prediction said when it was admitted
+(a model call that stalls, an event loop too busy to read bodies and hand the
+model its batches): past it the item gets a 503 + Retry-After instead of a
+late answer. The bound counts from the request's start, so the time its body
+and decode took under load is inside it; an item whose request used up the
+bound before it was queued (a slow upload) still gets its turn for
+``STANDING_CALLS`` calls' time.
 
 One model call is out at a time unless ``max_calls`` is above 1
 (Var.MODEL_CALLS; ``auto``, its default, gives 2 when the model runs on a
@@ -124,10 +128,11 @@ class _Call:
 
 
 class _Pending:
-    __slots__ = ("item", "done", "result", "error", "gone", "queued", "first_at")
+    __slots__ = ("item", "done", "result", "error", "gone", "queued", "first_at", "since", "late_at")
 
     def __init__(self, item: Any, gone: Callable[[], bool] | None = None,
-                 queued: float = 0.0, first_at: float = 0.0):
+                 queued: float = 0.0, first_at: float = 0.0,
+                 since: float = 0.0, late_at: float = math.inf):
         self.item = item
         self.done = threading.Event()
         self.result = None
@@ -135,6 +140,8 @@ class _Pending:
         self.gone = gone  # True once nobody waits for the answer (None: never asked)
         self.queued = queued  # time.monotonic() when it was queued
         self.first_at = first_at  # from then on a standing queue serves it first
+        self.since = since  # time.monotonic() when its request started
+        self.late_at = late_at  # past this it gets a 503, not a model call (the time bound)
 
 
 class Batcher:
@@ -151,7 +158,8 @@ class Batcher:
         serves and may return seconds per call by batch size, for the policy.
         ``max_calls``: model calls that may be out at once (Var.MODEL_CALLS).
         ``max_queue``: images queued at most (Var.MAX_QUEUE);
-        ``max_queue_wait_s``: the longest predicted wait in the queue
+        ``max_queue_wait_s``: the longest time from a request's start to its
+        images' model call, predicted at admission and held in the queue
         (Var.MAX_QUEUE_WAIT_MS; 0: none)."""
         self._predict = predict
         self.policy = BatchPolicy(sizes or list(range(1, max_batch + 1)), batch_timeout_s)
@@ -168,6 +176,7 @@ class Batcher:
         self._backlog = False  # items were queued when the last batched call ended
         self._standing = False  # the queue stands: served newest first (``_take_items``)
         self._next_sweep = 0.0  # when a standing queue is next swept for clients gone
+        self._abandoned = 0  # items whose clients had gone, in the take in progress
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -200,7 +209,8 @@ class Batcher:
 
     # -- requests (threads or greenlets) -----------------------------------
     def submit_many(self, items: list[Any], deadline: float,
-                    gone: Callable[[], bool] | None = None) -> list[Any]:
+                    gone: Callable[[], bool] | None = None,
+                    since: float | None = None) -> list[Any]:
         """Queue ``items`` together and wait for all their results.
 
         Raises Unavailable (503) at once when they do not fit in the queue, or
@@ -211,19 +221,21 @@ class Batcher:
 
         A lone item on a quiet server calls the model itself (``_solo``).
         ``gone``: says whether the client has left; its items are then dropped
-        before a model call (ClientClosed) instead of scored.
+        before a model call (ClientClosed) instead of scored. ``since``: when
+        the request started (time.monotonic(); default now), where the time
+        bound counts from.
         """
         solo = self._claim_solo() if len(items) == 1 else None
         if solo is not None:
             return [self._solo(items[0], solo)]
         now = time.monotonic()
-        allowance = max(0.0, deadline - now)
-        if self._max_queue_wait_s:
-            allowance = min(allowance, self._max_queue_wait_s)
+        since = now if since is None else min(since, now)
+        in_queue_s = self._queue_allowance_s(now - since)
+        allowance = min(max(0.0, deadline - now), in_queue_s)
         first_at = now + min(allowance / 2, self._first_after_s())
-        pending = [_Pending(item, gone, now, first_at) for item in items]
+        pending = [_Pending(item, gone, now, first_at, since, now + in_queue_s) for item in items]
         with self._cond:
-            self._admit(len(pending))
+            self._admit(len(pending), now - since)
             self._queue.extend(pending)
             self._observer.queue_depth(len(self._queue))
             self._cond.notify()
@@ -247,11 +259,22 @@ class Batcher:
                 return exc
         return None
 
-    def _admit(self, n: int) -> None:
-        """Refuse ``n`` new items (503) when they do not fit in the queue, or
-        when the policy predicts the last of them would wait past
-        ``max_queue_wait_s`` (the caller holds ``_cond``). The count bound is
-        the backstop: it holds while the policy is uncalibrated, too."""
+    def _queue_allowance_s(self, spent: float) -> float:
+        """How long the items of a request that started ``spent`` seconds ago may wait in
+        the queue: what is left of ``max_queue_wait_s``, but at least the standing
+        threshold (within the bound), so that a body slow to arrive still gets its turn;
+        inf without a time bound."""
+        bound = self._max_queue_wait_s
+        if not bound:
+            return math.inf
+        return max(bound - spent, min(bound, self._standing_s()))
+
+    def _admit(self, n: int, spent: float = 0.0) -> None:
+        """Refuse ``n`` new items of a request that started ``spent`` seconds ago (503)
+        when they do not fit in the queue, or when the policy predicts the last of them
+        would wait past what is left of ``max_queue_wait_s`` (``_queue_allowance_s``; the
+        caller holds ``_cond``). The count bound is the backstop: it holds while the
+        policy is uncalibrated, too."""
         queued = len(self._queue)
         if queued + n > self._max_queue:
             raise Unavailable("the server is busy (queue full); retry shortly")
@@ -263,7 +286,7 @@ class Batcher:
             ends = min(call.started + self.policy.call_estimate_s(call.n) for call in self._out)
             busy_s = max(0.0, ends - now)
         wait_s = self.policy.predicted_wait_s(queued, n, busy_s, self._max_calls)
-        if wait_s is not None and wait_s > self._max_queue_wait_s:
+        if wait_s is not None and wait_s > self._queue_allowance_s(spent):
             raise Unavailable(f"the server is busy (a wait of about {wait_s:.1f} s in the "
                               "queue); retry shortly", retry_after_s=max(1, math.ceil(wait_s)))
 
@@ -382,42 +405,32 @@ class Batcher:
         """Up to ``n`` items for the next call (the caller holds ``_cond``): oldest first
         while the queue drains; once it stands, those whose turn has come first
         (``first_at``), oldest first, then the newest. Items whose clients have gone are
-        finished with ClientClosed and counted, items that waited past
-        ``max_queue_wait_s`` with a 503: neither reaches the model."""
+        finished with ClientClosed and counted, items past their time bound
+        (``late_at``) with a 503: neither reaches the model (``_callable``)."""
         now = time.monotonic()
         queue = self._queue
         if queue and now - queue[0].queued > self._standing_s():
             self._standing = True
         batch: list[_Pending] = []
-        dropped = 0
-        bound = self._max_queue_wait_s if self.policy.call_s else 0.0  # as admission's
-        while queue and bound and now - queue[0].queued > bound:  # the oldest first
-            dropped += self._shed(queue.popleft(), now)
+        self._abandoned = 0
+        timed = bool(self._max_queue_wait_s and self.policy.call_s)  # as admission's
+        while queue and timed and now > queue[0].late_at:  # free the oldest slots first
+            self._callable(queue.popleft(), now, timed)
         if self._standing and now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
-            kept: collections.deque[_Pending] = collections.deque()
-            for p in queue:
-                if self._left(p):
-                    dropped += 1
-                else:
-                    kept.append(p)
-            self._queue = queue = kept
+            self._queue = queue = collections.deque(p for p in queue if self._callable(p, now, timed))
         while queue and len(batch) < n and (not self._standing or queue[0].first_at <= now):
             p = queue.popleft()
-            if self._left(p):
-                dropped += 1
-            else:
+            if self._callable(p, now, timed):
                 batch.append(p)
         while queue and len(batch) < n:  # standing: the newest next
             p = queue.pop()
-            if self._left(p):
-                dropped += 1
-            else:
+            if self._callable(p, now, timed):
                 batch.append(p)
         if not queue:  # it drained: back to oldest first
             self._standing = False
-        if dropped:
-            self._observer.abandoned(dropped)
+        if self._abandoned:
+            self._observer.abandoned(self._abandoned)
         return batch
 
     def _standing_s(self) -> float:
@@ -429,25 +442,23 @@ class Batcher:
         """How long an item waits in a standing queue before it goes first again (at most)."""
         return FIRST_AFTER_STANDING * self._standing_s()
 
-    def _left(self, p: _Pending) -> bool:
-        """Whether ``p``'s client has gone: then it is finished with ClientClosed."""
+    def _callable(self, p: _Pending, now: float, timed: bool) -> bool:
+        """Whether ``p`` may go into a model call. Not when its client has gone: then it
+        is finished with ClientClosed and counted in ``_abandoned``; nor, ``timed``, when
+        it is past its time bound: then it gets a 503."""
         if p.gone is not None and p.gone():
             self._finish(p, error=ClientClosed("the client closed its connection before "
                                                "the image was scored"))
-            return True
-        return False
-
-    def _shed(self, p: _Pending, now: float) -> int:
-        """``p`` waited past ``max_queue_wait_s``: a 503 (1 when its client had gone
-        anyway: counted as abandoned)."""
-        if self._left(p):
-            return 1
-        waited = now - p.queued
-        self._finish(p, error=Unavailable(
-            f"the server is busy (the image waited {waited:.1f} s in the queue, past its "
-            f"bound of {self._max_queue_wait_s:.1f} s); retry shortly",
-            retry_after_s=max(1, math.ceil(self._max_queue_wait_s))))
-        return 0
+            self._abandoned += 1
+            return False
+        if timed and now > p.late_at:
+            self._finish(p, error=Unavailable(
+                f"the server is busy (the image's request started {now - p.since:.1f} s ago, "
+                f"{now - p.queued:.1f} s of it in the queue, past its bound of "
+                f"{self._max_queue_wait_s:.1f} s); retry shortly",
+                retry_after_s=max(1, math.ceil(self._max_queue_wait_s))))
+            return False
+        return True
 
     def _start_call(self, on_thread: bool, n: int) -> _Call:
         """Mark a call of ``n`` items out (the caller holds ``_cond``), on a free

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request
 
 from ..capture.wsgi import note
 from ..contract import SCORE_PATH
-from ..dispatch import Answer, Route, json_answer
+from ..dispatch import STARTED, Answer, Route, json_answer
 from ..errors import BadRequest, ScoringError, UnsupportedMediaType
 from ..http import body, disconnect, jsonio
 
@@ -57,7 +57,8 @@ def score(service: Service, request: Request) -> Answer:
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     images = _instances(data, service.max_images) if is_json else [data]
     note(request.environ, images=images)  # payload capture, when this request is sampled
-    predictions = service.classify(images, top_k, disconnect.probe(request.environ))
+    predictions = service.classify(images, top_k, disconnect.probe(request.environ),
+                                   request.environ.get(STARTED))
     note(request.environ, predictions=predictions)
     model = {"name": service.config.model_name, "version": service.config.model_version}
     return json_answer({"model": model, "predictions": predictions if is_json else predictions[0]})

@@ -15,7 +15,7 @@ import numpy as np
 from werkzeug.wrappers import Request
 
 from ..capture.wsgi import note
-from ..dispatch import Answer, Route, json_answer
+from ..dispatch import STARTED, Answer, Route, json_answer
 from ..errors import NotFound, ScoringError, UnsupportedMediaType
 from ..http import body, disconnect
 from .v2_tensors import HEADER_LENGTH, INPUT, OUTPUT, Tensor, encode_response, parse_request
@@ -125,7 +125,8 @@ def infer(service: Service, request: Request, name: str, version: str | None = N
     data = body.read(request.stream, request.content_length, service.config.max_body_bytes)
     parsed = parse_request(data, request.headers.get(HEADER_LENGTH), service.max_images)
     note(request.environ, images=parsed.images)  # payload capture, when this request is sampled
-    rows = service.raw_scores(parsed.images, disconnect.probe(request.environ))
+    rows = service.raw_scores(parsed.images, disconnect.probe(request.environ),
+                              request.environ.get(STARTED))
     note(request.environ, rows=rows)
     header = {"model_name": name, "model_version": service.config.model_version}
     if parsed.id is not None:

@@ -16,20 +16,22 @@ from scoring_app.errors import ClientClosed, Unavailable
 FAST = {1: 0.001, 2: 0.001, 3: 0.001, 4: 0.001}  # a standing queue within milliseconds
 
 
-def _queue(held, items, deadline_s=30.0, gone=None):
-    """Queue ``items`` one request each, in this order (each is queued before the next)."""
+def _queue(held, items, deadline_s=30.0, gone=None, spent_s=None):
+    """Queue ``items`` one request each, in this order (each is queued before the next);
+    ``spent_s``: how long before now each request started (its body read and decode)."""
     for item in items:
         depth = held.batcher.depth + 1
-        thread = threading.Thread(target=_send, args=(held, item, deadline_s, gone))
+        since = None if spent_s is None else time.monotonic() - spent_s
+        thread = threading.Thread(target=_send, args=(held, item, deadline_s, gone, since))
         thread.start()
         held.threads.append(thread)
         held.wait_depth(depth)
 
 
-def _send(held, item, deadline_s, gone):
+def _send(held, item, deadline_s, gone, since=None):
     try:
         held.results[item] = held.batcher.submit_many([item], time.monotonic() + deadline_s,
-                                                      gone and gone.get(item))
+                                                      gone and gone.get(item), since)
     except Exception as exc:  # noqa: BLE001 - recorded for the assertions
         held.results[item] = exc
 
@@ -107,6 +109,54 @@ def test_no_image_waits_in_the_queue_past_the_time_bound(gated):
         assert refused.headers["Retry-After"] == "1"
     assert held.gate.calls == [["a"]]
     assert held.batcher.submit_many(["d"], time.monotonic() + 30) == ["scored d"]
+
+
+def test_the_time_bound_counts_from_the_request_start(gated):
+    """b's request spent most of the bound before its image was queued (a body read and a
+    decode on a busy worker): it is refused once the bound has passed since its start,
+    although it waited in the queue for less than the bound; c, fresh, is served."""
+    held = gated(timings=FAST, max_queue=8, max_queue_wait_s=0.5)
+    assert held.batcher._standing_s() < 0.2  # the least any image may wait in the queue
+    held.hold("a")
+    _queue(held, "b", spent_s=0.45)
+    _queue(held, "c")
+    time.sleep(0.3)
+    held.release()
+    refused = held.results["b"]
+    assert isinstance(refused, Unavailable) and "past its bound" in refused.message
+    assert held.results["c"] == ["scored c"]
+    assert held.gate.calls == [["a"], ["c"]]
+
+
+def test_a_request_that_used_up_the_bound_before_it_was_queued_still_gets_its_turn(gated):
+    """A slow upload spends the whole bound before the server has its image: it still may
+    wait the standing threshold's time in the queue (within the bound), so on a server
+    that keeps up it is served."""
+    held = gated(timings={1: 0.1, 2: 0.1, 4: 0.1}, max_queue=8, max_queue_wait_s=1.0)
+    floor = held.batcher._standing_s()
+    assert 0.2 <= floor < 1.0
+    held.hold("a")
+    _queue(held, "b", spent_s=10.0)
+    (p,) = held.batcher._queue
+    assert p.late_at - p.queued == pytest.approx(floor)
+    held.release()
+    assert held.results["b"] == ["scored b"]
+
+
+def test_admission_predicts_against_what_is_left_of_the_bound(gated):
+    """The same predicted wait is admitted for a fresh request and refused for one that
+    has already spent most of the bound before its images were queued."""
+    slow = {1: 10.0, 2: 10.0, 4: 10.0}  # 10 s a call at every size; target 4
+    held = gated(timings=slow, max_queue=100, max_queue_wait_s=60)
+    assert held.batcher._standing_s() < 30
+    held.hold("a")  # out: about 10 s left
+    held.submit(list("bcdefghi"), queued=8)  # two calls behind it: j would wait about 30 s
+    with pytest.raises(Unavailable, match="wait of about"):
+        held.batcher.submit_many(["j"], time.monotonic() + 120, since=time.monotonic() - 45)
+    assert held.batcher.depth == 8
+    held.submit(["j"], queued=9)  # fresh: 30 s of its 60 s
+    held.release()
+    assert held.results == {i: [f"scored {i}"] for i in "abcdefghij"}
 
 
 def test_an_old_image_goes_first_again_after_a_few_calls_at_most(gated):

@@ -109,3 +109,29 @@ def test_queue_full_is_503_and_deadline_is_504(held):
     assert all(a.json()["error"]["code"] == "deadline_exceeded" for a in answers)
     model.gate.set()
     assert _post(app, spec).status_code == 200      # slots were freed
+
+
+def test_both_protocols_hand_the_request_start_to_the_queue_bound(held, monkeypatch):
+    """The queue's time bound counts from the request's start (the dispatcher's clock),
+    not from when its images were queued: each protocol passes that start on."""
+    app, model, _ = held
+    model.gate.set()
+    service = app.extensions["scoring"]
+    assert service.batcher.ready.wait(10)
+    seen = []
+    submit = service.batcher.submit_many
+
+    def spy(items, deadline, gone=None, since=None):
+        seen.append((since, time.monotonic()))
+        return submit(items, deadline, gone, since)
+
+    monkeypatch.setattr(service.batcher, "submit_many", spy)
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["eA=="]}]}
+    client = app.test_client()
+    before = time.monotonic()
+    assert client.post("/score", data=media.jpeg()).status_code == 200
+    assert client.post(f"/v2/models/{service.config.model_name}/infer", json=body).status_code == 200
+    assert len(seen) == 2
+    for since, submitted in seen:
+        assert since is not None and before <= since <= submitted
+    assert seen[0][0] < seen[1][0]  # each request its own start
