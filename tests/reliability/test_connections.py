@@ -6,6 +6,7 @@ and a socket for good: the reads below would wait out their own 30 s limit and f
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -101,6 +102,21 @@ def test_a_stalled_body_gets_408_and_the_worker_goes_on(server):
                           headers={"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"})
     assert after.status_code == 200
     assert "unexpected error" not in server.output() and "Traceback" not in server.output()
+
+
+def test_a_body_that_arrives_in_pieces_within_the_timeout_is_read_whole(server):
+    """The body is asked for whole (its Content-Length): pauses shorter than the 1 s
+    timeout between its pieces neither cut it short nor time it out."""
+    body = media.jpeg(media.RED)
+    third = len(body) // 3
+    with connect(server) as sock:
+        sock.sendall(score_request(b"", length=len(body)))
+        for piece in (body[:third], body[third:2 * third], body[2 * third:]):
+            time.sleep(0.4)
+            sock.sendall(piece)
+        answer = read_all(sock)  # the server closes the kept-alive connection after 1 s
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:400]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["predictions"][0]["label"] == "red"
 
 
 def test_once_the_worker_stops_a_kept_alive_connection_is_told_to_close(encoded_model_dir, tmp_path):
