@@ -36,6 +36,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from scoring_app.contract import Var
 from scoring_tools.local import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +217,7 @@ def read_samples(path: Path) -> list[Sample]:
 def demo_server(demo_dir: Path) -> Iterator[tuple[str, str, str]]:
     """The quick start's server on free ports: (url, metrics url, key)."""
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "SCORING_METRICS_PORT": str(metrics_port), "SCORING_LOG_LEVEL": "warning"}
+    env = {**os.environ, Var.METRICS_PORT: str(metrics_port), Var.LOG_LEVEL: "warning"}
     server = LocalServer(env, subprocess.DEVNULL, cwd=ROOT,
                          argv=[sys.executable, "-m", "scoring_tools.quickstart", "--port", str(port),
                                "--demo-dir", str(demo_dir)])
