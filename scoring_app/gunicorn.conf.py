@@ -8,6 +8,7 @@ one greenlet per connection, with the model call and image decodes in native
 threads (scoring_app/offload.py).
 
 The master also:
+- sets glibc's allocator for multi-megabyte bodies (scoring_app/server/allocator.py);
 - serves the workers' merged Prometheus metrics on Var.METRICS_PORT;
 - on SIGTERM, drains before stopping: it tells the workers to answer 503 on
   /readyz (SIGUSR2) and keeps accepting for Var.DRAIN_SECONDS, so the
@@ -27,7 +28,7 @@ import tempfile
 from scoring_app import settings
 from scoring_app.contract import Var
 from scoring_app.http.auth import KeyStore
-from scoring_app.server import drain
+from scoring_app.server import allocator, drain
 
 try:
     _config = settings.load()
@@ -43,6 +44,10 @@ if _config.capture_uri and _config.capture_flush_seconds >= _config.graceful_tim
     sys.exit(f"scoring: bad configuration: {Var.CAPTURE_FLUSH_SECONDS}="
              f"{_config.capture_flush_seconds:g} must be below {Var.GRACEFUL_TIMEOUT_S}="
              f"{_config.graceful_timeout_s} (the master stops a worker at the graceful timeout)")
+
+# Before the fork, so every worker inherits it: bodies of megabytes reuse the heap's
+# pages instead of faulting fresh ones in each request (scoring_app/server/allocator.py).
+allocator.tune()
 
 # Multiprocess metrics: workers write here; must be set before any worker
 # imports prometheus_client. Only /tmp is writable in the container.

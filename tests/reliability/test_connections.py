@@ -5,6 +5,7 @@ and a socket for good: the reads below would wait out their own 30 s limit and f
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import os
@@ -117,6 +118,33 @@ def test_a_body_that_arrives_in_pieces_within_the_timeout_is_read_whole(server):
         answer = read_all(sock)  # the server closes the kept-alive connection after 1 s
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:400]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["predictions"][0]["label"] == "red"
+
+
+def _minor_faults(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
+
+
+def test_a_worker_reads_bodies_of_megabytes_into_pages_it_already_has(server):
+    """gunicorn's master sets glibc's allocator before it forks (server/allocator.py):
+    after the first few, four 3 MB bodies (768 pages each) at a time cost the worker few
+    page faults: about 3 a body here, against about 190 at glibc's defaults."""
+    (worker,) = procs.workers(server.proc.pid)
+    body = b"\x00" * (3 << 20)  # not an image: read whole, then refused with 400
+
+    def send_four():
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: requests.post(
+                server.url + "/score", data=body, timeout=WAIT_S,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "image/jpeg"}), range(4)))
+        assert [a.status_code for a in answers] == [400] * 4
+
+    for _ in range(3):
+        send_four()
+    before = _minor_faults(worker)
+    for _ in range(10):
+        send_four()
+    per_body = (_minor_faults(worker) - before) / 40
+    assert per_body < 48, per_body
 
 
 def test_once_the_worker_stops_a_kept_alive_connection_is_told_to_close(encoded_model_dir, tmp_path):
