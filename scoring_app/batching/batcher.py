@@ -235,7 +235,7 @@ class Batcher:
         first_at = now + min(allowance / 2, self._first_after_s())
         pending = [_Pending(item, gone, now, first_at, since, now + in_queue_s) for item in items]
         with self._cond:
-            self._admit(len(pending), now - since)
+            self._admit(len(pending), in_queue_s)
             self._queue.extend(pending)
             self._observer.queue_depth(len(self._queue))
             self._cond.notify()
@@ -254,7 +254,7 @@ class Batcher:
         is refused again, or admitted, when it is submitted)."""
         with self._cond:
             try:
-                self._admit(n)
+                self._admit(n, self._queue_allowance_s(0.0))
             except Unavailable as exc:
                 return exc
         return None
@@ -269,12 +269,11 @@ class Batcher:
             return math.inf
         return max(bound - spent, min(bound, self._standing_s()))
 
-    def _admit(self, n: int, spent: float = 0.0) -> None:
-        """Refuse ``n`` new items of a request that started ``spent`` seconds ago (503)
-        when they do not fit in the queue, or when the policy predicts the last of them
-        would wait past what is left of ``max_queue_wait_s`` (``_queue_allowance_s``; the
-        caller holds ``_cond``). The count bound is the backstop: it holds while the
-        policy is uncalibrated, too."""
+    def _admit(self, n: int, in_queue_s: float) -> None:
+        """Refuse ``n`` new items (503) when they do not fit in the queue, or when the
+        policy predicts the last of them would wait longer than ``in_queue_s``, their
+        request's ``_queue_allowance_s`` (the caller holds ``_cond``). The count bound is
+        the backstop: it holds while the policy is uncalibrated, too."""
         queued = len(self._queue)
         if queued + n > self._max_queue:
             raise Unavailable("the server is busy (queue full); retry shortly")
@@ -286,7 +285,7 @@ class Batcher:
             ends = min(call.started + self.policy.call_estimate_s(call.n) for call in self._out)
             busy_s = max(0.0, ends - now)
         wait_s = self.policy.predicted_wait_s(queued, n, busy_s, self._max_calls)
-        if wait_s is not None and wait_s > self._queue_allowance_s(spent):
+        if wait_s is not None and wait_s > in_queue_s:
             raise Unavailable(f"the server is busy (a wait of about {wait_s:.1f} s in the "
                               "queue); retry shortly", retry_after_s=max(1, math.ceil(wait_s)))
 
