@@ -17,7 +17,8 @@ the model on answers nobody reads.
 
 The queue is served oldest first while it drains, and newest first once it
 stands (adaptive LIFO, with a CoDel-like switch: its oldest item has waited
-longer than ``STANDING_CALLS`` calls; back to oldest first once it empties).
+longer than ``STANDING_CALLS`` calls and ``STANDING_MIN_S``; back to oldest
+first once it empties).
 In a standing queue served in order every item waits about as long as the
 queue is, so a client that gives up sooner leaves while its image is in the
 model call, which no look before the call can see; newest first, a fresh
@@ -73,8 +74,14 @@ log = logging.getLogger(__name__)
 SOLO_MAX_S = 0.02
 # The queue stands (and is served newest first) once its oldest item has waited
 # longer than this many calls of a target batch, each with its fill wait: had
-# the queue drained, that item would have been in the next call.
+# the queue drained, that item would have been in the next call...
 STANDING_CALLS = 2
+# ...and longer than this. Newest first is for waits that near a client's patience, and
+# no client gives up this soon; a closed loop of clients of a fast model, never
+# overloaded, keeps its oldest item waiting a few calls all the time, and served newest
+# first its old items sit out whole calls, the batches behind them go short, and it
+# loses throughput and doubles its p99 (docs/performance.md).
+STANDING_MIN_S = 0.1
 # In a standing queue, every item's connection is looked at (``gone``) at most this
 # often: one non-blocking recv each, on the inference loop, while it holds the lock.
 SWEEP_S = 0.1
@@ -435,7 +442,8 @@ class Batcher:
     def _standing_s(self) -> float:
         """How long the oldest item may have waited before the queue counts as standing."""
         target = self.policy.target
-        return STANDING_CALLS * (self.policy.call_estimate_s(target) + self.policy.wait_s(target))
+        calls_s = STANDING_CALLS * (self.policy.call_estimate_s(target) + self.policy.wait_s(target))
+        return max(STANDING_MIN_S, calls_s)
 
     def _first_after_s(self) -> float:
         """How long an item waits in a standing queue before it goes first again (at most)."""

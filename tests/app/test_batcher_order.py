@@ -65,6 +65,22 @@ def test_a_standing_queue_is_served_newest_first(gated):
     assert held.results == {i: [f"scored {i}"] for i in "abcdef"}
 
 
+@pytest.mark.parametrize(("wait_s", "order"), [(0.03, ["a", "bcde", "f"]), (0.15, ["a", "cdef", "b"])])
+def test_a_queue_stands_only_once_its_oldest_has_waited_the_least_standing_time(gated, wait_s, order):
+    """A fast model's queue whose oldest image has waited many calls but less than
+    ``STANDING_MIN_S`` (a closed loop of clients keeps one like it, never overloaded) is
+    still served oldest first; past it, newest first."""
+    held = gated(timings=FAST, max_queue=8)
+    held.batcher._first_after_s = lambda: 3600.0  # no image's turn comes first
+    assert held.batcher._standing_s() == batching.STANDING_MIN_S
+    assert wait_s > 10 * batching.STANDING_CALLS * FAST[4]
+    held.hold("a")
+    _queue(held, "bcdef")
+    time.sleep(wait_s)
+    held.release()
+    assert ["".join(sorted(c)) for c in held.gate.calls] == order
+
+
 def test_an_old_image_goes_first_again_once_it_has_waited_half_its_allowance(gated):
     """Newest first must not starve a patient client: b's deadline is near, so its turn
     comes first; then the newest."""
@@ -165,7 +181,7 @@ def test_an_old_image_goes_first_again_after_a_few_calls_at_most(gated):
     held = gated(timings={1: 0.01, 2: 0.02, 4: 0.04}, max_queue=8, max_queue_wait_s=60)
     call = held.batcher.policy.call_estimate_s(held.batcher.policy.target)
     standing = held.batcher._standing_s()
-    assert batching.STANDING_CALLS * call <= standing
+    assert batching.STANDING_CALLS * call <= standing and batching.STANDING_MIN_S <= standing
     held.hold("a")
     _queue(held, "b")
     (p,) = held.batcher._queue
