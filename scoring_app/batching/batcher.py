@@ -274,6 +274,8 @@ class Batcher:
         bound = self._max_queue_wait_s
         if not bound:
             return math.inf
+        if spent <= 0:  # nothing used yet (every ``refuses``): the floor cannot matter
+            return bound - spent
         return max(bound - spent, min(bound, self._standing_s()))
 
     def _admit(self, n: int, in_queue_s: float) -> None:
