@@ -15,10 +15,12 @@ leaves the queue, before it goes into a model call: under overload the queue
 fills with the images of clients that gave up, and scoring them would spend
 the model on answers nobody reads.
 
-The queue is served oldest first while it drains, and newest first once it
+The queue is served oldest first while it drains, and newest first while it
 stands (adaptive LIFO, with a CoDel-like switch: its oldest item has waited
 longer than ``STANDING_CALLS`` calls and ``STANDING_MIN_S``; back to oldest
-first once it empties).
+first once its oldest has waited less, as CoDel leaves its dropping state once
+the sojourn time falls below its target: the queue drained, or its old items
+were served or left).
 In a standing queue served in order every item waits about as long as the
 queue is, so a client that gives up sooner leaves while its image is in the
 model call, which no look before the call can see; newest first, a fresh
@@ -417,8 +419,12 @@ class Batcher:
         (``late_at``) with a 503: neither reaches the model (``_callable``)."""
         now = time.monotonic()
         queue = self._queue
-        if queue and now - queue[0].queued > self._standing_s():
-            self._standing = True
+        # Decided afresh at each take, from the oldest item's wait. A closed loop of
+        # more clients than a call takes never empties its queue, though it is not
+        # overloaded: one slow moment that stood it would otherwise keep it newest
+        # first for good, a few clients at a time waiting ``FIRST_AFTER_STANDING``
+        # thresholds while the others go round.
+        self._standing = bool(queue) and now - queue[0].queued > self._standing_s()
         batch: list[_Pending] = []
         self._abandoned = 0
         timed = bool(self._max_queue_wait_s and self.policy.call_s)  # as admission's
@@ -435,8 +441,6 @@ class Batcher:
             p = queue.pop()
             if self._callable(p, now, timed):
                 batch.append(p)
-        if not queue:  # it drained: back to oldest first
-            self._standing = False
         if self._abandoned:
             self._observer.abandoned(self._abandoned)
         return batch

@@ -81,6 +81,25 @@ def test_a_queue_stands_only_once_its_oldest_has_waited_the_least_standing_time(
     assert ["".join(sorted(c)) for c in held.gate.calls] == order
 
 
+def test_a_queue_that_stood_is_served_oldest_first_again_once_its_oldest_is_young(gated):
+    """The order follows the oldest image's wait at every take, not only an empty queue
+    (a closed loop of more clients than a call takes never empties it): b stood the
+    queue and left; c to e, queued just now, go oldest first though the queue never
+    emptied."""
+    held = gated(timings=FAST, max_batch=2, max_queue=8)
+    held.batcher._standing_s = lambda: 0.3
+    held.batcher._first_after_s = lambda: 3600.0  # no image's turn comes first
+    left = threading.Event()
+    held.hold("a")
+    _queue(held, "b", gone={"b": left.is_set})
+    time.sleep(0.35)
+    _queue(held, "cdefg")
+    left.set()
+    held.release()
+    assert isinstance(held.results["b"], ClientClosed)
+    assert [sorted(c) for c in held.gate.calls] == [["a"], ["f", "g"], ["c", "d"], ["e"]]
+
+
 def test_an_old_image_goes_first_again_once_it_has_waited_half_its_allowance(gated):
     """Newest first must not starve a patient client: b's deadline is near, so its turn
     comes first; then the newest."""
