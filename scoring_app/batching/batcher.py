@@ -200,7 +200,7 @@ class Batcher:
         knows only once the model is loaded: Var.MODEL_CALLS=auto)."""
         if self._thread.is_alive():
             raise RuntimeError("the batcher is already running")
-        self._max_calls = max_calls
+        self._max_calls = self.policy.calls = max_calls
         self._free = [offload.NativeThread() for _ in range(max_calls)]  # model threads not in a call
 
     def start(self) -> None:

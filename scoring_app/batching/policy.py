@@ -35,6 +35,14 @@ NEAR_TIE = 0.1
 # gain more from the overlap than from the bigger batch (docs/performance.md:
 # "Long calls target the fastest batch size").
 LONG_CALL_S = 0.05
+# ...and only while one model call is out at a time. With more (``calls``), the next
+# call overlaps a batch's turnaround already, and a smaller batch only costs
+# images/s: on a CPU whose images/s is nearly flat from 4 to 16, the near tie made
+# the target 4, which served fewer images a second than 16 there (what two calls
+# side by side cost, single calls' timings do not show; docs/performance.md, "One
+# call at a time keeps the near tie").
+
+
 class BatchPolicy:
     """How many queued items the next model call takes, and how long to wait for them.
 
@@ -43,8 +51,8 @@ class BatchPolicy:
     From those:
 
     - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
-      images/s, or, when that fastest size's call is long (``LONG_CALL_S``),
-      the fastest size itself;
+      images/s, or, when that fastest size's call is long (``LONG_CALL_S``) or
+      several calls may be out at once (``calls``), the fastest size itself;
     - a lone request on a quiet server goes at once: the thread expects as many
       items as the last call took (a busy closed loop of clients sends them
       back), which is 1 when quiet, and 1 again after it sat idle longer than
@@ -75,6 +83,7 @@ class BatchPolicy:
         self.calibrated: dict[int, float] = {}
         self.target = self.sizes[-1]
         self.last = 1
+        self.calls = 1  # model calls that may be out at once (the batcher's max_calls)
 
     def calibrate(self, call_s: dict[int, float]) -> None:
         """Seconds per model call at each batch size; picks the target."""
@@ -96,7 +105,7 @@ class BatchPolicy:
     def _pick_target(self) -> None:
         if self.call_s:
             fastest = max(self.call_s, key=lambda size: self._rate(size, size))
-            tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S else 0.0
+            tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S and self.calls == 1 else 0.0
             floor = (1 - tie) * self._rate(fastest, fastest)
             self.target = min(size for size in self.call_s if self._rate(size, size) >= floor)
 

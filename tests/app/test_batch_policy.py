@@ -131,6 +131,18 @@ def test_long_calls_target_the_fastest_size_and_short_ones_the_near_tie(scale, t
     assert policy.take(40, want=policy.target) == target
 
 
+@pytest.mark.parametrize("calls,target", [
+    (1, 4),   # one call at a time: the smallest within the near tie
+    (2, 16),  # two side by side: the next call overlaps the turnaround anyway
+])
+def test_short_calls_keep_the_near_tie_only_one_call_at_a_time(calls, target):
+    timings = {size: seconds / 100 for size, seconds in RESNET_LIKE.items()}
+    policy = BatchPolicy(SIZES, 1.0)
+    policy.calls = calls
+    policy.calibrate(timings)
+    assert policy.target == target
+
+
 # -- admission by time ------------------------------------------------------------
 def test_predicted_wait_counts_the_batches_ahead_of_a_requests_last_item():
     policy = _policy({size: 1.0 for size in SIZES})  # every size 1 s: 32, the fastest, is the target

@@ -242,6 +242,7 @@ def test_the_number_of_calls_is_set_before_the_batcher_starts(gated):
     idle = Batcher(lambda items: items, 4, 0.01, 8)
     idle.set_max_calls(3)
     assert idle.max_calls == 3
+    assert idle.policy.calls == 3  # the target's choice depends on it (test_batch_policy.py)
 
 
 class _Counting:
