@@ -39,8 +39,8 @@ LONG_CALL_S = 0.05
 # call overlaps a batch's turnaround already, and a smaller batch only costs
 # images/s: on a CPU whose images/s is nearly flat from 4 to 16, the near tie made
 # the target 4, which served fewer images a second than 16 there (what two calls
-# side by side cost, single calls' timings do not show; docs/performance.md, "One
-# call at a time keeps the near tie").
+# side by side cost, single calls' timings do not show; docs/performance.md, "An
+# AMD VM").
 
 
 class BatchPolicy:
