@@ -35,12 +35,13 @@ NEAR_TIE = 0.1
 # gain more from the overlap than from the bigger batch (docs/performance.md:
 # "Long calls target the fastest batch size").
 LONG_CALL_S = 0.05
-# ...and only while one model call is out at a time. With more (``calls``), the next
-# call overlaps a batch's turnaround already, and a smaller batch only costs
-# images/s: on a CPU whose images/s is nearly flat from 4 to 16, the near tie made
-# the target 4, which served fewer images a second than 16 there (what two calls
-# side by side cost, single calls' timings do not show; docs/performance.md, "An
-# AMD VM").
+# With several model calls out at once (``calls``) the next call overlaps a batch's
+# turnaround already, and the near tie goes the other way: its largest size is the
+# target. Warm-up times each size alone; what two calls side by side cost per call
+# (the hand-offs, the turnaround, the calls' contention) it does not show, and a
+# bigger batch pays it for more images: on a CPU whose images/s alone is nearly flat
+# from 4 to 16, targets of 2, 4, 8 and 16 served more requests a second in that order
+# (docs/performance.md, "An AMD VM").
 
 
 class BatchPolicy:
@@ -51,8 +52,9 @@ class BatchPolicy:
     From those:
 
     - the *target* is the smallest batch size within ``NEAR_TIE`` of the most
-      images/s, or, when that fastest size's call is long (``LONG_CALL_S``) or
-      several calls may be out at once (``calls``), the fastest size itself;
+      images/s (the largest, when several calls may be out at once: ``calls``),
+      or, when that fastest size's call is long (``LONG_CALL_S``), the fastest
+      size itself;
     - a lone request on a quiet server goes at once: the thread expects as many
       items as the last call took (a busy closed loop of clients sends them
       back), which is 1 when quiet, and 1 again after it sat idle longer than
@@ -105,9 +107,12 @@ class BatchPolicy:
     def _pick_target(self) -> None:
         if self.call_s:
             fastest = max(self.call_s, key=lambda size: self._rate(size, size))
-            tie = NEAR_TIE if self.call_s[fastest] < LONG_CALL_S and self.calls == 1 else 0.0
-            floor = (1 - tie) * self._rate(fastest, fastest)
-            self.target = min(size for size in self.call_s if self._rate(size, size) >= floor)
+            if self.call_s[fastest] >= LONG_CALL_S:
+                self.target = fastest
+                return
+            floor = (1 - NEAR_TIE) * self._rate(fastest, fastest)
+            near = [size for size in self.call_s if self._rate(size, size) >= floor]
+            self.target = min(near) if self.calls == 1 else max(near)
 
     def predicted_wait_s(self, queued: int, n: int, busy_s: float, calls: int = 1) -> float | None:
         """How long the last of ``n`` new items would wait in the queue before
