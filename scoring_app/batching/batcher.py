@@ -183,7 +183,6 @@ class Batcher:
         self._looking = False  # a lone request is letting the others run first
         self._last_end = time.monotonic()  # when the last model call ended
         self._backlog = False  # items were queued when the last batched call ended
-        self._standing = False  # the queue stands: served newest first (``_take_items``)
         self._next_sweep = 0.0  # when a standing queue is next swept for clients gone
         self._abandoned = 0  # items whose clients had gone, in the take in progress
         self.ready = threading.Event()
@@ -419,21 +418,22 @@ class Batcher:
         (``late_at``) with a 503: neither reaches the model (``_callable``)."""
         now = time.monotonic()
         queue = self._queue
-        # Decided afresh at each take, from the oldest item's wait. A closed loop of
+        # Whether the queue stands (served newest first), decided afresh at each take
+        # from the oldest item's wait, so nothing to keep between takes. A closed loop of
         # more clients than a call takes never empties its queue, though it is not
         # overloaded: one slow moment that stood it would otherwise keep it newest
         # first for good, a few clients at a time waiting ``FIRST_AFTER_STANDING``
         # thresholds while the others go round.
-        self._standing = bool(queue) and now - queue[0].queued > self._standing_s()
+        standing = bool(queue) and now - queue[0].queued > self._standing_s()
         batch: list[_Pending] = []
         self._abandoned = 0
         timed = bool(self._max_queue_wait_s and self.policy.call_s)  # as admission's
         while queue and timed and now > queue[0].late_at:  # free the oldest slots first
             self._callable(queue.popleft(), now, timed)
-        if self._standing and now >= self._next_sweep:
+        if standing and now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
             self._queue = queue = collections.deque(p for p in queue if self._callable(p, now, timed))
-        while queue and len(batch) < n and (not self._standing or queue[0].first_at <= now):
+        while queue and len(batch) < n and (not standing or queue[0].first_at <= now):
             p = queue.popleft()
             if self._callable(p, now, timed):
                 batch.append(p)
